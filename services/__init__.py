@@ -1,0 +1,1 @@
+"""Stellaclaw's five services and the launcher that runs them."""

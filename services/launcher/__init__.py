@@ -1,0 +1,1 @@
+"""The `stellaclaw` command: the one package that knows all five services."""

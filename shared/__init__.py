@@ -1,0 +1,1 @@
+"""The contract between Stellaclaw's services: bus messages, names, config, and bus plumbing."""

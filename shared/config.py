@@ -1,0 +1,191 @@
+"""`stellaclaw.toml`: decoded once into frozen Structs that forbid unknown keys.
+
+Secrets are `${VAR}` references resolved from the environment (`$${` is a literal `${`). Every
+problem is a ConfigError whose text is the whole line for stderr: `config: <key>: <what is wrong>`.
+This module is the one reader of the environment.
+"""
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+from shared.errors import ConfigError
+
+CURRENT_VERSION = 1
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+SECRET_KEYS = frozenset({"bot_token", "api_key"})
+_T = TypeVar("_T")
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config table: immutable, and a misspelt key is an error."""
+
+
+class TelegramConfig(ConfigTable, frozen=True, kw_only=True):
+    bot_token: Annotated[str, Meta(min_length=1)]
+    api_base: str = "https://api.telegram.org"
+    allowed_user_ids: list[int] = msgspec.field(default_factory=list)
+
+
+class ModelConfig(ConfigTable, frozen=True, kw_only=True):
+    provider: Literal["openai_chat"]
+    model: Annotated[str, Meta(min_length=1)]
+    base_url: str = "https://openrouter.ai/api/v1"
+    api_key: str | None = None
+    description: str = ""
+    context_window: Annotated[int, Meta(gt=0)] = 128_000
+    max_output_tokens: Annotated[int, Meta(gt=0)] = 8_192
+    timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+
+
+class BusConfig(ConfigTable, frozen=True, kw_only=True):
+    url: str | None = None  # unset: `stellaclaw up` starts an embedded nats-server
+    in_partitions: Annotated[int, Meta(ge=1, le=1024)] = 16
+
+
+class LogConfig(ConfigTable, frozen=True, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(ConfigTable, frozen=True, kw_only=True):
+    """The whole file; each service takes its part."""
+
+    version: Annotated[int, Meta(ge=1)] = CURRENT_VERSION
+    default_model: str
+    models: dict[Annotated[str, Meta(pattern=MODEL_NAME_PATTERN)], ModelConfig]
+    workdir: str = "~/.local/share/stellaclaw"
+    shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
+    telegram: TelegramConfig | None = None
+    bus: BusConfig = BusConfig()
+    logging: LogConfig = LogConfig()
+
+
+def load(path: Path) -> Config:
+    """Read, expand and decode the config file; raises ConfigError with the one-line reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path.name} is not valid TOML: {exc}") from None
+    return parse(raw, dict(os.environ))  # noqa: TID251 -- this module is the one env reader
+
+
+def parse(raw: dict[str, Any], env: dict[str, str]) -> Config:
+    """Expand `${VAR}`s from `env` and decode; a pure function of its inputs."""
+    expanded = _expand(raw, env, ())
+    assert isinstance(expanded, dict)
+    models = expanded.get("models")
+    if isinstance(models, dict):  # decoded one by one, so an error names the model
+        expanded["models"] = {name: _model(name, table) for name, table in models.items()}
+    config = _convert(expanded, Config, "")
+    _cross_check(config)
+    return config
+
+
+def _model(name: str, table: object) -> ModelConfig:
+    if not re.match(MODEL_NAME_PATTERN, name):
+        raise ConfigError(f"config: models.{name}: a model name matches [A-Za-z0-9_.-]+")
+    return _convert(table, ModelConfig, f"models.{name}")
+
+
+def _convert(node: object, kind: type[_T], prefix: str) -> _T:
+    try:
+        return msgspec.convert(node, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_validation_line(str(exc), kind, prefix)) from None
+
+
+def secret_paths(raw: dict[str, Any]) -> set[tuple[str, ...]]:
+    """Keys whose value is secret: the known secret keys and every `${VAR}` reference."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(node: object, key: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                walk(value, (*key, str(name)))
+        elif isinstance(node, str) and (key[-1] in SECRET_KEYS or _VAR.search(node)):
+            found.add(key)
+
+    walk(raw, ())
+    return found
+
+
+def _expand(node: object, env: dict[str, str], key: tuple[str, ...]) -> object:
+    if isinstance(node, dict):
+        return {name: _expand(value, env, (*key, str(name))) for name, value in node.items()}
+    if isinstance(node, list):
+        return [_expand(value, env, key) for value in node]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "${"
+        if name not in env:
+            raise ConfigError(f"config: {'.'.join(key)}: environment variable {name} is not set")
+        return env[name]
+
+    return _VAR.sub(substitute, node)
+
+
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.*)$")
+
+
+def _validation_line(message: str, kind: type, prefix: str) -> str:
+    """msgspec's `Expected int, got str - at $.a.b` as SPEC §14.1's `config: a.b: expected ...`."""
+    match = _AT.match(message)
+    what, path = (match["what"], match["path"] or "") if match else (message, "")
+    key = _join(prefix, re.sub(r"\[(\d+)\]", r".\1", path).strip("."))
+    if found := _UNKNOWN.match(what):
+        key, what = _join(key, found["field"]), "unknown key"
+    elif found := _MISSING.match(what):
+        key, what = _join(key, found["field"]), "missing required key"
+    elif found := _ENUM.match(what):
+        choices = ", ".join(_choices(kind, key.removeprefix(prefix).strip(".").split(".")))
+        what = f"expected one of {choices}, got {found['value']}"
+    elif what.startswith("Expected"):
+        what = "expected" + what[len("Expected") :]
+    return f"config: {key or '<top level>'}: {what}"
+
+
+def _choices(kind: type, path: list[str]) -> list[str]:
+    """The allowed values of the Literal field at `path` below `kind`."""
+    info: msgspec.inspect.Type = msgspec.inspect.type_info(kind)
+    for name in path:
+        while isinstance(info, msgspec.inspect.UnionType):  # `X | None`: follow the table
+            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+        if not isinstance(info, msgspec.inspect.StructType):
+            return []
+        info = next((f.type for f in info.fields if f.name == name), msgspec.inspect.AnyType())
+    return [str(v) for v in info.values] if isinstance(info, msgspec.inspect.LiteralType) else []
+
+
+def _join(key: str, field: str) -> str:
+    return f"{key}.{field}" if key and field else key or field
+
+
+def _cross_check(config: Config) -> None:
+    if config.version > CURRENT_VERSION:
+        raise ConfigError(
+            f"config: version: config version {config.version} is newer than this "
+            f"Stellaclaw supports ({CURRENT_VERSION})"
+        )
+    if config.default_model not in config.models:
+        known = ", ".join(sorted(config.models)) or "none"
+        raise ConfigError(
+            f"config: default_model: {config.default_model!r} is not a configured model "
+            f"(configured: {known})"
+        )

@@ -1,0 +1,97 @@
+"""How every service process starts and stops: flags, config, logging, uvloop, signals, exit code.
+
+`python -m services.<name>` and `stellaclaw run <name>` both end in `main(name, run)`. SIGTERM and
+SIGINT set the stop Event that `run()` waits on; exit code 2 means the operator must fix the config.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+from shared import config as config_file
+from shared import logging as service_logging
+from shared.errors import ConfigError
+
+EXIT_CONFIG = 2
+log = logging.getLogger(__name__)
+
+
+class Runtime(msgspec.Struct, frozen=True, kw_only=True):
+    """What a service's `run()` gets: the decoded config, the workdir and the bus to use."""
+
+    config: config_file.Config
+    workdir: Path
+    bus_url: str
+
+
+Run = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+
+
+def arguments(service: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"stellaclaw run {service}")
+    parser.add_argument("--config", type=Path, default=Path("stellaclaw.toml"))
+    parser.add_argument("--workdir", type=Path, default=None)
+    return parser
+
+
+def workdir_of(config: config_file.Config, override: Path | None) -> Path:
+    return (override or Path(config.workdir)).expanduser().resolve()
+
+
+def bus_url_file(workdir: Path) -> Path:
+    """Where `stellaclaw up` records the bus it started, for `stellaclaw run` and `chat`."""
+    return workdir / "run" / "bus.url"
+
+
+def resolve_bus_url(config: config_file.Config, workdir: Path) -> str:
+    if config.bus.url:
+        return config.bus.url
+    recorded = bus_url_file(workdir)
+    try:
+        return recorded.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ConfigError(
+            f"config: bus.url: not set, and no running `stellaclaw up` recorded one in {recorded}"
+        ) from None
+
+
+def runtime(config_path: Path, workdir: Path | None) -> Runtime:
+    config = config_file.load(config_path)
+    where = workdir_of(config, workdir)
+    return Runtime(config=config, workdir=where, bus_url=resolve_bus_url(config, where))
+
+
+def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
+    """Run one service until SIGTERM/SIGINT; exit 2 on a config error."""
+    args = arguments(service).parse_args(argv)
+    try:
+        ready = runtime(args.config, args.workdir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
+        sys.exit(EXIT_CONFIG)
+    secrets = [m.api_key for m in ready.config.models.values() if m.api_key]
+    if ready.config.telegram:
+        secrets.append(ready.config.telegram.bot_token)
+    service_logging.setup(service, ready.config.logging.level, secrets)
+    try:
+        uvloop.run(_serve(service, run, ready))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(EXIT_CONFIG)
+
+
+async def _serve(service: str, run: Run, ready: Runtime) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("starting", extra={"bus": ready.bus_url, "workdir": str(ready.workdir)})
+    await run(ready, stop)
+    log.info("stopped")

@@ -1,0 +1,77 @@
+"""Session history events on `sc.hist.<session>` (stream SC_HIST), SPEC §3.10's names."""
+
+from typing import Literal
+
+import msgspec
+
+from shared.ids import CallIdField, SessionIdField, TurnIdField
+from shared.messages.base import BusMessage, Sender, Value
+
+
+class Usage(Value, frozen=True, kw_only=True):
+    """Tokens of one model call (SPEC §7.5)."""
+
+    input: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+
+
+class ToolCall(Value, frozen=True, kw_only=True):
+    call_id: CallIdField  # ours: the provider's id when it is subject-safe, else `c<n>`
+    provider_call_id: str  # kept for the wire
+    name: str
+    arguments: str  # the model's JSON text, exactly as received
+
+
+class ToolResult(Value, frozen=True, kw_only=True):
+    call_id: CallIdField
+    tool: str
+    content: str  # compact JSON, as the model reads it
+    is_error: bool = False
+
+
+class SessionStarted(BusMessage, frozen=True, kw_only=True, tag="session_started"):
+    session_id: SessionIdField
+    session_type: Literal["foreground", "background", "subagent"]
+    model: str
+
+
+class TurnStarted(BusMessage, frozen=True, kw_only=True, tag="turn_started"):
+    turn_id: TurnIdField
+    input_seq: int
+
+
+class UserMessage(BusMessage, frozen=True, kw_only=True, tag="user_message"):
+    turn_id: TurnIdField
+    text: str
+    sender: Sender
+
+
+class AssistantMessage(BusMessage, frozen=True, kw_only=True, tag="assistant_message"):
+    turn_id: TurnIdField
+    text: str
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    model: str
+    usage: Usage = Usage()
+
+
+class ToolResults(BusMessage, frozen=True, kw_only=True, tag="tool_results"):
+    """All results of one batch, in the order the model asked for them."""
+
+    turn_id: TurnIdField
+    results: list[ToolResult]
+
+
+class TurnFinished(BusMessage, frozen=True, kw_only=True, tag="turn_finished"):
+    turn_id: TurnIdField
+    outcome: Literal["answered", "cancelled", "failed"]
+    error: str | None = None
+    can_continue: bool = False
+
+
+HistoryEvent = (
+    SessionStarted | TurnStarted | UserMessage | AssistantMessage | ToolResults | TurnFinished
+)
+HISTORY: msgspec.json.Decoder[HistoryEvent] = msgspec.json.Decoder(HistoryEvent)

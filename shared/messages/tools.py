@@ -1,0 +1,82 @@
+"""Tool requests (`sc.tool.req.<pool>.<session>`), results (`sc.tool.res.<session>.<call>`) and
+the catalog request/reply (`sc.tool.catalog.<pool>`)."""
+
+from typing import Literal
+
+import msgspec
+
+from shared.ids import CallIdField, ConvIdField, SessionIdField
+from shared.messages.base import BusMessage, Value, Workspace
+
+ErrorKind = Literal[
+    "invalid_arguments",
+    "unknown_tool",
+    "not_found",
+    "outside_workspace",
+    "exists",
+    "too_large",
+    "not_text",
+    "timed_out",
+    "cancelled",
+    "interrupted_by_restart",
+    "limit_reached",
+    "remote_unreachable",
+    "unavailable",
+    "failed",
+]
+
+
+class RunTool(BusMessage, frozen=True, kw_only=True, tag="run_tool"):
+    """Run one tool call for a session; answered by exactly one ToolFinished."""
+
+    session_id: SessionIdField
+    conversation_id: ConvIdField
+    call_id: CallIdField
+    tool: str
+    arguments: msgspec.Raw  # the model's JSON object, decoded only by the tool that owns it
+    workspace: Workspace
+    timeout_s: float = 1800.0
+
+
+class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True, tag_field="outcome"):
+    """Base of a tool call's outcome: a value the model reads, never an exception."""
+
+
+class ToolSucceeded(ToolOutcome, frozen=True, kw_only=True, tag="succeeded"):
+    output: msgspec.Raw  # the result object as compact JSON
+
+
+class ToolFailed(ToolOutcome, frozen=True, kw_only=True, tag="failed"):
+    error: str  # one readable sentence
+    error_kind: ErrorKind
+
+
+class ToolFinished(BusMessage, frozen=True, kw_only=True, tag="tool_finished"):
+    """The one answer to a RunTool, stored before the request is acked."""
+
+    session_id: SessionIdField
+    call_id: CallIdField
+    tool: str
+    result: ToolSucceeded | ToolFailed
+    runner_id: str
+    duration_s: float
+
+
+class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
+    """Ask any runner of a pool for the tools the model may call."""
+
+
+class ToolSpec(Value, frozen=True, kw_only=True):
+    name: str
+    description: str
+    parameters: msgspec.Raw  # a top-level JSON schema object
+
+
+class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
+    tools: list[ToolSpec]
+
+
+TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)
+TOOL_RESULT: msgspec.json.Decoder[ToolFinished] = msgspec.json.Decoder(ToolFinished)
+CATALOG_REQUEST: msgspec.json.Decoder[ListTools] = msgspec.json.Decoder(ListTools)
+CATALOG_REPLY: msgspec.json.Decoder[ToolCatalog] = msgspec.json.Decoder(ToolCatalog)

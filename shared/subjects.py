@@ -1,0 +1,152 @@
+"""Every subject, stream, KV bucket, object store, durable and message-id name of Stellaclaw.
+
+No other module spells an `sc.` subject or an `SC_`/`sc_` name; `docs/bus.md` lists the same names
+and `tests/test_architecture.py` checks that the two agree.
+"""
+
+from typing import Final, Literal
+
+Channel = Literal["telegram", "cli"]
+
+# Streams (DESIGN §3).
+IN_STREAM: Final = "SC_IN"
+SESSION_STREAM: Final = "SC_SESS"
+TOOL_STREAM: Final = "SC_TOOL"
+TOOL_RESULT_STREAM: Final = "SC_TOOLRES"
+HISTORY_STREAM: Final = "SC_HIST"
+OUT_STREAM: Final = "SC_OUT"
+EVENTS_STREAM: Final = "SC_EVENTS"
+
+# KV buckets and the object store.
+CONV_BUCKET: Final = "sc_conv"
+DELIVERY_BUCKET: Final = "sc_delivery"
+INGRESS_BUCKET: Final = "sc_ingress"
+FILES_STORE: Final = "sc_files"
+
+# Subject wildcards the streams listen on.
+INBOUND_ALL: Final = "sc.in.*"
+SESSION_INPUTS_ALL: Final = "sc.sess.*"
+TOOL_REQUESTS_ALL: Final = "sc.tool.req.>"
+TOOL_RESULTS_ALL: Final = "sc.tool.res.>"
+HISTORY_ALL: Final = "sc.hist.*"
+OUTBOUND_ALL: Final = "sc.out.>"
+EVENTS_ALL: Final = "sc.evt.>"
+
+# Headers that follow a message through every hop.
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+TRACE_HEADER: Final = "Sc-Trace"
+CONV_HEADER: Final = "Sc-Conv"
+
+
+def inbound(conversation_id: str) -> str:
+    """Where an ingress publishes a conversation's message (SC_IN partitions it on arrival)."""
+    return f"sc.in.{conversation_id}"
+
+
+def inbound_transform(partitions: int) -> str:
+    """SC_IN's subject transform destination: `sc.in.<p>.<conv>` with p a hash of the conv id."""
+    return "sc.in.{{partition(" + str(partitions) + ",1)}}.{{wildcard(1)}}"
+
+
+def inbound_partition(partition: int) -> str:
+    """The filter of the conversation durable that owns one SC_IN partition."""
+    return f"sc.in.{partition}.*"
+
+
+def session_input(session_id: str) -> str:
+    return f"sc.sess.{session_id}"
+
+
+def tool_request(pool: str, session_id: str) -> str:
+    return f"sc.tool.req.{pool}.{session_id}"
+
+
+def tool_requests(pool: str) -> str:
+    """A pool's shared durable filter: one token, so runner-specific durables stay possible."""
+    return f"sc.tool.req.{pool}.*"
+
+
+def tool_result(session_id: str, call_id: str) -> str:
+    return f"sc.tool.res.{session_id}.{call_id}"
+
+
+def tool_results(session_id: str) -> str:
+    return f"sc.tool.res.{session_id}.*"
+
+
+def tool_catalog(pool: str) -> str:
+    """Core request/reply: any runner of the pool answers with its tool catalog."""
+    return f"sc.tool.catalog.{pool}"
+
+
+def history(session_id: str) -> str:
+    return f"sc.hist.{session_id}"
+
+
+def outbound(channel: Channel, conversation_id: str) -> str:
+    return f"sc.out.{channel}.{conversation_id}"
+
+
+def outbound_channel(channel: Channel) -> str:
+    """Every output for one channel (delivery's filter; a bus client narrows it to its conv)."""
+    return f"sc.out.{channel}.*"
+
+
+def event(name: str) -> str:
+    return f"sc.evt.{name}"
+
+
+BAD_MESSAGE_EVENT: Final = "sc.evt.bad_message"
+
+
+def counters(service: str) -> str:
+    """Core request/reply (a nats.micro endpoint): a service's message counters."""
+    return f"sc.ctl.counters.{service}"
+
+
+def durable(service: str, part: str = "") -> str:
+    """A durable consumer name: the service, then the partition or pool it serves."""
+    return f"{service}_{part}" if part else service
+
+
+# Message ids (`Nats-Msg-Id`) and the ids derived from them.
+def telegram_update_msg_id(bot_id: int, update_id: int) -> str:
+    return f"tg:{bot_id}:{update_id}"
+
+
+def cli_msg_id(conversation_id: str, message_id: str) -> str:
+    return f"cli:{conversation_id}:{message_id}"
+
+
+def session_input_msg_id(in_seq: int) -> str:
+    return f"in:{in_seq}"
+
+
+def tool_request_msg_id(session_id: str, call_id: str) -> str:
+    return f"req:{session_id}:{call_id}"
+
+
+def tool_result_msg_id(session_id: str, call_id: str) -> str:
+    return f"res:{session_id}:{call_id}"
+
+
+def history_msg_id(session_id: str, turn_id: str, step: int) -> str:
+    return f"hist:{session_id}:{turn_id}:{step}"
+
+
+def answer_out_id(turn_id: str) -> str:
+    """The out id of a turn's final answer (also its msg id and its sc_delivery key part)."""
+    return f"ans_{turn_id}"
+
+
+def typing_out_id(turn_id: str) -> str:
+    return f"typ_{turn_id}"
+
+
+def reply_out_id(in_seq: int) -> str:
+    """The out id of a command reply, derived from the SC_IN message it answers."""
+    return f"cmd_{in_seq}"
+
+
+def delivery_key(conversation_id: str, out_id: str) -> str:
+    return f"{conversation_id}.{out_id}"
