@@ -9,8 +9,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import uvloop
@@ -31,7 +32,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     bus_url: str
 
 
-Run = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+Run = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def arguments(service: str) -> argparse.ArgumentParser:
