@@ -6,6 +6,8 @@ and `tests/test_architecture.py` checks that the two agree.
 
 from typing import Final, Literal
 
+from shared.ids import OutId
+
 Channel = Literal["telegram", "cli"]
 
 # Streams (DESIGN §3).
@@ -130,22 +132,23 @@ def tool_result_msg_id(session_id: str, call_id: str) -> str:
     return f"res:{session_id}:{call_id}"
 
 
-def history_msg_id(session_id: str, turn_id: str, step: int) -> str:
-    return f"hist:{session_id}:{turn_id}:{step}"
+def history_msg_id(session_id: str, position: int) -> str:
+    """An event's id is its position in the session's history, so a repeated append stores once."""
+    return f"hist:{session_id}:{position}"
 
 
-def answer_out_id(turn_id: str) -> str:
+def answer_out_id(turn_id: str) -> OutId:
     """The out id of a turn's final answer (also its msg id and its sc_delivery key part)."""
-    return f"ans_{turn_id}"
+    return OutId(f"ans_{turn_id}")
 
 
-def typing_out_id(turn_id: str) -> str:
-    return f"typ_{turn_id}"
+def typing_out_id(turn_id: str) -> OutId:
+    return OutId(f"typ_{turn_id}")
 
 
-def reply_out_id(in_seq: int) -> str:
+def reply_out_id(in_seq: int) -> OutId:
     """The out id of a command reply, derived from the SC_IN message it answers."""
-    return f"cmd_{in_seq}"
+    return OutId(f"cmd_{in_seq}")
 
 
 def delivery_key(conversation_id: str, out_id: str) -> str:

@@ -1,0 +1,1 @@
+"""The conversation service: routing, commands and per-conversation state."""

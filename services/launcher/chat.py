@@ -1,0 +1,88 @@
+"""`stellaclaw chat`: a terminal conversation over the bus (conversation `cli_<name>`).
+
+Lines typed are published like a channel's messages; outputs are read straight from SC_OUT with
+an ordered consumer, so answers show as they arrive and nothing is lost while it reconnects.
+"""
+
+import asyncio
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import assert_never
+
+import msgspec
+import uvloop
+from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
+
+from shared import bus, lifecycle, subjects
+from shared.errors import ConfigError
+from shared.ids import ConversationId, new_id
+from shared.messages.base import Chat, Sender
+from shared.messages.inbound import MessageReceived
+from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+
+
+def main(config_path: Path, workdir: Path | None, name: str) -> int:
+    if not NAME.match(name):
+        raise ConfigError(f"chat: --name {name!r} must match [A-Za-z0-9_-]{{1,48}}")
+    ready = lifecycle.runtime(config_path, workdir)
+    conv = ConversationId(f"cli_{name}")
+    return uvloop.run(_talk(ready.bus_url, conv))
+
+
+async def _talk(url: str, conv: ConversationId) -> int:
+    chat = Chat(conversation_id=conv, channel="cli", kind="cli")
+    async with bus.connected(url, "chat") as conn:
+        outputs = await conn.js.subscribe(
+            subjects.outbound("cli", conv),
+            stream=subjects.OUT_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        printer = asyncio.create_task(_show(outputs))
+        _say(f"Talking to Stellaclaw as {conv}. Type a message; Ctrl-D ends.")
+        try:
+            await _read_lines(conn, chat)
+        finally:
+            printer.cancel()
+            await outputs.unsubscribe()
+    return 0
+
+
+async def _read_lines(conn: bus.Connection, chat: Chat) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    sender = Sender(display_name="terminal")
+    while line := await reader.readline():
+        text = line.decode("utf-8", errors="replace").strip()
+        if not text:
+            continue
+        message = MessageReceived(
+            chat=chat, sender=sender, text=text, received_at=datetime.now(UTC)
+        )
+        msg_id = subjects.cli_msg_id(chat.conversation_id, new_id())
+        await bus.publish(conn, subjects.inbound(chat.conversation_id), message, msg_id=msg_id)
+
+
+async def _show(outputs: Subscription) -> None:
+    async for msg in outputs.messages:
+        try:
+            output = OUTPUT.decode(msg.data)
+        except msgspec.DecodeError:
+            continue  # not ours to show
+        match output:
+            case ShowTyping():
+                _say("… working")
+            case SendReply():
+                _say(output.text)
+            case unhandled:
+                assert_never(unhandled)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 -- the chat client's output is the terminal

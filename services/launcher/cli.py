@@ -1,0 +1,95 @@
+"""The `stellaclaw` command line: up, run, chat, init, config check."""
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+from services.launcher import chat, starter, supervisor
+from shared import config as config_file
+from shared import lifecycle
+from shared import logging as service_logging
+from shared.errors import ConfigError
+
+DEFAULT_CONFIG = Path("stellaclaw.toml")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="stellaclaw", description="Stellaclaw agent server")
+    commands = top.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the bus (if needed) and all five services")
+    run = commands.add_parser("run", help="run one service against the configured bus")
+    run.add_argument("service", choices=supervisor.SERVICES)
+    chat = commands.add_parser("chat", help="talk to Stellaclaw in the terminal, over the bus")
+    chat.add_argument("--name", default="terminal", help="the conversation is cli_<name>")
+    for sub in (up, run, chat):
+        sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        sub.add_argument("--workdir", type=Path, default=None)
+    init = commands.add_parser("init", help="write a commented starter stellaclaw.toml")
+    init.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    config = commands.add_parser("config", help="config tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config and print it")
+    check.add_argument("file", type=Path)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        match args.command:
+            case "up":
+                sys.exit(_up(args.config, args.workdir))
+            case "run":
+                module = importlib.import_module(f"services.{args.service}.service")
+                rest = ["--config", str(args.config)]
+                rest += ["--workdir", str(args.workdir)] if args.workdir else []
+                lifecycle.main(args.service, module.run, rest)
+            case "chat":
+                sys.exit(chat.main(args.config, args.workdir, args.name))
+            case "init":
+                _init(args.config)
+            case "config":
+                _check(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
+        sys.exit(lifecycle.EXIT_CONFIG)
+
+
+def _up(config_path: Path, workdir: Path | None) -> int:
+    config = config_file.load(config_path)
+    where = lifecycle.workdir_of(config, workdir)
+    absolute = config_path.resolve()
+    service_logging.setup("launcher", config.logging.level)
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await supervisor.up(config, absolute, where, stop)
+
+    return uvloop.run(serve())
+
+
+def _init(path: Path) -> None:
+    try:
+        starter.write_starter(path)
+    except FileExistsError:
+        print(f"init: {path} already exists; not overwriting it", file=sys.stderr)  # noqa: T201
+        sys.exit(1)
+    print(f"Wrote {path}. Set OPENAI_API_KEY (or edit the model), then: stellaclaw up")  # noqa: T201
+
+
+def _check(path: Path) -> None:
+    config = config_file.load(path)
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    effective = msgspec.to_builtins(config)
+    print(starter.redacted(effective, config_file.secret_paths(raw)), end="")  # noqa: T201
