@@ -11,11 +11,10 @@ from shared.messages.session import SESSION_INPUT
 from tests.kit.services import make_runtime, running
 from tests.unit.shared.samples import message_received
 
-CONFIG = {
+MODEL = {"provider": "openai_chat", "model": "gpt-test", "base_url": "http://x/v1"}
+CONFIG: dict[str, object] = {
     "default_model": "main",
-    "models": {
-        "main": {"provider": "openai_chat", "model": "gpt-test", "base_url": "http://x/v1"},
-    },
+    "models": {"main": MODEL},
     "bus": {"in_partitions": 4},
 }
 
@@ -80,7 +79,7 @@ async def test_a_malformed_message_is_terminated_and_the_next_one_is_routed(bus,
 async def test_a_conversation_whose_model_left_the_config_switches_to_the_default(
     bus, workdir, nats_url
 ):
-    old = {**CONFIG, "models": {**CONFIG["models"], "old": CONFIG["models"]["main"]}}
+    old = {**CONFIG, "models": {"main": MODEL, "old": MODEL}}
     out = subjects.outbound("cli", "cli_eve")
     await bus.watch(out)
     async with running(make_runtime({**old, "default_model": "old"}, workdir, nats_url), run):
