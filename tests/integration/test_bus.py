@@ -23,7 +23,7 @@ async def test_a_malformed_message_is_terminated_counted_and_reported(bus, nats_
     consumer = sc_bus.Consumer(
         stream=subjects.IN_STREAM,
         durable="probe",
-        filter_subject=subjects.INBOUND_ALL.replace("*", ">"),
+        filter_subject=subjects.INBOUND_ALL.replace("*", ">"),  # every partition
     )
     await bus.watch(subjects.BAD_MESSAGE_EVENT)
     await bus.publish(subjects.inbound("tg_1"), b'{"kind": "message_received", "text": 5}')
@@ -54,7 +54,11 @@ async def test_handler_errors_decide_term_or_retry(bus, nats_url):
         if message.text == "flaky" and envelope.num_delivered == 1:
             raise TransientError("not yet", retry_after_s=0.05)
 
-    consumer = sc_bus.Consumer(stream=subjects.IN_STREAM, durable="probe", filter_subject="sc.in.>")
+    consumer = sc_bus.Consumer(
+        stream=subjects.IN_STREAM,
+        durable="probe",
+        filter_subject=subjects.INBOUND_ALL.replace("*", ">"),
+    )
     await bus.publish(subjects.inbound("tg_1"), message_received("tg_1", "refuse"))
     await bus.publish(subjects.inbound("tg_2"), message_received("tg_2", "flaky"))
     stop = asyncio.Event()

@@ -1,0 +1,176 @@
+"""SessionActors: one task per live session, taking its inputs in order from a mailbox."""
+
+import asyncio
+import logging
+
+import httpx
+from nats.errors import NoRespondersError
+
+from services.session import failures, history_store, tool_batch, turn_loop
+from services.session.openai_chat import ProviderError
+from services.session.prompt import system_prompt
+from shared import bus, subjects
+from shared import logging as service_logging
+from shared.config import Config
+from shared.ids import SessionId, TurnId, new_id
+from shared.messages.history import SessionStarted, TurnFinished, TurnStarted, UserMessage
+from shared.messages.outbound import SendReply, ShowTyping
+from shared.messages.session import HandleMessage
+from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
+
+IDLE_S = 300.0  # an idle actor ends; its next input reloads the history
+CATALOG_TIMEOUT_S = 5.0
+log = logging.getLogger(__name__)
+
+
+class ActorPool:
+    """Owns the actors: creates one per session on its first input, forgets it when it ends."""
+
+    def __init__(self, conn: bus.Connection, config: Config, http: httpx.AsyncClient) -> None:
+        self.conn = conn
+        self.config = config
+        self.http = http
+        self.actors: dict[SessionId, SessionActor] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def take(self, message: HandleMessage, envelope: bus.Envelope) -> None:
+        """The consumer's handler: queue the input for its session's actor (then it is acked)."""
+        actor = self.actors.get(message.session_id)
+        if actor is None:
+            actor = self.actors[message.session_id] = SessionActor(self, message.session_id)
+            task = asyncio.create_task(actor.live(), name=f"actor {message.session_id}")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        actor.mailbox.put_nowait(message)
+
+    async def finish(self, grace_s: float) -> None:
+        """Let the actors work through what they hold for up to `grace_s`, then cancel them."""
+        for actor in self.actors.values():
+            actor.mailbox.put_nowait(None)
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+class SessionActor:
+    """One session: its history in memory, its turns one after another."""
+
+    def __init__(self, pool: ActorPool, session_id: SessionId) -> None:
+        self.pool = pool
+        self.session_id = session_id
+        self.mailbox: asyncio.Queue[HandleMessage | None] = asyncio.Queue()
+
+    async def live(self) -> None:
+        service_logging.session_var.set(self.session_id)
+        history = await history_store.load(self.pool.conn, self.session_id)
+        while True:
+            try:
+                message = await asyncio.wait_for(self.mailbox.get(), IDLE_S)
+            except TimeoutError:
+                message = None
+            if message is None:
+                if self.mailbox.empty():
+                    del self.pool.actors[self.session_id]  # no await since the check
+                    return
+                continue
+            try:
+                await self.take_turn(history, message)
+            except Exception:  # a bug in one turn must not end the session's other turns
+                log.exception("turn failed on session %s", self.session_id)
+
+    async def take_turn(self, history: history_store.History, message: HandleMessage) -> None:
+        if _already_started(history, message.input_seq):
+            log.info("input %d already taken; skipped", message.input_seq)
+            return
+        if not history.events:
+            model = message.settings.model
+            started = SessionStarted(
+                session_id=self.session_id, session_type="foreground", model=model
+            )
+            await history.append(started)
+        number = 1 + sum(isinstance(e, TurnStarted) for e in history.events)
+        turn_id = TurnId(f"{self.session_id}_t{number}")
+        chat = message.message.chat
+        outbound = subjects.outbound(chat.channel, chat.conversation_id)
+        typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
+        await bus.publish(self.pool.conn, outbound, typing, msg_id=typing.out_id)
+        await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
+        text, sender = message.message.text, message.message.sender
+        await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
+        started_at = asyncio.get_running_loop().time()
+        ending = await self.ending(history, message, turn_id, number)
+        answer = SendReply(
+            chat=chat,
+            out_id=subjects.answer_out_id(turn_id),
+            text=ending.text,
+            turn_id=turn_id,
+            is_failure=ending.outcome != "answered",
+        )
+        await bus.publish(self.pool.conn, outbound, answer, msg_id=answer.out_id)
+        await history.append(
+            TurnFinished(
+                turn_id=turn_id,
+                outcome="answered" if ending.outcome == "answered" else "failed",
+                error=ending.error,
+                can_continue=ending.can_continue,
+            )
+        )
+        elapsed_s = asyncio.get_running_loop().time() - started_at
+        log.info("turn %s %s in %.2f s", turn_id, ending.outcome, elapsed_s)
+
+    async def ending(
+        self, history: history_store.History, message: HandleMessage, turn_id: TurnId, number: int
+    ) -> turn_loop.Ending:
+        """Run the turn; every way it can end becomes an Ending the user reads."""
+        settings = message.settings
+        pool = settings.workspace.pool
+        try:
+            tools = await catalog(self.pool.conn, pool)
+        except TimeoutError:
+            return turn_loop.Ending(text=failures.tools_unavailable(pool), outcome="failed")
+        turn = turn_loop.Turn(
+            turn_id=turn_id,
+            turn_number=number,
+            model_name=settings.model,
+            model=self.pool.config.models[settings.model],
+            system_prompt=system_prompt(message.message.chat.conversation_id, settings.model),
+            history=history,
+            http=self.pool.http,
+            batch=tool_batch.Batch(
+                session_id=self.session_id,
+                conversation_id=message.message.chat.conversation_id,
+                workspace=settings.workspace,
+            ),
+        )
+        try:
+            return await turn_loop.run(turn, tools)
+        except ProviderError as exc:
+            text = failures.provider_failed(exc.reason)
+            return turn_loop.Ending(
+                text=text, outcome="failed", error="provider", can_continue=True
+            )
+        except turn_loop.EmptyResponseError:
+            text = failures.empty_twice()
+            return turn_loop.Ending(text=text, outcome="failed", error="empty_response")
+        except Exception:  # a bug of ours: the user hears of it, the history stays intact
+            error_id = new_id("err_")
+            log.exception("internal error %s in turn %s", error_id, turn_id)
+            text = failures.internal(error_id)
+            return turn_loop.Ending(text=text, outcome="failed", error="internal")
+
+
+def _already_started(history: history_store.History, input_seq: int) -> bool:
+    return any(isinstance(e, TurnStarted) and e.input_seq == input_seq for e in history.events)
+
+
+async def catalog(conn: bus.Connection, pool: str) -> list[ToolSpec]:
+    """The tool catalog from any runner of the pool (core request/reply)."""
+    try:
+        reply = await conn.nc.request(
+            subjects.tool_catalog(pool), bus.encode(ListTools()), timeout=CATALOG_TIMEOUT_S
+        )
+    except (NoRespondersError, TimeoutError) as exc:
+        raise TimeoutError(f"no runner of pool {pool!r} answered: {exc!r}") from exc
+    return CATALOG_REPLY.decode(reply.data).tools

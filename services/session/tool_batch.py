@@ -1,0 +1,138 @@
+"""One tool batch: every call published to SC_TOOL, results collected by call id, in call order."""
+
+import asyncio
+import logging
+
+import msgspec
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
+
+from shared import bus, subjects
+from shared.ids import ConversationId, SessionId, ToolCallId
+from shared.messages.base import Workspace
+from shared.messages.history import ToolCall, ToolResult
+from shared.messages.tools import TOOL_RESULT, RunTool, ToolFailed, ToolFinished
+
+QUIET_CHECK_S = 5.0  # with no result for this long, read missing ones from SC_TOOLRES directly
+RESULT_MARGIN_S = 60.0
+log = logging.getLogger(__name__)
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a batch runs: the session, its conversation's workspace and the runner pool."""
+
+    session_id: SessionId
+    conversation_id: ConversationId
+    workspace: Workspace
+    timeout_s: float = 1800.0
+
+
+def failed(call: ToolCall, error: str, kind: str) -> ToolResult:
+    content = msgspec.json.encode({"error": error, "error_kind": kind}).decode()
+    return ToolResult(call_id=call.call_id, tool=call.name, content=content, is_error=True)
+
+
+def as_result(call: ToolCall, finished: ToolFinished) -> ToolResult:
+    match finished.result:
+        case ToolFailed(error=error, error_kind=kind):
+            return failed(call, error, kind)
+        case succeeded:
+            content = bytes(succeeded.output).decode()
+            return ToolResult(call_id=call.call_id, tool=call.name, content=content)
+
+
+def arguments_of(call: ToolCall) -> msgspec.Raw | str:
+    """The call's JSON object as Raw, or the reason it is not one."""
+    text = call.arguments.strip() or "{}"
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        return f"the arguments are not valid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"the arguments must be a JSON object, got {type(value).__name__}"
+    return msgspec.Raw(text.encode())
+
+
+async def run(conn: bus.Connection, batch: Batch, calls: list[ToolCall]) -> list[ToolResult]:
+    """Run every call of the batch; a call the model malformed is answered without running."""
+    results: dict[ToolCallId, ToolResult] = {}
+    sub = await conn.nc.subscribe(subjects.tool_results(batch.session_id))
+    try:
+        for call in calls:
+            arguments = arguments_of(call)
+            if isinstance(arguments, str):
+                results[call.call_id] = failed(call, arguments, "invalid_arguments")
+                continue
+            await _send(conn, batch, call, arguments)
+        await _collect(conn, batch, calls, results, sub)
+    finally:
+        await sub.unsubscribe()
+    return [results[call.call_id] for call in calls]
+
+
+async def _send(conn: bus.Connection, batch: Batch, call: ToolCall, arguments: msgspec.Raw) -> None:
+    request = RunTool(
+        session_id=batch.session_id,
+        conversation_id=batch.conversation_id,
+        call_id=call.call_id,
+        tool=call.name,
+        arguments=arguments,
+        workspace=batch.workspace,
+        timeout_s=batch.timeout_s,
+    )
+    subject = subjects.tool_request(batch.workspace.pool, batch.session_id)
+    msg_id = subjects.tool_request_msg_id(batch.session_id, call.call_id)
+    await bus.publish(conn, subject, request, msg_id=msg_id)
+
+
+async def _collect(
+    conn: bus.Connection,
+    batch: Batch,
+    calls: list[ToolCall],
+    results: dict[ToolCallId, ToolResult],
+    sub: Subscription,
+) -> None:
+    by_id = {call.call_id: call for call in calls}
+    deadline = asyncio.get_running_loop().time() + batch.timeout_s + RESULT_MARGIN_S
+    while len(results) < len(calls):
+        try:
+            msg = await sub.next_msg(timeout=QUIET_CHECK_S)
+        except TimeoutError:
+            await _read_missing(conn, batch, by_id, results)
+            if asyncio.get_running_loop().time() > deadline:
+                _give_up(by_id, results, batch.timeout_s)
+            continue
+        try:
+            finished = TOOL_RESULT.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("ignored a malformed tool result on %s", msg.subject)
+            continue
+        if finished.call_id in by_id and finished.call_id not in results:
+            results[finished.call_id] = as_result(by_id[finished.call_id], finished)
+
+
+async def _read_missing(
+    conn: bus.Connection,
+    batch: Batch,
+    by_id: dict[ToolCallId, ToolCall],
+    results: dict[ToolCallId, ToolResult],
+) -> None:
+    """Results are stored in SC_TOOLRES; a core message lost on the way is read from there."""
+    for call_id, call in by_id.items():
+        if call_id in results:
+            continue
+        subject = subjects.tool_result(batch.session_id, call_id)
+        try:
+            stored = await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
+        except NotFoundError:
+            continue
+        if stored.data:
+            results[call_id] = as_result(call, TOOL_RESULT.decode(stored.data))
+
+
+def _give_up(
+    by_id: dict[ToolCallId, ToolCall], results: dict[ToolCallId, ToolResult], timeout_s: float
+) -> None:
+    for call_id, call in by_id.items():
+        if call_id not in results:
+            results[call_id] = failed(call, f"timed out after {timeout_s:.0f} s", "timed_out")

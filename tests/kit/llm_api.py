@@ -1,0 +1,397 @@
+"""A fake OpenAI chat completions server (JSON and SSE) with a strict script and a tap.
+
+    async with llm_api(api_key="sk-test") as server:  # a clean exit runs assert_done()
+        server.script(tool_call("shell", {"command": "ls"}), reply("Done."))
+        ...  # point the code under test at server.base_url, then read server.requests
+
+Each `POST /v1/chat/completions` consumes the next step. A request past the script (answered 500)
+or one the fake cannot decode (answered 400, not tapped) is recorded in `failures`.
+"""
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import msgspec
+from aiohttp import web
+
+_ENCODER = msgspec.json.Encoder()
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+class TokenCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """The usage a step reports, in OpenAI's terms (cached and reasoning are subsets)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class ScriptedCall(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    arguments: str  # sent as is
+    call_id: str | None = None
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    """An answer: text (a preamble when calls follow) and tool calls."""
+
+    text: str = ""
+    calls: list[ScriptedCall] = []
+    usage: TokenCounts | None = None  # None: estimated from the sizes of request and answer
+    delay_s: float = 0.0
+
+
+class HttpError(msgspec.Struct, frozen=True, kw_only=True):
+    status: int
+    message: str
+    retry_after_s: float | None = None  # sent as a `Retry-After` header
+    delay_s: float = 0.0
+
+
+class StreamError(msgspec.Struct, frozen=True, kw_only=True):
+    message: str
+    text: str = ""  # streamed before the error
+    delay_s: float = 0.0
+
+
+Step = Completion | HttpError | StreamError
+Arguments = dict[str, object] | str  # a str is sent as is, malformed JSON included
+
+
+def reply(text: str, *, usage: TokenCounts | None = None, delay_s: float = 0.0) -> Completion:
+    """A final answer: `finish_reason` "stop"."""
+    return Completion(text=text, usage=usage, delay_s=delay_s)
+
+
+def tool_call(
+    name: str, arguments: Arguments, *, call_id: str | None = None, delay_s: float = 0.0
+) -> Completion:
+    """One tool call; without `call_id` the fake numbers it `call_<n>`."""
+    text = arguments if isinstance(arguments, str) else msgspec.json.encode(arguments).decode()
+    call = ScriptedCall(name=name, arguments=text, call_id=call_id)
+    return Completion(calls=[call], delay_s=delay_s)
+
+
+def tool_calls(
+    *calls: Completion, text: str = "", usage: TokenCounts | None = None, delay_s: float = 0.0
+) -> Completion:
+    """Several calls (each from `tool_call`) in one response, after an optional preamble."""
+    merged = [scripted for step in calls for scripted in step.calls]
+    return Completion(calls=merged, text=text, usage=usage, delay_s=delay_s)
+
+
+def http_error(
+    status: int, message: str, *, retry_after_s: float | None = None, delay_s: float = 0.0
+) -> HttpError:
+    """A non-2xx answer with an OpenAI error body."""
+    return HttpError(status=status, message=message, retry_after_s=retry_after_s, delay_s=delay_s)
+
+
+def stream_error(message: str, *, text: str = "", delay_s: float = 0.0) -> StreamError:
+    """HTTP 200, then an `error` object inside an SSE chunk (OpenRouter's mid-stream failure)."""
+    return StreamError(message=message, text=text, delay_s=delay_s)
+
+
+def _usage_json(counts: TokenCounts) -> dict[str, object]:
+    return {
+        "prompt_tokens": counts.prompt_tokens,
+        "completion_tokens": counts.completion_tokens,
+        "total_tokens": counts.prompt_tokens + counts.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": counts.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": counts.reasoning_tokens},
+    }
+
+
+def _error(status: int, message: str, retry_after_s: float | None = None) -> web.Response:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    error = {"message": message, "type": kind, "param": None, "code": code}
+    return _json({"error": error}, status, retry_after_s)
+
+
+def _call_json(call: ScriptedCall, arguments: str) -> dict[str, object]:
+    function = {"name": call.name, "arguments": arguments}
+    return {"id": call.call_id, "type": "function", "function": function}
+
+
+def _json_completion(model: str, answer: Completion, usage: TokenCounts) -> dict[str, object]:
+    message: dict[str, object] = {"role": "assistant", "content": answer.text or None}
+    if answer.calls:
+        message["tool_calls"] = [_call_json(call, call.arguments) for call in answer.calls]
+    finish = "tool_calls" if answer.calls else "stop"
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    return {**_envelope(model, "chat.completion"), "choices": [choice], "usage": _usage_json(usage)}
+
+
+def _envelope(model: str, kind: str) -> dict[str, object]:
+    return {"id": "chatcmpl-fake", "object": kind, "created": int(time.time()), "model": model}
+
+
+def _pieces(text: str, count: int = 3) -> list[str]:
+    size = max(1, -(-len(text) // count))
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def _delta(delta: dict[str, object], finish_reason: str | None = None) -> dict[str, object]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+
+def _frames(model: str, chunks: list[dict[str, object]], *, include_usage: bool) -> list[bytes]:
+    """SSE `data:` frames; with usage requested, every other chunk carries `usage: null`."""
+    head = _envelope(model, "chat.completion.chunk")
+    extra: dict[str, object] = {"usage": None} if include_usage else {}
+    return [b"data: " + _ENCODER.encode({**head, **extra, **chunk}) + b"\n\n" for chunk in chunks]
+
+
+def _sse_answer(model: str, answer: Completion, usage: TokenCounts | None) -> list[bytes]:
+    """The answer's chunks; the usage chunk only when the request asked for it."""
+    chunks = [_delta({"role": "assistant", "content": ""})]
+    chunks += [_delta({"content": piece}) for piece in _pieces(answer.text)]
+    for index, call in enumerate(answer.calls):
+        chunks.append(_delta({"tool_calls": [{"index": index, **_call_json(call, "")}]}))
+        chunks += [
+            _delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            for piece in _pieces(call.arguments)
+        ]
+    chunks.append(_delta({}, "tool_calls" if answer.calls else "stop"))
+    if usage is not None:
+        chunks.append({"choices": [], "usage": _usage_json(usage)})
+    return [*_frames(model, chunks, include_usage=usage is not None), b"data: [DONE]\n\n"]
+
+
+def _sse_stream_error(model: str, text: str, message: str) -> list[bytes]:
+    """OpenRouter's mid-stream failure: an `error` beside a choice finished with "error"."""
+    chunks = [_delta({"role": "assistant", "content": ""})]
+    chunks += [_delta({"content": piece}) for piece in _pieces(text)]
+    failed = _delta({"content": ""}, "error")
+    chunks.append({**failed, "error": {"code": "server_error", "message": message}})
+    return _frames(model, chunks, include_usage=False)
+
+
+class ContentPart(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    text: str | None = None
+
+
+class WireFunction(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    arguments: str
+
+
+class WireToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    call_id: str = msgspec.field(name="id")
+    type: Literal["function"]
+    function: WireFunction
+
+
+class WireMessage(msgspec.Struct, frozen=True, kw_only=True):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[WireToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The content as text: a string as is, text parts joined."""
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class WireToolFunction(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str = ""
+    parameters: dict[str, object] = {}
+
+
+class WireTool(msgspec.Struct, frozen=True, kw_only=True):
+    type: Literal["function"]
+    function: WireToolFunction
+
+
+class StreamOptions(msgspec.Struct, frozen=True, kw_only=True):
+    include_usage: bool = False
+
+
+class ChatBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields of a request body the fake understands; others stay in `ChatRequest.body`."""
+
+    model: str
+    messages: list[WireMessage]
+    tools: list[WireTool] = []
+    tool_choice: str | dict[str, object] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+
+
+class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One request as it crossed the wire."""
+
+    headers: dict[str, str]  # names lower-cased
+    body: dict[str, object]  # the JSON body, whole
+    chat: ChatBody  # the same body, typed
+
+    @property
+    def messages(self) -> list[WireMessage]:
+        return self.chat.messages
+
+    @property
+    def tools(self) -> list[str]:
+        return [tool.function.name for tool in self.chat.tools]
+
+    @property
+    def tool_messages(self) -> list[WireMessage]:
+        """The role=tool messages: `tool_call_id` and `content` (or `.text`)."""
+        return [message for message in self.chat.messages if message.role == "tool"]
+
+    @property
+    def last_user_text(self) -> str | None:
+        users = [message for message in self.chat.messages if message.role == "user"]
+        return users[-1].text if users else None
+
+
+_RAW_BODY: msgspec.json.Decoder[dict[str, object]] = msgspec.json.Decoder(dict[str, object])
+_CHAT_BODY: msgspec.json.Decoder[ChatBody] = msgspec.json.Decoder(ChatBody)
+
+
+class OpenAIChatServer:
+    """`POST /v1/chat/completions` on 127.0.0.1, answered from a script."""
+
+    def __init__(self, *, api_key: str | None = None) -> None:
+        self.api_key = api_key
+        self.requests: list[ChatRequest] = []
+        self.failures: list[str] = []
+        self._steps: list[Step] = []
+        self._always: Step | None = None
+        self._numbers = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def script(self, *steps: Step) -> None:
+        """Append steps; each request consumes the next one."""
+        self._steps.extend(steps)
+
+    def always(self, step: Step) -> None:
+        """Answer every request past the script with `step`, without counting it a failure."""
+        self._always = step
+
+    def assert_done(self) -> None:
+        """Fail if a scripted step was never used or an unexpected request came."""
+        problems = list(self.failures)
+        if self._steps:
+            problems.append(f"{len(self._steps)} scripted step(s) unused: {self._steps!r}")
+        if problems:
+            raise AssertionError("fake OpenAI server: " + "; ".join(problems))
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_route("*", "/{tail:.*}", self._unexpected)
+        # a client that gives up cancels the handler, so a delayed step never holds up the exit
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _unexpected(self, request: web.Request) -> web.StreamResponse:
+        self.failures.append(f"unexpected request {request.method} {request.path}")
+        return _error(404, f"no route for {request.method} {request.path}")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            tapped = ChatRequest(
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=_RAW_BODY.decode(raw),
+                chat=_CHAT_BODY.decode(raw),
+            )
+        except msgspec.DecodeError as exc:
+            self.failures.append(f"malformed request body: {exc}")
+            return _error(400, f"malformed request body: {exc}")
+        self.requests.append(tapped)
+        if self.api_key and tapped.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.")
+        step = self._steps.pop(0) if self._steps else self._always
+        if step is None:
+            self.failures.append(f"request {len(self.requests)} came past the end of the script")
+            return _error(500, "the fake's script has no step left")
+        if step.delay_s:
+            await asyncio.sleep(step.delay_s)  # simulated latency of the provider
+        return await self._answer(request, step, tapped.chat, len(raw))
+
+    async def _answer(
+        self, request: web.Request, step: Step, chat: ChatBody, body_bytes: int
+    ) -> web.StreamResponse:
+        match step:
+            case HttpError():
+                return _error(step.status, step.message, step.retry_after_s)
+            case StreamError() if chat.stream:
+                frames = _sse_stream_error(chat.model, step.text, step.message)
+                return await _write_sse(request, frames)
+            case StreamError():
+                return _json({"error": {"code": 502, "message": step.message}})
+            case Completion():
+                answer, usage = self._settle(step, body_bytes)
+                if not chat.stream:
+                    return _json(_json_completion(chat.model, answer, usage))
+                wants_usage = chat.stream_options is not None and chat.stream_options.include_usage
+                frames = _sse_answer(chat.model, answer, usage if wants_usage else None)
+                return await _write_sse(request, frames)
+
+    def _settle(self, step: Completion, body_bytes: int) -> tuple[Completion, TokenCounts]:
+        """The step with every call id set (`call_<n>` by default), and its usage."""
+        calls = [
+            msgspec.structs.replace(call, call_id=call.call_id or f"call_{next(self._numbers)}")
+            for call in step.calls
+        ]
+        output_chars = len(step.text) + sum(len(call.arguments) for call in calls)
+        usage = step.usage or TokenCounts(
+            prompt_tokens=max(1, body_bytes // 4), completion_tokens=max(1, output_chars // 4)
+        )
+        return msgspec.structs.replace(step, calls=calls), usage
+
+
+def _json(value: object, status: int = 200, retry_after_s: float | None = None) -> web.Response:
+    headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None else None
+    body = _ENCODER.encode(value)
+    return web.Response(body=body, status=status, headers=headers, content_type=_JSON)
+
+
+async def _write_sse(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers=_SSE_HEADERS)
+    await response.prepare(request)
+    for frame in frames:
+        await response.write(frame)
+    await response.write_eof()
+    return response
+
+
+@asynccontextmanager
+async def llm_api(api_key: str | None = None) -> AsyncIterator[OpenAIChatServer]:
+    """A running fake; on a clean exit, `assert_done()` checks the script was followed."""
+    server = OpenAIChatServer(api_key=api_key)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    server.assert_done()
