@@ -1,0 +1,1 @@
+"""The tools service: runs the model's tool calls in a conversation's workspace (DESIGN §6)."""

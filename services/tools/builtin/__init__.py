@@ -1,0 +1,1 @@
+"""The built-in tools: one module each, an argument Struct plus an async function (STYLE 19)."""

@@ -1,0 +1,132 @@
+"""The tool table: each tool's argument Struct, function, traits (SPEC §5.0) and JSON schema.
+
+The schema the model sees is `msgspec.json.schema` of the argument Struct, inlined to a top-level
+`{"type": "object", ...}`; the description is the Struct's docstring after the mode tag.
+"""
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import msgspec
+
+from services.tools.builtin.file_read import FileReadArgs, file_read
+from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
+from services.tools.results import Result, ToolError
+from services.tools.workspace import ToolCall
+from shared.messages.tools import ToolSpec
+
+A = TypeVar("A", bound=msgspec.Struct)
+Invoke = Callable[[bytes, ToolCall], Awaitable[Result]]
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+
+
+class Traits(msgspec.Struct, frozen=True, kw_only=True):
+    """SPEC §5.0's columns: may it run beside others, may it wait, may it run twice."""
+
+    mode: Literal["immediate", "interruptible"]
+    is_serial: bool
+    is_idempotent: bool
+
+
+class Tool(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    arguments: type[msgspec.Struct]
+    invoke: Invoke  # decode the arguments, then run under the call's hard time limit
+    traits: Traits
+
+
+def bind(
+    kind: type[A],
+    run: Callable[[A, ToolCall], Awaitable[Result]],
+    limit_s: Callable[[A], float] | None = None,
+) -> Invoke:
+    """Decode strictly into `kind`, then run; the hard limit is the request's or `limit_s`'s."""
+    decoder = msgspec.json.Decoder(kind)
+
+    async def invoke(arguments: bytes, call: ToolCall) -> Result:
+        args = decode(decoder, kind, arguments)
+        hard_s = max(call.timeout_s, limit_s(args)) if limit_s else call.timeout_s
+        deadline = asyncio.timeout(hard_s)
+        try:
+            async with deadline:
+                return await run(args, call)
+        except TimeoutError:
+            if deadline.expired():
+                raise ToolError("timed_out", f"timed out after {hard_s:g} s") from None
+            raise
+
+    return invoke
+
+
+def decode(decoder: msgspec.json.Decoder[A], kind: type[A], arguments: bytes) -> A:
+    """The model's arguments as `kind`, or `invalid_arguments` in msgspec's words."""
+    try:
+        return decoder.decode(arguments)
+    except msgspec.ValidationError as exc:
+        unknown = _UNKNOWN_FIELD.match(str(exc))
+        if unknown is None:
+            raise ToolError("invalid_arguments", str(exc)) from None
+        accepted = ", ".join(field.encode_name for field in msgspec.structs.fields(kind))
+        message = f'unknown argument "{unknown["name"]}"; accepted: {accepted}'
+        raise ToolError("invalid_arguments", message) from None
+    except msgspec.DecodeError as exc:
+        raise ToolError("invalid_arguments", f"arguments are not valid JSON: {exc}") from None
+
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in [
+        Tool(
+            name="file_read",
+            arguments=FileReadArgs,
+            invoke=bind(FileReadArgs, file_read),
+            traits=Traits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="shell",
+            arguments=ShellArgs,
+            invoke=bind(ShellArgs, shell, time_limit_s),
+            traits=Traits(mode="interruptible", is_serial=False, is_idempotent=False),
+        ),
+    ]
+}
+
+
+def specs() -> list[ToolSpec]:
+    """The catalog as the session gets it: name, tagged description, inlined JSON schema."""
+    return [
+        ToolSpec(
+            name=tool.name,
+            description=f"[{tool.traits.mode}] {_docstring(tool.arguments)}",
+            parameters=msgspec.Raw(msgspec.json.encode(parameters(tool.arguments))),
+        )
+        for tool in TOOLS.values()
+    ]
+
+
+def parameters(kind: type[msgspec.Struct]) -> dict[str, object]:
+    """The argument schema as one top-level object, every `$ref` into `$defs` replaced."""
+    schema = msgspec.json.schema(kind)
+    definitions = schema.get("$defs", {})
+    inlined = _inline(schema, definitions)
+    assert isinstance(inlined, dict)
+    inlined.pop("title", None)
+    inlined.pop("description", None)  # the tool's description carries it
+    return inlined
+
+
+def _inline(node: object, definitions: dict[str, object]) -> object:
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    reference = node.get("$ref")
+    if isinstance(reference, str):
+        return _inline(definitions[reference.removeprefix("#/$defs/")], definitions)
+    return {key: _inline(value, definitions) for key, value in node.items() if key != "$defs"}
+
+
+def _docstring(kind: type[msgspec.Struct]) -> str:
+    return " ".join((kind.__doc__ or kind.__name__).split())

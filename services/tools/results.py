@@ -1,0 +1,69 @@
+"""What a tool call gives back: failures as values, and texts capped for the model (SPEC §5.0).
+
+A tool raises ToolError deep inside; the runner turns it into a ToolFailed the model reads.
+"""
+
+from pathlib import Path
+
+import msgspec
+
+from shared.errors import ModelBehaviorError
+from shared.messages.tools import ErrorKind
+
+MAX_RESULT_CHARS = 100_000
+MAX_ERROR_CHARS = 10_000
+HEAD_SHARE = 0.4  # a cut text keeps 40 % head, 60 % tail
+SPILL_DIR = ".stellaclaw/spill"
+_ENCODER = msgspec.json.Encoder()
+
+
+class ToolError(ModelBehaviorError):
+    """A tool call failed in a way the model can act on; it becomes a ToolFailed."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every tool's result object: compact JSON, absent optional fields left out."""
+
+
+def encode(result: Result) -> msgspec.Raw:
+    return msgspec.Raw(_ENCODER.encode(result))
+
+
+def cut_middle(text: str, max_chars: int, marker: str) -> str:
+    """Keep 40 % head and 60 % tail of `max_chars` around `marker` (`{omitted}` is filled in)."""
+    if len(text) <= max_chars:
+        return text
+    head = int(max_chars * HEAD_SHARE)
+    tail = max_chars - head
+    omitted = len(text) - head - tail
+    return text[:head] + marker.format(omitted=omitted) + text[len(text) - tail :]
+
+
+def spill_path(call_id: str) -> str:
+    """Where a cut result's whole text is kept, relative to the workspace."""
+    return f"{SPILL_DIR}/{call_id}.txt"
+
+
+def cap(text: str, root: Path, call_id: str) -> str:
+    """A result text the model can take: over 100,000 chars it is cut and saved whole."""
+    if len(text) <= MAX_RESULT_CHARS:
+        return text
+    relative = spill_path(call_id)
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    marker = "…[{omitted} chars omitted; full output in " + relative + "]…"
+    return cut_middle(text, MAX_RESULT_CHARS, marker)
+
+
+def cap_error(message: str) -> str:
+    """An error sentence over 10,000 chars keeps its first and last 5,000."""
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    half = MAX_ERROR_CHARS // 2
+    omitted = len(message) - MAX_ERROR_CHARS
+    return f"{message[:half]}…[{omitted} chars omitted]…{message[-half:]}"

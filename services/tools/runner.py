@@ -1,0 +1,100 @@
+"""One RunTool from decision to ToolFinished; the consumer loop acks once it is stored.
+
+unknown tool                               -> ToolFailed unknown_tool
+side-effecting tool delivered again        -> ToolFailed interrupted_by_restart, not run
+arguments that do not decode               -> ToolFailed invalid_arguments
+otherwise                                  -> the tool runs under its hard time limit
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from services.tools import results, workspace
+from services.tools.catalog import TOOLS
+from services.tools.results import ToolError
+from shared import bus, subjects
+from shared import logging as service_logging
+from shared.messages.tools import ErrorKind, RunTool, ToolFailed, ToolFinished, ToolSucceeded
+
+HEARTBEAT_S = 15.0  # well inside the consumer's ack wait
+INTERRUPTED = "interrupted by a restart; not re-run. Check its effects before repeating it."
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Host(msgspec.Struct, frozen=True, kw_only=True):
+    """This runner process, as each call needs it."""
+
+    conn: bus.Connection
+    runner_id: str
+    workdir: Path
+
+
+async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
+    """Run (or refuse) the call, heartbeating meanwhile, then publish its one ToolFinished."""
+    service_logging.session_var.set(request.session_id)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    work = outcome(request, envelope.num_delivered, host.workdir)
+    result = await with_heartbeats(work, envelope)
+    duration_s = round(loop.time() - started, 3)
+    finished = ToolFinished(
+        session_id=request.session_id,
+        call_id=request.call_id,
+        tool=request.tool,
+        result=result,
+        runner_id=host.runner_id,
+        duration_s=duration_s,
+    )
+    await bus.publish(
+        host.conn,
+        subjects.tool_result(request.session_id, request.call_id),
+        finished,
+        msg_id=subjects.tool_result_msg_id(request.session_id, request.call_id),
+        conv=request.conversation_id,
+    )
+    kind = result.error_kind if isinstance(result, ToolFailed) else "-"
+    log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
+
+
+async def outcome(
+    request: RunTool, num_delivered: int, workdir: Path
+) -> ToolSucceeded | ToolFailed:
+    """What the model gets for this call; a failure is a value (STYLE 26)."""
+    tool = TOOLS.get(request.tool)
+    if tool is None:
+        return failed("unknown_tool", f"unknown tool: {request.tool}")
+    if num_delivered > 1 and not tool.traits.is_idempotent:
+        return failed("interrupted_by_restart", INTERRUPTED)
+    try:
+        call = workspace.prepare(request, workdir)
+        result = await tool.invoke(bytes(request.arguments), call)
+    except ToolError as exc:
+        return failed(exc.kind, str(exc))
+    except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
+        return failed("failed", f"{request.tool} failed: {exc}")
+    return ToolSucceeded(output=results.encode(result))
+
+
+def failed(kind: ErrorKind, message: str) -> ToolFailed:
+    return ToolFailed(error_kind=kind, error=results.cap_error(message))
+
+
+async def with_heartbeats(work: Awaitable[T], envelope: bus.Envelope) -> T:
+    """Await `work`, telling the server every HEARTBEAT_S that the message is still in hand."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_S)
+            if done:
+                return task.result()
+            await envelope.in_progress()
+    finally:
+        if not task.done():  # cancelled (shutdown): let the tool clean up, e.g. kill its group
+            task.cancel()
+            await asyncio.wait({task})

@@ -1,0 +1,59 @@
+"""A conversation's workspace on this host, and the path rule every tool follows (SPEC §5.0).
+
+A relative `Workspace.path` lives under the runner's workdir (`workspaces/<conv>`). Every path a
+tool touches resolves (symlinks followed) inside the workspace or the shared dir, else the call
+fails with `outside_workspace`.
+"""
+
+from pathlib import Path
+
+import msgspec
+
+from services.tools.results import ToolError
+from shared.messages.tools import RunTool
+
+HOME_DIR = ".stellaclaw/home"  # the sandboxed $HOME
+SHARED_DIR = "shared"  # `<workdir>/shared`, linked into every workspace under this name
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """One call as a tool sees it: its ids and the workspace it runs in."""
+
+    call_id: str
+    conversation_id: str
+    root: Path  # the workspace directory, absolute and resolved
+    shared: Path  # the shared dir, absolute and resolved
+    timeout_s: float  # the hard limit the request set
+
+
+def prepare(request: RunTool, workdir: Path) -> ToolCall:
+    """Resolve the request's workspace, creating it (and its `$HOME`) on first use."""
+    shared = workdir / SHARED_DIR
+    shared.mkdir(parents=True, exist_ok=True)
+    root = workdir / request.workspace.path  # an absolute workspace path stays as it is
+    (root / HOME_DIR).mkdir(parents=True, exist_ok=True)
+    link = root / SHARED_DIR
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(shared.resolve(), target_is_directory=True)
+    return ToolCall(
+        call_id=request.call_id,
+        conversation_id=request.conversation_id,
+        root=root.resolve(),
+        shared=shared.resolve(),
+        timeout_s=request.timeout_s,
+    )
+
+
+def confine(call: ToolCall, path: str) -> Path:
+    """The absolute path `path` names (relative to the workspace), if the rule allows it."""
+    resolved = (call.root / path).resolve()
+    if resolved.is_relative_to(call.root) or resolved.is_relative_to(call.shared):
+        return resolved
+    raise ToolError("outside_workspace", f"path is outside the workspace: {path}")
+
+
+def relative(call: ToolCall, path: Path) -> str:
+    """How a confined path is shown to the model: relative to the workspace when inside it."""
+    if path.is_relative_to(call.root):
+        return str(path.relative_to(call.root))
+    return str(path)

@@ -1,0 +1,153 @@
+"""The session service with real NATS, the real tools service and the fake OpenAI API."""
+
+import msgspec
+
+from services.session.service import run as run_session
+from services.tools.service import run as run_tools
+from shared import subjects
+from shared.ids import ConversationId, SessionId
+from shared.messages.base import Workspace
+from shared.messages.history import (
+    HISTORY,
+    AssistantMessage,
+    SessionStarted,
+    ToolResults,
+    TurnFinished,
+    TurnStarted,
+    UserMessage,
+)
+from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
+from shared.messages.session import ConversationSettings, HandleMessage
+from tests.kit.llm_api import http_error, llm_api, reply, tool_call
+from tests.kit.services import make_runtime, running
+from tests.unit.shared.samples import message_received
+
+CONV = ConversationId("cli_ses")
+SESSION = SessionId("cli_ses_fg1")
+OUT = subjects.outbound("cli", CONV)
+
+
+def config(base_url: str) -> dict[str, object]:
+    model = {"provider": "openai_chat", "model": "gpt-test", "base_url": base_url, "api_key": "k"}
+    return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5}
+
+
+def handle(text: str, seq: int) -> HandleMessage:
+    return HandleMessage(
+        session_id=SESSION,
+        input_seq=seq,
+        message=message_received(CONV, text),
+        settings=ConversationSettings(
+            model="main", workspace=Workspace(pool="local", path=f"workspaces/{CONV}")
+        ),
+    )
+
+
+async def say(bus, text: str, seq: int) -> None:
+    await bus.publish(
+        subjects.session_input(SESSION),
+        handle(text, seq),
+        msg_id=subjects.session_input_msg_id(seq),
+    )
+
+
+async def answer(bus) -> SendReply:
+    while True:
+        output = await bus.next(OUT, OUTPUT, timeout_s=10)
+        if isinstance(output, SendReply):
+            return output
+        assert isinstance(output, ShowTyping)
+
+
+async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_url):
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("Hello from the model."))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "hi there", 1)
+            typing = await bus.next(OUT, OUTPUT, timeout_s=10)
+            final = await answer(bus)
+    assert isinstance(typing, ShowTyping)
+    assert final.text == "Hello from the model."
+    assert final.out_id == subjects.answer_out_id(f"{SESSION}_t1")
+    request = llm.requests[0]
+    assert request.last_user_text == "hi there"
+    assert request.messages[0].role == "system"
+    assert "shell" in request.tools
+    kinds = [
+        type(e)
+        for e in await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
+    ]
+    assert kinds == [SessionStarted, TurnStarted, UserMessage, AssistantMessage, TurnFinished]
+
+
+async def test_a_tool_call_runs_in_the_workspace_and_its_output_reaches_the_model(
+    bus, workdir, nats_url
+):
+    async with llm_api(api_key="k") as llm:
+        llm.script(
+            tool_call("shell", {"command": "echo made > proof.txt && cat proof.txt"}),
+            reply("The file says made."),
+        )
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "make a file", 1)
+            final = await answer(bus)
+    assert final.text == "The file says made."
+    assert (workdir / "workspaces" / CONV / "proof.txt").read_text() == "made\n"
+    [tool_message] = llm.requests[1].tool_messages
+    result = msgspec.json.decode(tool_message.text)
+    assert result["exit_code"] == 0
+    assert result["output"] == "made\n"
+    events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
+    [results] = [e for e in events if isinstance(e, ToolResults)]
+    assert results.results[0].tool == "shell"
+
+
+async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_url):
+    async with llm_api(api_key="k") as llm:
+        llm.script(tool_call("shell", {"command": ""}), reply("The command was empty."))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "run it", 1)
+            final = await answer(bus)
+    assert final.text == "The command was empty."
+    result = msgspec.json.decode(llm.requests[1].tool_messages[0].text)
+    assert result["error_kind"] == "invalid_arguments"
+    assert "length >= 1" in result["error"]
+
+
+async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_url):
+    async with llm_api(api_key="k") as llm:
+        llm.script(http_error(503, "upstream overloaded"))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "hi", 1)
+            final = await answer(bus)
+    assert final.is_failure
+    assert final.text.startswith("⚠️ The model call failed: HTTP 503")
+    events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].error == "provider"
+
+
+async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_turn(
+    bus, workdir, nats_url
+):
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("First answer."), reply("Second answer."))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "one", 1)
+            assert (await answer(bus)).text == "First answer."
+        async with running(runtime, run_session, run_tools):  # a restart: history is reloaded
+            await bus.publish(subjects.session_input(SESSION), handle("one", 1), msg_id="again")
+            await say(bus, "two", 2)
+            assert (await answer(bus)).text == "Second answer."
+    texts = [m.text for m in llm.requests[1].messages if m.role != "system"]
+    assert texts == ["one", "First answer.", "two"]

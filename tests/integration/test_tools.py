@@ -1,0 +1,156 @@
+"""The tools service against a real nats-server and real subprocesses."""
+
+import msgspec
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from services.tools import service
+from services.tools.service import run
+from shared import subjects
+from shared.messages.tools import (
+    CATALOG_REPLY,
+    TOOL_RESULT,
+    ListTools,
+    RunTool,
+    ToolFailed,
+    ToolFinished,
+    ToolSucceeded,
+)
+from tests.kit.nats import TestBus
+from tests.kit.services import make_runtime, running
+from tests.kit.waiting import eventually
+from tests.unit.tools.samples import run_tool
+
+CONFIG = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
+
+
+@pytest.fixture
+def runtime(workdir, nats_url):
+    return make_runtime(CONFIG, workdir, nats_url)
+
+
+async def call(bus: TestBus, request: RunTool) -> ToolFinished:
+    """Send one RunTool as the session does and wait for its ToolFinished."""
+    result_subject = subjects.tool_result(request.session_id, request.call_id)
+    await bus.watch(result_subject)
+    await bus.publish(
+        subjects.tool_request("local", request.session_id),
+        request,
+        msg_id=subjects.tool_request_msg_id(request.session_id, request.call_id),
+    )
+    return await bus.next(result_subject, TOOL_RESULT, timeout_s=10)
+
+
+def output(finished: ToolFinished) -> dict[str, object]:
+    assert isinstance(finished.result, ToolSucceeded), finished.result
+    decoded = msgspec.json.decode(finished.result.output)
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+def is_gone(pid: int) -> bool:
+    """True once the process no longer runs (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+async def test_shell_echo_answers_on_the_result_subject(bus, runtime):
+    async with running(runtime, run):
+        finished = await call(bus, run_tool("shell", {"command": "echo hi"}, call="c_echo"))
+    assert (finished.session_id, finished.call_id, finished.tool) == ("tg_1_fg1", "c_echo", "shell")
+    result = output(finished)
+    assert (result["exit_code"], result["output"], result["running"]) == (0, "hi\n", False)
+    assert finished.runner_id.startswith("r")
+    assert finished.duration_s >= 0
+    stored = await bus.stored(
+        subjects.TOOL_RESULT_STREAM, subjects.tool_result("tg_1_fg1", "c_echo"), TOOL_RESULT
+    )
+    assert stored == [finished]
+
+
+async def test_a_file_written_by_shell_is_read_by_file_read(bus, runtime, workdir):
+    async with running(runtime, run):
+        await call(bus, run_tool("shell", {"command": "printf 'a\\nb\\n' > notes.txt"}, call="w"))
+        finished = await call(bus, run_tool("file_read", {"file_path": "notes.txt"}, call="r"))
+    assert output(finished)["content"] == "1: a\n2: b"
+    assert (workdir / "workspaces" / "tg_1" / "notes.txt").read_text(encoding="utf-8") == "a\nb\n"
+
+
+async def test_a_timeout_kills_the_whole_process_group(bus, runtime):
+    command = "sleep 300 & echo $!; wait"
+    async with running(runtime, run):
+        finished = await call(bus, run_tool("shell", {"command": command, "timeout_s": 1}))
+    result = output(finished)
+    assert (result["timed_out"], result["signal"], result["exit_code"]) == (True, "SIGTERM", 143)
+    child = int(str(result["output"]).strip())
+    await eventually(lambda: is_gone(child), what=f"the child sleep {child} ended")
+
+
+async def test_bad_arguments_and_unknown_tools_fail_for_the_model(bus, runtime):
+    async with running(runtime, run):
+        bad = await call(bus, run_tool("shell", {"cmd": "ls"}, call="bad"))
+        unknown = await call(bus, run_tool("teleport", {}, call="unknown"))
+    assert bad.result == ToolFailed(
+        error_kind="invalid_arguments",
+        error='unknown argument "cmd"; accepted: command, workdir, timeout_s, max_output_chars',
+    )
+    assert unknown.result == ToolFailed(error_kind="unknown_tool", error="unknown tool: teleport")
+
+
+async def test_the_catalog_request_is_answered(bus, runtime):
+    async with running(runtime, run):
+        await call(bus, run_tool("teleport", {}))  # answered: the catalog endpoint is up
+        reply = await bus.nc.request(
+            subjects.tool_catalog("local"), msgspec.json.encode(ListTools()), timeout=5
+        )
+    catalog = CATALOG_REPLY.decode(reply.data)
+    assert [spec.name for spec in catalog.tools] == ["file_read", "shell"]
+    shell = msgspec.json.decode(catalog.tools[1].parameters)
+    assert shell["type"] == "object"
+    assert shell["required"] == ["command"]
+
+
+async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
+    consumer = service.REQUESTS
+    taken = await bus.js.pull_subscribe(
+        consumer.filter_subject,
+        durable=consumer.durable,
+        stream=consumer.stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            max_ack_pending=consumer.max_ack_pending,
+            ack_wait=consumer.ack_wait_s,
+            filter_subject=consumer.filter_subject,
+        ),
+    )
+    request = run_tool("shell", {"command": "touch ran"}, call="again")
+    await bus.publish(subjects.tool_request("local", request.session_id), request)
+    [first] = await taken.fetch(1, timeout=5)  # a runner took it, then died before finishing
+    await first.nak()
+    await taken.unsubscribe()
+    result_subject = subjects.tool_result(request.session_id, request.call_id)
+    await bus.watch(result_subject)
+    async with running(runtime, run):
+        finished = await bus.next(result_subject, TOOL_RESULT, timeout_s=10)
+    assert finished.result == ToolFailed(
+        error_kind="interrupted_by_restart",
+        error="interrupted by a restart; not re-run. Check its effects before repeating it.",
+    )
+    assert not (workdir / "workspaces" / "tg_1" / "ran").exists()
+
+
+async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir, nats_url):
+    runtime = make_runtime(CONFIG | {"shutdown_grace_s": 0.2}, workdir, nats_url)
+    pid_file = workdir / "workspaces" / "tg_1" / "child.pid"
+    command = "sleep 300 & echo $! > child.pid; wait"
+    async with running(runtime, run):
+        await bus.publish(
+            subjects.tool_request("local", "tg_1_fg1"), run_tool("shell", {"command": command})
+        )
+        await eventually(lambda: pid_file.exists() and pid_file.read_text(encoding="ascii"))
+    child = int(pid_file.read_text(encoding="ascii"))
+    await eventually(lambda: is_gone(child), what=f"the child sleep {child} ended")

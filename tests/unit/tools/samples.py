@@ -1,0 +1,37 @@
+"""Sample tool requests and calls for tests."""
+
+from pathlib import Path
+
+import msgspec
+
+from services.tools import workspace
+from services.tools.workspace import ToolCall
+from shared.ids import ConversationId, SessionId, ToolCallId
+from shared.messages.base import Workspace
+from shared.messages.tools import RunTool
+
+
+def run_tool(
+    tool: str,
+    arguments: object,
+    *,
+    call: str = "c1",
+    session: str = "tg_1_fg1",
+    timeout_s: float = 60.0,
+) -> RunTool:
+    """A RunTool for conversation tg_1; `arguments` is JSON-encoded unless it is already bytes."""
+    raw = arguments if isinstance(arguments, bytes) else msgspec.json.encode(arguments)
+    return RunTool(
+        session_id=SessionId(session),
+        conversation_id=ConversationId("tg_1"),
+        call_id=ToolCallId(call),
+        tool=tool,
+        arguments=msgspec.Raw(raw),
+        workspace=Workspace(pool="local", path="workspaces/tg_1"),
+        timeout_s=timeout_s,
+    )
+
+
+def tool_call(workdir: Path, call: str = "c1", timeout_s: float = 60.0) -> ToolCall:
+    """The call a tool sees for `run_tool(...)` in `workdir`, its workspace created."""
+    return workspace.prepare(run_tool("file_read", {}, call=call, timeout_s=timeout_s), workdir)

@@ -1,0 +1,39 @@
+"""Workspaces are made on first use, and every path stays inside them or the shared dir."""
+
+import pytest
+
+from services.tools.results import ToolError
+from services.tools.workspace import confine
+from tests.unit.tools.samples import tool_call
+
+
+def test_a_relative_workspace_is_made_under_the_workdir(workdir):
+    call = tool_call(workdir)
+    assert call.root == (workdir / "workspaces" / "tg_1").resolve()
+    assert (call.root / ".stellaclaw" / "home").is_dir()
+    assert (call.root / "shared").resolve() == (workdir / "shared").resolve()
+
+
+def test_paths_inside_the_workspace_and_the_shared_dir_are_allowed(workdir):
+    call = tool_call(workdir)
+    (workdir / "shared" / "USER.md").write_text("me", encoding="utf-8")
+    assert confine(call, "notes/a.txt") == call.root / "notes" / "a.txt"
+    assert confine(call, str(call.root / "b.txt")) == call.root / "b.txt"
+    assert confine(call, "shared/USER.md") == (workdir / "shared" / "USER.md").resolve()
+
+
+@pytest.mark.parametrize("path", ["../tg_2/secret", "/etc/passwd", "a/../../.."])
+def test_paths_that_leave_the_workspace_are_refused(workdir, path):
+    call = tool_call(workdir)
+    with pytest.raises(ToolError, match=f"^path is outside the workspace: {path}$") as caught:
+        confine(call, path)
+    assert caught.value.kind == "outside_workspace"
+
+
+def test_a_symlink_out_of_the_workspace_is_followed_and_refused(workdir):
+    call = tool_call(workdir)
+    outside = workdir / "elsewhere"
+    outside.mkdir()
+    (call.root / "door").symlink_to(outside)
+    with pytest.raises(ToolError, match="outside the workspace: door/key"):
+        confine(call, "door/key")
