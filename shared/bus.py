@@ -22,13 +22,14 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, PubAck
+from nats.js.errors import NoStreamResponseError
 from nats.micro.request import Request
 from nats.micro.service import Service
 
 from shared import logging as service_logging
 from shared import subjects
 from shared.errors import InputError, ModelBehaviorError, TransientError
-from shared.messages.base import BusMessage
+from shared.messages.contract import BusMessage
 from shared.messages.events import BadMessage
 
 M = TypeVar("M")
@@ -149,7 +150,7 @@ async def publish(
     while True:
         try:
             return await conn.js.publish(subject, payload, headers=headers, timeout=5.0)
-        except (TimeoutError, NoRespondersError) as exc:
+        except (TimeoutError, NoRespondersError, NoStreamResponseError) as exc:
             if loop.time() + delay_s > deadline:
                 raise TransientError(f"publish to {subject} not acknowledged: {exc!r}") from exc
             log.warning("publish to %s not acknowledged; retrying", subject)

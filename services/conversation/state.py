@@ -5,7 +5,7 @@ from datetime import datetime
 import msgspec
 
 from shared.ids import ConversationId, SessionId
-from shared.messages.base import Chat, Workspace
+from shared.messages.contract import Chat, Workspace
 from shared.messages.session import ConversationSettings
 
 LOCAL_POOL = "local"

@@ -19,7 +19,7 @@ from nats.js.api import DeliverPolicy
 from shared import bus, lifecycle, subjects
 from shared.errors import ConfigError
 from shared.ids import ConversationId, new_id
-from shared.messages.base import Chat, Sender
+from shared.messages.contract import Chat, Sender
 from shared.messages.inbound import MessageReceived
 from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
 

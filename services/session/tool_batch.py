@@ -9,7 +9,7 @@ from nats.js.errors import NotFoundError
 
 from shared import bus, subjects
 from shared.ids import ConversationId, SessionId, ToolCallId
-from shared.messages.base import Workspace
+from shared.messages.contract import Workspace
 from shared.messages.history import ToolCall, ToolResult
 from shared.messages.tools import TOOL_RESULT, RunTool, ToolFailed, ToolFinished
 

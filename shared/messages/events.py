@@ -2,7 +2,7 @@
 
 import msgspec
 
-from shared.messages.base import BusMessage
+from shared.messages.contract import BusMessage
 
 
 class BadMessage(BusMessage, frozen=True, kw_only=True, tag="bad_message"):

@@ -5,7 +5,7 @@ from typing import Literal
 import msgspec
 
 from shared.ids import CallIdField, SessionIdField, TurnIdField
-from shared.messages.base import BusMessage, Sender, Value
+from shared.messages.contract import BusMessage, Sender, Value
 
 
 class Usage(Value, frozen=True, kw_only=True):

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import msgspec
 
-from shared.messages.base import BusMessage, Chat, Sender
+from shared.messages.contract import BusMessage, Chat, Sender
 
 
 class MessageReceived(BusMessage, frozen=True, kw_only=True, tag="message_received"):

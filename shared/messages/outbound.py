@@ -4,7 +4,7 @@ bus clients (`stellaclaw chat`) read them directly."""
 import msgspec
 
 from shared.ids import OutIdField, TurnIdField
-from shared.messages.base import BusMessage, Chat
+from shared.messages.contract import BusMessage, Chat
 
 
 class ShowTyping(BusMessage, frozen=True, kw_only=True, tag="show_typing"):

@@ -3,7 +3,7 @@
 import msgspec
 
 from shared.ids import SessionIdField
-from shared.messages.base import BusMessage, Value, Workspace
+from shared.messages.contract import BusMessage, Value, Workspace
 from shared.messages.inbound import MessageReceived
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 import msgspec
 
 from shared.ids import CallIdField, ConvIdField, SessionIdField
-from shared.messages.base import BusMessage, Value, Workspace
+from shared.messages.contract import BusMessage, Value, Workspace
 
 ErrorKind = Literal[
     "invalid_arguments",

@@ -103,9 +103,9 @@ async def test_the_service_answers_discovery_with_its_counters(bus, nats_url):
     async with sc_bus.connected(nats_url, "probe") as conn:
         service = await sc_bus.register(conn, "a probe", "0.1.0")
         conn.counters["bad_messages"] += 2
-        ping = await bus.nc.request("$SRV.PING.probe", b"", timeout=2)
-        stats = await bus.nc.request("$SRV.STATS.probe", b"", timeout=2)
-        counters = await bus.nc.request(subjects.counters("probe"), b"", timeout=2)
+        ping = await bus.nc.request("$SRV.PING.probe", b"", timeout=5)
+        stats = await bus.nc.request("$SRV.STATS.probe", b"", timeout=5)
+        counters = await bus.nc.request(subjects.counters("probe"), b"", timeout=5)
         await service.stop()
     assert msgspec.json.decode(ping.data)["name"] == "probe"
     endpoint = msgspec.json.decode(stats.data)["endpoints"][0]

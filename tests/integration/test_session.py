@@ -6,7 +6,7 @@ from services.session.service import run as run_session
 from services.tools.service import run as run_tools
 from shared import subjects
 from shared.ids import ConversationId, SessionId
-from shared.messages.base import Workspace
+from shared.messages.contract import Workspace
 from shared.messages.history import (
     HISTORY,
     AssistantMessage,

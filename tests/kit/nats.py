@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 
 from services.launcher.embedded_nats import EmbeddedNats
 from shared import layout, subjects
-from shared.messages.base import BusMessage
+from shared.messages.contract import BusMessage
 
 M = TypeVar("M")
 _ENCODER = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ from services.session.openai_chat import (
 )
 from shared.config import ModelConfig
 from shared.ids import SessionId, ToolCallId, TurnId
-from shared.messages.base import Sender
+from shared.messages.contract import Sender
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,

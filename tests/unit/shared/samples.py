@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from shared.ids import ConversationId
-from shared.messages.base import Chat, Sender
+from shared.messages.contract import Chat, Sender
 from shared.messages.inbound import MessageReceived
 
 

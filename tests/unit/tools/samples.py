@@ -7,7 +7,7 @@ import msgspec
 from services.tools import workspace
 from services.tools.workspace import ToolCall
 from shared.ids import ConversationId, SessionId, ToolCallId
-from shared.messages.base import Workspace
+from shared.messages.contract import Workspace
 from shared.messages.tools import RunTool
 
 

@@ -1,4 +1,4 @@
-"""The base of every bus message and the small value types several families share."""
+"""The contract every bus message shares: the tagged base, and the values several families nest."""
 
 from typing import Literal
 

@@ -1,0 +1,153 @@
+"""Telegram's sender: each output on `sc.out.telegram.<conv>` becomes Bot API calls (SPEC §12.9).
+
+A reply is rendered, split and sent part by part; the `sc_delivery` record is stored after every
+part, and the handler returns (so the output is acked) only once the record says it is complete.
+"""
+
+import asyncio
+import logging
+from typing import Final, assert_never
+
+from msgspec import structs
+from nats.js.kv import KeyValue
+
+from services.delivery import records, render
+from services.delivery.bot_api import (
+    NO_PREVIEW,
+    EntityError,
+    FloodWaitError,
+    RejectedError,
+    ReplyParameters,
+    SendChatAction,
+    SendMessage,
+    TelegramApi,
+)
+from services.delivery.records import DeliveryRecord
+from services.delivery.typing_indicator import TypingIndicators
+from shared import subjects
+from shared.bus import Connection, Envelope
+from shared.errors import InputError, TransientError
+from shared.messages.contract import Chat
+from shared.messages.outbound import Output, SendReply, ShowTyping
+
+MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
+MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
+log = logging.getLogger(__name__)
+
+
+def failure_notice(reason: str) -> str:
+    return f"⚠️ I could not deliver the answer ({reason})."
+
+
+class TelegramSender:
+    """Sends one chat's outputs in order; handles one output at a time."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        kv: KeyValue,
+        api: TelegramApi,
+        typing: TypingIndicators,
+        stop: asyncio.Event,
+    ) -> None:
+        self._conn = conn
+        self._kv = kv
+        self._api = api
+        self._typing = typing
+        self._stop = stop
+
+    async def handle(self, message: Output, envelope: Envelope) -> None:
+        match message:
+            case ShowTyping():
+                chat_id = _chat_id(message.chat)
+                request = SendChatAction(
+                    chat_id=chat_id, action="typing", message_thread_id=message.chat.thread_id
+                )
+                self._typing.start(message.turn_id, request)
+            case SendReply():
+                if message.turn_id:
+                    self._typing.end(message.turn_id)
+                await self._reply(message, envelope)
+            case unhandled:
+                assert_never(unhandled)
+
+    async def _reply(self, reply: SendReply, envelope: Envelope) -> None:
+        key = subjects.delivery_key(reply.chat.conversation_id, reply.out_id)
+        record = await records.load(self._kv, key)
+        if record.is_complete:
+            log.info("output %s was delivered before; not sent again", reply.out_id)
+            return
+        parts = render.answer_parts(reply.text)
+        for index in range(len(record.message_ids), len(parts)):
+            reply_to = reply.reply_to_message_id if index == 0 else None
+            request = _request(reply.chat, parts[index], reply_to)
+            try:
+                message_id = await self._send_part(request, envelope)
+            except RejectedError as exc:
+                record = await self._give_up(reply, record, exc, envelope)
+                break
+            record = DeliveryRecord(message_ids=(*record.message_ids, message_id))
+            await records.store(self._kv, key, record)
+            await envelope.in_progress()
+        await records.store(self._kv, key, structs.replace(record, is_complete=True))
+        log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
+
+    async def _send_part(self, request: SendMessage, envelope: Envelope) -> int:
+        try:
+            return await self._send(request, envelope)
+        except EntityError as exc:
+            log.warning("entities refused, sending the part as plain text: %s", exc.description)
+            return await self._send(structs.replace(request, entities=()), envelope)
+
+    async def _send(self, request: SendMessage, envelope: Envelope) -> int:
+        """sendMessage, waiting out up to MAX_FLOOD_WAITS short 429s in between."""
+        for _ in range(MAX_FLOOD_WAITS):
+            try:
+                return await self._api.send_message(request)
+            except FloodWaitError as exc:
+                if exc.retry_after_s > MAX_INLINE_WAIT_S:
+                    raise
+                log.warning("telegram flood control: waiting %.1f s", exc.retry_after_s)
+                await envelope.in_progress()
+                await self._pause(exc.retry_after_s)
+        return await self._api.send_message(request)
+
+    async def _pause(self, delay_s: float) -> None:
+        """Wait `delay_s`; a stop cuts it short and the output is retried by the next process."""
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._stop.wait()
+        except TimeoutError:
+            return
+        raise TransientError("stopping during a flood wait", retry_after_s=delay_s)
+
+    async def _give_up(
+        self, reply: SendReply, record: DeliveryRecord, exc: RejectedError, envelope: Envelope
+    ) -> DeliveryRecord:
+        """Count the failure and tell the user in plain text; the output is then complete."""
+        self._conn.counters["delivery_failed"] += 1
+        log.warning("output %s refused by telegram: %s", reply.out_id, exc)
+        notice = render.Part(text=failure_notice(exc.description))
+        try:
+            message_id = await self._send(_request(reply.chat, notice, None), envelope)
+        except RejectedError as again:
+            log.warning("the failure notice for %s was refused too: %s", reply.out_id, again)
+            return record
+        return DeliveryRecord(message_ids=(*record.message_ids, message_id))
+
+
+def _chat_id(chat: Chat) -> int:
+    if chat.chat_id is None:
+        raise InputError(f"telegram output for {chat.conversation_id!r} has no chat_id")
+    return chat.chat_id
+
+
+def _request(chat: Chat, part: render.Part, reply_to: int | None) -> SendMessage:
+    return SendMessage(
+        chat_id=_chat_id(chat),
+        text=part.text,
+        entities=part.entities,
+        message_thread_id=chat.thread_id,
+        link_preview_options=NO_PREVIEW,
+        reply_parameters=ReplyParameters(message_id=reply_to) if reply_to else None,
+    )

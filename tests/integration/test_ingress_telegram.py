@@ -1,0 +1,174 @@
+"""The Telegram ingress against a real nats-server and the test kit's Bot API server."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from services.ingress_telegram.service import run
+from shared import layout, subjects
+from shared.errors import ConfigError
+from shared.messages.inbound import INBOUND, MessageReceived
+from tests.kit.services import make_runtime, running
+from tests.kit.telegram_api import Call, TelegramAPIServer, telegram_api
+from tests.kit.waiting import eventually
+
+ADA = 42  # the allowed user, in her private chat
+PARTITIONS = 4  # as the `bus` fixture lays out SC_IN
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[TelegramAPIServer]:
+    async with telegram_api() as server:
+        yield server
+
+
+def config(nats_url: str, telegram: TelegramAPIServer | None, token: str = "") -> dict[str, object]:
+    raw: dict[str, object] = {
+        "default_model": "main",
+        "models": {"main": {"provider": "openai_chat", "model": "test-model"}},
+        "bus": {"url": nats_url, "in_partitions": PARTITIONS},
+    }
+    if telegram is not None:
+        raw["telegram"] = {
+            "bot_token": token or telegram.token,
+            "api_base": telegram.base_url,
+            "allowed_user_ids": [ADA],
+        }
+    return raw
+
+
+async def stored(bus) -> list[tuple[dict[str, str], MessageReceived]]:
+    """Every message SC_IN holds, with its headers, oldest first."""
+    state = (await bus.js.stream_info(subjects.IN_STREAM)).state
+    found = []
+    for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        raw = await bus.js.get_msg(subjects.IN_STREAM, seq)
+        found.append((raw.headers or {}, INBOUND.decode(raw.data)))
+    return found
+
+
+def getupdates_calls(telegram: TelegramAPIServer) -> list[Call]:
+    return [call for call in telegram.calls if call.method == "getUpdates"]
+
+
+async def test_a_message_lands_on_sc_in_with_its_update_msg_id(bus, telegram, workdir, nats_url):
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    async with running(runtime, run):
+        update_id = telegram.user_says(ADA, "hello there", first_name="Ada")
+        await eventually(lambda: telegram.confirmed_offset == update_id + 1, what="offset passed")
+        ping = await bus.nc.request("$SRV.PING.ingress_telegram", b"", timeout=2)
+    [(headers, message)] = await stored(bus)
+    assert headers[subjects.MSG_ID_HEADER] == subjects.telegram_update_msg_id(
+        telegram.bot_id, update_id
+    )
+    assert headers[subjects.CONV_HEADER] == "tg_42"
+    assert message.chat.conversation_id == "tg_42"
+    assert (message.chat.channel, message.chat.kind, message.chat.chat_id) == (
+        "telegram",
+        "private",
+        ADA,
+    )
+    assert (message.sender.user_id, message.sender.display_name) == (ADA, "Ada")
+    assert message.text == "hello there"
+    assert msgspec.json.decode(ping.data)["name"] == "ingress_telegram"
+
+
+async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_url):
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    async with running(runtime, run):
+        await eventually(lambda: getupdates_calls(telegram), what="polling started")
+    methods = [call.method for call in telegram.calls]
+    menus = [call.params for call in telegram.calls if call.method == "setMyCommands"]
+    assert methods[:2] == ["getMe", "deleteWebhook"]
+    assert [menu["scope"] for menu in menus] == [
+        {"type": "all_private_chats"},
+        {"type": "all_group_chats"},
+    ]
+    assert menus[0]["commands"] == [
+        {"command": "status", "description": "model, context, usage and running work"}
+    ]
+    assert getupdates_calls(telegram)[0].params["allowed_updates"] == ["message"]
+
+
+async def test_a_user_not_allowed_is_dropped_without_content_in_the_log(
+    bus, telegram, workdir, nats_url, caplog
+):
+    caplog.set_level(logging.INFO)
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    async with running(runtime, run):
+        telegram.user_says(7, "let me in")
+        allowed = telegram.user_says(ADA, "it's me")
+        await eventually(lambda: telegram.confirmed_offset == allowed + 1, what="offset passed")
+    assert [message.text for _, message in await stored(bus)] == ["it's me"]
+    [dropped] = [r.getMessage() for r in caplog.records if "not an allowed user" in r.getMessage()]
+    assert "user 7 in chat 7" in dropped
+    assert "let me in" not in caplog.text
+
+
+async def test_a_replayed_update_is_not_published_again_after_a_restart(
+    bus, telegram, workdir, nats_url
+):
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    async with running(runtime, run):
+        first = telegram.user_says(ADA, "first")
+        await eventually(lambda: telegram.confirmed_offset == first + 1, what="offset passed")
+    # a new SC_IN has no dedupe memory: only the mark in sc_ingress can stop the replay now
+    await bus.js.delete_stream(subjects.IN_STREAM)
+    await layout.ensure(bus.js, PARTITIONS)
+    telegram.replay(first)
+    second = telegram.user_says(ADA, "second")
+    async with running(runtime, run):
+        await eventually(lambda: telegram.confirmed_offset == second + 1, what="offset passed")
+    assert [message.text for _, message in await stored(bus)] == ["second"]
+
+
+async def test_the_offset_passes_an_update_only_after_its_publish_is_acked(
+    bus, telegram, workdir, nats_url, caplog
+):
+    await bus.js.delete_stream(subjects.IN_STREAM)  # publishes find no stream to ack them
+    update_id = telegram.user_says(ADA, "keep me")
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    async with running(runtime, run):
+        await eventually(lambda: "not acknowledged" in caplog.text, what="a refused publish")
+        assert telegram.confirmed_offset is None
+        assert len(getupdates_calls(telegram)) == 1
+        await layout.ensure(bus.js, PARTITIONS)
+        await eventually(lambda: telegram.confirmed_offset == update_id + 1, what="offset passed")
+    assert [message.text for _, message in await stored(bus)] == ["keep me"]
+
+
+async def test_stop_ends_a_pending_long_poll_promptly(bus, telegram, workdir, nats_url):
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    loop = asyncio.get_running_loop()
+    async with running(runtime, run, stop_timeout_s=5):
+        await eventually(lambda: getupdates_calls(telegram), what="a long poll")
+        stopping_at = loop.time()
+    assert loop.time() - stopping_at < 2
+
+
+async def test_without_a_telegram_section_the_service_refuses_to_start(workdir, nats_url):
+    runtime = make_runtime(config(nats_url, None), workdir, nats_url)
+    with pytest.raises(ConfigError, match=r"^config: telegram: not configured"):
+        await run(runtime, asyncio.Event())
+
+
+async def test_a_refused_token_is_a_config_error(bus, telegram, workdir, nats_url):
+    runtime = make_runtime(config(nats_url, telegram, token="1:revoked"), workdir, nats_url)
+    with pytest.raises(ConfigError, match=r"telegram\.bot_token: .*401"):
+        await run(runtime, asyncio.Event())
+
+
+async def test_a_message_without_text_or_caption_is_skipped(bus, telegram, workdir, nats_url):
+    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    location = {"location": {"latitude": 48.2, "longitude": 16.4}}
+    async with running(runtime, run):
+        telegram.user_sends(ADA, location)
+        captioned = telegram.user_sends(ADA, {"caption": "the view", "photo": [PHOTO]})
+        await eventually(lambda: telegram.confirmed_offset == captioned + 1, what="offset passed")
+    assert [message.text for _, message in await stored(bus)] == ["the view"]
+
+
+PHOTO = {"file_id": "ph1", "file_unique_id": "u1", "width": 640, "height": 480}

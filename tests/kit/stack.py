@@ -1,0 +1,116 @@
+"""`stellaclaw up` as a real subprocess against the kit's fakes: for end-to-end tests and bench/."""
+
+import asyncio
+import os
+import signal
+import sysconfig
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+
+SERVICES = ("conversation", "session", "tools", "delivery", "ingress_telegram")
+KEY_VARIABLE = "STELLACLAW_E2E_KEY"
+
+
+def stellaclaw() -> str:
+    """The console script beside our Python (the venv's bin is not always on PATH)."""
+    return str(Path(sysconfig.get_path("scripts")) / "stellaclaw")
+
+
+def write_config(path: Path, *, llm_base_url: str, telegram_base_url: str, chat_id: int) -> None:
+    path.write_text(
+        f"""
+default_model = "main"
+shutdown_grace_s = 5
+
+[models.main]
+provider = "openai_chat"
+base_url = "{llm_base_url}"
+api_key = "${{{KEY_VARIABLE}}}"
+model = "gpt-e2e"
+
+[telegram]
+bot_token = "${{STELLACLAW_E2E_BOT_TOKEN}}"
+api_base = "{telegram_base_url}"
+allowed_user_ids = [{chat_id}]
+
+[bus]
+in_partitions = 4
+""",
+        encoding="utf-8",
+    )
+
+
+class Stack:
+    """A running `stellaclaw up`: its process, workdir and a NATS client on its bus."""
+
+    def __init__(self, process: asyncio.subprocess.Process, workdir: Path) -> None:
+        self.process = process
+        self.workdir = workdir
+        self.nc: Client | None = None
+
+    @property
+    def bus_url(self) -> str:
+        return (self.workdir / "run" / "bus.url").read_text(encoding="utf-8").strip()
+
+    def pid(self, service: str) -> int:
+        return int((self.workdir / "run" / f"{service}.pid").read_text(encoding="utf-8"))
+
+    async def wait_ready(self, services: tuple[str, ...], timeout_s: float = 60.0) -> Client:
+        """Wait until the bus is up and every service answers `$SRV.PING.<name>`."""
+        async with asyncio.timeout(timeout_s):
+            while not (self.workdir / "run" / "bus.url").exists():
+                if self.process.returncode is not None:
+                    raise AssertionError(f"stellaclaw up exited with {self.process.returncode}")
+                await asyncio.sleep(0.05)
+            self.nc = await nats.connect(self.bus_url)
+            for service in services:
+                await self.wait_service(service)
+        return self.nc
+
+    async def wait_service(self, service: str, *, not_pid: int | None = None) -> None:
+        """Until an instance of `service` (other than process `not_pid`) answers a ping."""
+        assert self.nc is not None
+        while True:
+            try:
+                await self.nc.request(f"$SRV.PING.{service}", b"", timeout=0.5)
+                if not_pid is None or self.pid(service) != not_pid:
+                    return
+            except (NoRespondersError, TimeoutError):
+                pass
+            await asyncio.sleep(0.05)
+
+    def kill(self, service: str) -> int:
+        pid = self.pid(service)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    async def stop(self, timeout_s: float = 30.0) -> int:
+        if self.nc is not None:
+            await self.nc.close()
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout_s):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def stack(config: Path, workdir: Path, env: dict[str, str]) -> AsyncIterator[Stack]:
+    """Start `stellaclaw up`; stop it with SIGTERM on exit (it must exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        stellaclaw(),
+        *("up", "--config", str(config), "--workdir", str(workdir)),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=(workdir.parent / "up.log").open("wb"),
+    )
+    running = Stack(process, workdir)
+    try:
+        yield running
+    finally:
+        code = await running.stop()
+        assert code == 0, f"stellaclaw up exited with {code}; see {workdir.parent / 'up.log'}"
