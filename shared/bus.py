@@ -165,28 +165,49 @@ async def consume(
     handle: Handler[M],
     stop: asyncio.Event,
 ) -> None:
-    """Pull one message at a time and settle each by the policy above, until `stop` is set."""
-    sub = await conn.js.pull_subscribe(
-        consumer.filter_subject,
-        durable=consumer.durable,
-        stream=consumer.stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            max_ack_pending=consumer.max_ack_pending,
-            ack_wait=consumer.ack_wait_s,
-            filter_subject=consumer.filter_subject,
-        ),
-    )
+    """Pull one message at a time and settle each by the policy above, until `stop` is set.
+
+    Bus trouble (a reconnect, JetStream briefly unavailable) is waited out, never fatal.
+    """
+    sub = await _subscribe(conn, consumer)
+    failures = 0
     try:
         while not stop.is_set():
             try:
                 batch = await sub.fetch(1, timeout=1.0)
             except TimeoutError:
                 continue
+            except nats.errors.Error as exc:
+                failures += 1
+                log.warning("fetch from %s failed: %r; retrying", consumer.durable, exc)
+                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                continue
+            failures = 0
             for msg in batch:
                 await deliver(conn, msg, decoder, handle)
     finally:
         await sub.unsubscribe()
+
+
+async def _subscribe(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSubscription:
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=consumer.max_ack_pending,
+        ack_wait=consumer.ack_wait_s,
+        filter_subject=consumer.filter_subject,
+    )
+    for attempt in range(1, 10):
+        try:
+            return await conn.js.pull_subscribe(
+                consumer.filter_subject,
+                durable=consumer.durable,
+                stream=consumer.stream,
+                config=config,
+            )
+        except nats.errors.Error as exc:
+            log.warning("cannot bind %s yet: %r", consumer.durable, exc)
+            await asyncio.sleep(0.1 * attempt)
+    raise TransientError(f"cannot bind durable {consumer.durable} on {consumer.stream}")
 
 
 async def deliver(

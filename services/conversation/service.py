@@ -24,6 +24,9 @@ from shared.messages.outbound import SendReply
 from shared.messages.session import HandleMessage
 
 VERSION = "0.1.0"
+# Routing takes milliseconds; a short ack wait lets a partition whose message went to an instance
+# that died mid-delivery move on soon (max_ack_pending=1 holds the partition until then).
+ACK_WAIT_S = 10.0
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +42,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
                     durable=subjects.durable("conversation", f"p{partition}"),
                     filter_subject=subjects.inbound_partition(partition),
                     max_ack_pending=1,
+                    ack_wait_s=ACK_WAIT_S,
                 )
                 tasks.create_task(bus.consume(conn, consumer, INBOUND, router.route, stop))
 

@@ -24,6 +24,7 @@ TELEGRAM_OUTPUTS = bus.Consumer(
     durable=subjects.durable("delivery", "telegram"),
     filter_subject=subjects.outbound_channel("telegram"),
     max_ack_pending=1,  # a nak'ed output is redelivered before any later one: order per chat
+    ack_wait_s=10.0,  # long waits heartbeat; an output held by a killed process returns soon
 )
 log = logging.getLogger(__name__)
 

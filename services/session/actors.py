@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 import httpx
+import msgspec
 from nats.errors import NoRespondersError
 
 from services.session import failures, history_store, tool_batch, turn_loop
@@ -21,6 +22,13 @@ from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
 IDLE_S = 300.0  # an idle actor ends; its next input reloads the history
 CATALOG_TIMEOUT_S = 5.0
 log = logging.getLogger(__name__)
+
+
+class Input(msgspec.Struct, frozen=True, kw_only=True):
+    """A session input and the trace it came with."""
+
+    message: HandleMessage
+    trace: str
 
 
 class ActorPool:
@@ -41,7 +49,7 @@ class ActorPool:
             task = asyncio.create_task(actor.live(), name=f"actor {message.session_id}")
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        actor.mailbox.put_nowait(message)
+        actor.mailbox.put_nowait(Input(message=message, trace=envelope.trace))
 
     async def finish(self, grace_s: float) -> None:
         """Let the actors work through what they hold for up to `grace_s`, then cancel them."""
@@ -60,7 +68,7 @@ class SessionActor:
     def __init__(self, pool: ActorPool, session_id: SessionId) -> None:
         self.pool = pool
         self.session_id = session_id
-        self.mailbox: asyncio.Queue[HandleMessage | None] = asyncio.Queue()
+        self.mailbox: asyncio.Queue[Input | None] = asyncio.Queue()
 
     async def live(self) -> None:
         service_logging.session_var.set(self.session_id)
@@ -75,8 +83,10 @@ class SessionActor:
                     del self.pool.actors[self.session_id]  # no await since the check
                     return
                 continue
+            service_logging.trace_var.set(message.trace)
+            service_logging.conv_var.set(message.message.message.chat.conversation_id)
             try:
-                await self.take_turn(history, message)
+                await self.take_turn(history, message.message)
             except Exception:  # a bug in one turn must not end the session's other turns
                 log.exception("turn failed on session %s", self.session_id)
 

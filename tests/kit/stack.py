@@ -14,6 +14,7 @@ from nats.errors import NoRespondersError
 
 SERVICES = ("conversation", "session", "tools", "delivery", "ingress_telegram")
 KEY_VARIABLE = "STELLACLAW_E2E_KEY"
+TOKEN_VARIABLE = "STELLACLAW_E2E_BOT_TOKEN"
 
 
 def stellaclaw() -> str:
@@ -34,7 +35,7 @@ api_key = "${{{KEY_VARIABLE}}}"
 model = "gpt-e2e"
 
 [telegram]
-bot_token = "${{STELLACLAW_E2E_BOT_TOKEN}}"
+bot_token = "${{{TOKEN_VARIABLE}}}"
 api_base = "{telegram_base_url}"
 allowed_user_ids = [{chat_id}]
 
@@ -99,15 +100,15 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(config: Path, workdir: Path, env: dict[str, str]) -> AsyncIterator[Stack]:
-    """Start `stellaclaw up`; stop it with SIGTERM on exit (it must exit 0)."""
-    process = await asyncio.create_subprocess_exec(
-        stellaclaw(),
-        *("up", "--config", str(config), "--workdir", str(workdir)),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=(workdir.parent / "up.log").open("wb"),
-    )
+async def stack(config: Path, workdir: Path) -> AsyncIterator[Stack]:
+    """Start `stellaclaw up` (it inherits the environment); SIGTERM on exit, which must exit 0."""
+    with (workdir.parent / "up.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            stellaclaw(),
+            *("up", "--config", str(config), "--workdir", str(workdir)),
+            stdout=log,
+            stderr=log,
+        )
     running = Stack(process, workdir)
     try:
         yield running

@@ -1,0 +1,144 @@
+"""The whole stack as `stellaclaw up` runs it: five processes, the embedded bus, and the fakes."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import pytest_asyncio
+
+from shared import subjects
+from shared.messages.events import EVENT, BadMessage
+from tests.kit import stack as sc_stack
+from tests.kit.llm_api import OpenAIChatServer, llm_api, reply, tool_call
+from tests.kit.telegram_api import TelegramAPIServer, telegram_api
+from tests.kit.waiting import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+ADA = 4242
+KEY = "sk-e2e-secret"
+
+
+class World:
+    def __init__(self, stack, telegram: TelegramAPIServer, llm: OpenAIChatServer) -> None:
+        self.stack = stack
+        self.telegram = telegram
+        self.llm = llm
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory) -> AsyncIterator[World]:
+    root: Path = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as env:
+        async with telegram_api() as telegram, llm_api(api_key=KEY) as llm:
+            env.setenv(sc_stack.KEY_VARIABLE, KEY)
+            env.setenv(sc_stack.TOKEN_VARIABLE, telegram.token)
+            config = root / "stellaclaw.toml"
+            sc_stack.write_config(
+                config, llm_base_url=llm.base_url, telegram_base_url=telegram.base_url, chat_id=ADA
+            )
+            async with sc_stack.stack(config, root / "workdir") as running:
+                await running.wait_ready(sc_stack.SERVICES)
+                yield World(running, telegram, llm)
+
+
+async def exchange(world: World, text: str, timeout_s: float = 45.0) -> str:
+    world.telegram.user_says(ADA, text)
+    sent = await world.telegram.next_sent(ADA, timeout_s=timeout_s)
+    return sent.text
+
+
+async def test_a_telegram_message_gets_the_models_answer(world):
+    world.llm.script(reply("Hello **Ada**!"))
+    assert await exchange(world, "hello") == "Hello Ada!"
+    sent = world.telegram.sent[-1]
+    assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 6, 3)]
+    assert world.llm.requests[-1].last_user_text == "hello"
+    assert world.llm.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+    assert "typing" in world.telegram.actions(ADA)
+    world.llm.assert_done()
+
+
+async def test_a_tool_call_runs_shell_in_the_workspace_and_the_model_reads_its_output(world):
+    world.llm.script(
+        tool_call("shell", {"command": "echo e2e-$((6*7)) | tee marker.txt"}),
+        reply("The shell said e2e-42."),
+    )
+    assert await exchange(world, "run something") == "The shell said e2e-42."
+    [tool_message] = world.llm.requests[-1].tool_messages
+    result = msgspec.json.decode(tool_message.text)
+    assert result["output"] == "e2e-42\n"
+    assert result["exit_code"] == 0
+    marker = world.stack.workdir / "workspaces" / f"tg_{ADA}" / "marker.txt"
+    assert marker.read_text() == "e2e-42\n"
+    world.llm.assert_done()
+
+
+@pytest.mark.parametrize("victim", ["delivery", "conversation"])
+async def test_a_killed_service_is_restarted_and_the_answer_arrives_once(world, victim):
+    world.llm.script(reply(f"Answer after {victim} died.", delay_s=0.5))
+    old_pid = world.stack.kill(victim)
+    assert await exchange(world, f"are you there, {victim}?") == f"Answer after {victim} died."
+    await world.stack.wait_service(victim, not_pid=old_pid)
+    world.llm.script(reply("Next answer."))
+    assert await exchange(world, "and now?") == "Next answer."
+    transcript = world.telegram.transcript(ADA)
+    assert transcript.count(f"Answer after {victim} died.") == 1
+    assert transcript[-1] == "Next answer."
+    world.llm.assert_done()
+
+
+async def test_a_killed_delivery_mid_turn_still_delivers_exactly_once(world):
+    world.llm.script(reply("Thought about it.", delay_s=1.0))
+    world.telegram.user_says(ADA, "think slowly")
+    await eventually(
+        lambda: world.llm.requests and world.llm.requests[-1].last_user_text == "think slowly"
+    )
+    old_pid = world.stack.kill("delivery")
+    sent = await world.telegram.next_sent(ADA, timeout_s=45)
+    assert sent.text == "Thought about it."
+    await world.stack.wait_service("delivery", not_pid=old_pid)
+    world.llm.script(reply("Still here."))
+    assert await exchange(world, "still there?") == "Still here."
+    assert world.telegram.transcript(ADA).count("Thought about it.") == 1
+    world.llm.assert_done()
+
+
+async def test_a_malformed_inbound_message_is_terminated_and_counted_and_the_next_answered(world):
+    nc = world.stack.nc
+    js = nc.jetstream()
+    before = msgspec.json.decode(
+        (await nc.request(subjects.counters("conversation"), b"", timeout=5)).data
+    ).get("bad_messages", 0)
+    events = await js.subscribe(subjects.BAD_MESSAGE_EVENT, ordered_consumer=True)
+    await js.publish(subjects.inbound(f"tg_{ADA}"), b'{"kind": "message_received", "text": 1}')
+    world.llm.script(reply("Still fine."))
+    assert await exchange(world, "after the bad one") == "Still fine."
+    fact = EVENT.decode((await events.next_msg(timeout=10)).data)
+    await events.unsubscribe()
+    assert isinstance(fact, BadMessage)
+    assert fact.service == "conversation"
+    counters = await nc.request(subjects.counters("conversation"), b"", timeout=5)
+    assert msgspec.json.decode(counters.data)["bad_messages"] == before + 1
+    world.llm.assert_done()
+
+
+async def test_up_with_a_missing_variable_exits_2_naming_it(tmp_path):
+    config = tmp_path / "stellaclaw.toml"
+    sc_stack.write_config(
+        config, llm_base_url="http://x/v1", telegram_base_url="http://y", chat_id=1
+    )
+    process = await asyncio.create_subprocess_exec(
+        sc_stack.stellaclaw(),
+        *("up", "--config", str(config), "--workdir", str(tmp_path / "w")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert err.decode().strip() == (
+        f"config: models.main.api_key: environment variable {sc_stack.KEY_VARIABLE} is not set"
+    )
+    assert not (tmp_path / "w").exists()
