@@ -151,3 +151,11 @@ def test_docs_bus_lists_exactly_the_names_subjects_builds():
     built -= {subjects.inbound_transform(0).replace("0", "<partitions>", 1)}  # not a subject
     assert sorted(built - documented) == []
     assert sorted(documented - built) == []
+
+
+def test_readme_shows_the_cli_as_the_parser_describes_it():
+    from services.launcher.cli import summary
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- cli -->\n```text\n", 1)[1].split("```", 1)[0]
+    assert block == summary()

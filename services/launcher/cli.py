@@ -21,28 +21,50 @@ from shared.errors import ConfigError
 DEFAULT_CONFIG = Path("stellaclaw.toml")
 
 
-def parser() -> argparse.ArgumentParser:
+HELP = {
+    "up": "start the bus (if no bus.url is set) and all five services, supervised",
+    "run": "run one service against the configured bus (or the one `up` started)",
+    "chat": "talk to Stellaclaw in the terminal, over the bus (conversation cli_<name>)",
+    "init": "write a commented starter stellaclaw.toml (never over an existing file)",
+    "config check": "validate a config file and print it with secrets as ***",
+}
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    """The top parser under "" and one parser per command."""
     top = argparse.ArgumentParser(prog="stellaclaw", description="Stellaclaw agent server")
     commands = top.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the bus (if needed) and all five services")
-    run = commands.add_parser("run", help="run one service against the configured bus")
-    run.add_argument("service", choices=supervisor.SERVICES)
-    chat = commands.add_parser("chat", help="talk to Stellaclaw in the terminal, over the bus")
-    chat.add_argument("--name", default="terminal", help="the conversation is cli_<name>")
-    for sub in (up, run, chat):
-        sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-        sub.add_argument("--workdir", type=Path, default=None)
-    init = commands.add_parser("init", help="write a commented starter stellaclaw.toml")
-    init.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    found = {"": top}
+    for name in ("up", "run", "chat"):
+        found[name] = commands.add_parser(name, help=HELP[name], description=HELP[name])
+        if name == "run":
+            found[name].add_argument("service", choices=supervisor.SERVICES)
+        if name == "chat":
+            found[name].add_argument("--name", default="terminal", help="conversation cli_<name>")
+        found[name].add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        found[name].add_argument("--workdir", type=Path, default=None)
+    found["init"] = commands.add_parser("init", help=HELP["init"], description=HELP["init"])
+    found["init"].add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     config = commands.add_parser("config", help="config tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    check = config_commands.add_parser("check", help="validate a config and print it")
+    check = config_commands.add_parser("check", help=HELP["config check"])
     check.add_argument("file", type=Path)
-    return top
+    found["config check"] = check
+    return found
+
+
+def summary() -> str:
+    """Each command's usage and what it does: README's CLI section is exactly this text."""
+    parts = []
+    for name, command in parsers().items():
+        if name:
+            usage = " ".join(command.format_usage().split()).removeprefix("usage: ")
+            parts.append(f"{usage}\n    {HELP[name]}")
+    return "\n".join(parts) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    args = parsers()[""].parse_args(argv)
     try:
         match args.command:
             case "up":

@@ -36,7 +36,10 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
             env.setenv(sc_stack.TOKEN_VARIABLE, telegram.token)
             config = root / "stellaclaw.toml"
             sc_stack.write_config(
-                config, llm_base_url=llm.base_url, telegram_base_url=telegram.base_url, chat_id=ADA
+                config,
+                llm_base_url=llm.base_url,
+                telegram_base_url=telegram.base_url,
+                user_ids=[ADA],
             )
             async with sc_stack.stack(config, root / "workdir") as running:
                 await running.wait_ready(sc_stack.SERVICES)
@@ -127,7 +130,7 @@ async def test_a_malformed_inbound_message_is_terminated_and_counted_and_the_nex
 async def test_up_with_a_missing_variable_exits_2_naming_it(tmp_path):
     config = tmp_path / "stellaclaw.toml"
     sc_stack.write_config(
-        config, llm_base_url="http://x/v1", telegram_base_url="http://y", chat_id=1
+        config, llm_base_url="http://x/v1", telegram_base_url="http://y", user_ids=[1]
     )
     process = await asyncio.create_subprocess_exec(
         sc_stack.stellaclaw(),

@@ -4,7 +4,7 @@ import asyncio
 import os
 import signal
 import sysconfig
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,7 +22,10 @@ def stellaclaw() -> str:
     return str(Path(sysconfig.get_path("scripts")) / "stellaclaw")
 
 
-def write_config(path: Path, *, llm_base_url: str, telegram_base_url: str, chat_id: int) -> None:
+def write_config(
+    path: Path, *, llm_base_url: str, telegram_base_url: str, user_ids: Sequence[int]
+) -> None:
+    allowed = ", ".join(str(user_id) for user_id in user_ids)
     path.write_text(
         f"""
 default_model = "main"
@@ -37,7 +40,7 @@ model = "gpt-e2e"
 [telegram]
 bot_token = "${{{TOKEN_VARIABLE}}}"
 api_base = "{telegram_base_url}"
-allowed_user_ids = [{chat_id}]
+allowed_user_ids = [{allowed}]
 
 [bus]
 in_partitions = 4

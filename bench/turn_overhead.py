@@ -1,0 +1,139 @@
+"""Per-turn bus overhead, throughput and memory of a real `stellaclaw up` (five processes + NATS).
+
+The stack talks to the test kit's Telegram Bot API server and an OpenAI-compatible server that
+answers at once, both in this process. A turn is timed from the moment the update is offered to
+getUpdates to the moment the fake Bot API receives the answer's sendMessage; the model answers
+instantly, so the figure is the stack's own time (two HTTP hops to the fakes included).
+
+    python bench/turn_overhead.py [--sequential 300] [--conversations 50] [--per-conversation 20]
+                                  [--growth-turns 0]
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.kit import stack as sc_stack  # noqa: E402 -- after the path is set
+from tests.kit.llm_api import llm_api, reply  # noqa: E402
+from tests.kit.telegram_api import TelegramAPIServer, telegram_api  # noqa: E402
+
+FIRST_CHAT = 10_000
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and comm == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def memory(running: sc_stack.Stack) -> dict[str, float]:
+    figures = {name: rss_mb(running.pid(name)) for name in sc_stack.SERVICES}
+    for pid in children_named(running.process.pid, "nats-server"):
+        figures["nats-server"] = rss_mb(pid)
+    return figures
+
+
+async def turn(tg: TelegramAPIServer, chat_id: int, text: str) -> float:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tg.user_says(chat_id, text)
+    while True:
+        sent = await tg.next_sent(chat_id, timeout_s=30)
+        if sent.text == "ok":
+            return loop.time() - start
+
+
+async def sequential(tg: TelegramAPIServer, turns: int) -> list[float]:
+    return [await turn(tg, FIRST_CHAT, f"sequential {n}") for n in range(turns)]
+
+
+async def concurrent(tg: TelegramAPIServer, conversations: int, each: int) -> tuple[float, int]:
+    async def one(chat_id: int) -> None:
+        for n in range(each):
+            await turn(tg, chat_id, f"concurrent {n}")
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.gather(*(one(FIRST_CHAT + 1 + c) for c in range(conversations)))
+    return loop.time() - start, conversations * each
+
+
+def report_memory(title: str, figures: dict[str, float]) -> None:
+    print(f"{title}:")
+    for name, mb in figures.items():
+        print(f"  {name:<18} {mb:7.1f} MB")
+    print(f"  {'total':<18} {sum(figures.values()):7.1f} MB")
+
+
+async def main(args: argparse.Namespace) -> None:
+    chats = [FIRST_CHAT + n for n in range(args.conversations + 1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        async with telegram_api() as tg, llm_api(api_key="bench-key") as llm:
+            llm.always(reply("ok"))
+            config = root / "stellaclaw.toml"
+            sc_stack.write_config(
+                config, llm_base_url=llm.base_url, telegram_base_url=tg.base_url, user_ids=chats
+            )
+            with_env(tg.token)
+            async with sc_stack.stack(config, root / "workdir") as running:
+                await running.wait_ready(sc_stack.SERVICES)
+                report_memory("idle RSS after start", memory(running))
+                await sequential(tg, 20)  # warm up: imports, connections, actors
+                report_memory("idle RSS after warm-up", before := memory(running))
+                times = sorted(await sequential(tg, args.sequential))
+                ms = [t * 1000 for t in times]
+                p50 = statistics.median(ms)
+                p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+                print(f"sequential turns: {len(ms)}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+                elapsed_s, count = await concurrent(tg, args.conversations, args.per_conversation)
+                rate = count / elapsed_s
+                print(
+                    f"concurrent: {count} turns in {args.conversations} conversations: "
+                    f"{elapsed_s:.2f} s, {rate:.0f} turns/s"
+                )
+                if args.growth_turns:
+                    each = max(1, args.growth_turns // args.conversations)
+                    await concurrent(tg, args.conversations, each)
+                    after = memory(running)
+                    report_memory(f"RSS after {each * args.conversations} more turns", after)
+                    for name, mb in after.items():
+                        growth = 100 * (mb - before[name]) / before[name]
+                        print(f"  growth {name:<18} {growth:+6.1f} %")
+                llm.requests.clear()
+
+
+def with_env(token: str) -> None:
+    """The benchmark sets the variables its config references; the stack inherits them."""
+    os.environ[sc_stack.KEY_VARIABLE] = "bench-key"  # noqa: TID251 -- see the docstring
+    os.environ[sc_stack.TOKEN_VARIABLE] = token  # noqa: TID251 -- see the docstring
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--conversations", type=int, default=50)
+    parser.add_argument("--per-conversation", type=int, default=20)
+    parser.add_argument("--growth-turns", type=int, default=0)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,64 @@
+"""`stellaclaw chat` against `stellaclaw up` without Telegram: the stack tried from a terminal."""
+
+import asyncio
+
+import pytest
+
+from tests.kit import stack as sc_stack
+from tests.kit.llm_api import llm_api, reply
+
+pytestmark = pytest.mark.e2e
+CONFIG = """
+default_model = "main"
+shutdown_grace_s = 5
+
+[models.main]
+provider = "openai_chat"
+base_url = "{base_url}"
+model = "gpt-chat"
+"""
+
+
+async def read_until(stream: asyncio.StreamReader, wanted: str, timeout_s: float = 30) -> list[str]:
+    lines: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while wanted not in lines:
+            line = await stream.readline()
+            assert line, f"chat ended before {wanted!r}; it printed {lines!r}"
+            lines.append(line.decode().rstrip("\n"))
+    return lines
+
+
+async def test_chat_talks_to_the_stack_over_the_bus(tmp_path):
+    async with llm_api() as llm:
+        llm.script(reply("Hello, terminal."), reply("Second answer."))
+        config = tmp_path / "stellaclaw.toml"
+        config.write_text(CONFIG.format(base_url=llm.base_url))
+        workdir = tmp_path / "workdir"
+        async with sc_stack.stack(config, workdir) as running:
+            await running.wait_ready(("conversation", "session", "tools", "delivery"))
+            assert not (workdir / "run" / "ingress_telegram.pid").exists()
+            chat = await asyncio.create_subprocess_exec(
+                sc_stack.stellaclaw(),
+                *("chat", "--config", str(config), "--workdir", str(workdir), "--name", "ada"),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert chat.stdin is not None
+            assert chat.stdout is not None
+            first = await read_until(
+                chat.stdout, "Talking to Stellaclaw as cli_ada. Type a message; Ctrl-D ends."
+            )
+            chat.stdin.write(b"hello\n")
+            answer = await read_until(chat.stdout, "Hello, terminal.")
+            chat.stdin.write(b"/status\n")
+            status = await read_until(chat.stdout, "📊 Status")
+            chat.stdin.write(b"again\n")
+            await read_until(chat.stdout, "Second answer.")
+            chat.stdin.close()
+            assert await asyncio.wait_for(chat.wait(), 15) == 0
+    assert first[-1].startswith("Talking to Stellaclaw")
+    assert "… working" in answer
+    assert status[-1] == "📊 Status"
+    assert llm.requests[0].last_user_text == "hello"
+    assert [m.text for m in llm.requests[1].messages[1:]] == ["hello", "Hello, terminal.", "again"]
