@@ -17,6 +17,7 @@ from msgspec import Meta
 from shared.errors import ConfigError
 
 CURRENT_VERSION = 1
+DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 SECRET_KEYS = frozenset({"bot_token", "api_key"})
 _T = TypeVar("_T")
@@ -59,7 +60,7 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     version: Annotated[int, Meta(ge=1)] = CURRENT_VERSION
     default_model: str
     models: dict[Annotated[str, Meta(pattern=MODEL_NAME_PATTERN)], ModelConfig]
-    workdir: str = "~/.local/share/stellaclaw"
+    workdir: str = DEFAULT_WORKDIR
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
     telegram: TelegramConfig | None = None
     bus: BusConfig = BusConfig()
@@ -68,6 +69,10 @@ class Config(ConfigTable, frozen=True, kw_only=True):
 
 def load(path: Path) -> Config:
     """Read, expand and decode the config file; raises ConfigError with the one-line reason."""
+    return parse(_read(path), dict(os.environ))  # noqa: TID251 -- this module is the env reader
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -76,7 +81,22 @@ def load(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path.name} is not valid TOML: {exc}") from None
-    return parse(raw, dict(os.environ))  # noqa: TID251 -- this module is the one env reader
+    return raw
+
+
+class BusLocation(msgspec.Struct, frozen=True, kw_only=True):
+    """What a bus client (`stellaclaw chat`) needs from the file; it ignores every other key."""
+
+    workdir: str = DEFAULT_WORKDIR
+    bus: BusConfig = BusConfig()
+
+
+def locate(path: Path) -> BusLocation:
+    """Read only `workdir` and `[bus]`, so a client needs none of the services' secrets."""
+    raw = _read(path)
+    wanted = {key: raw[key] for key in ("workdir", "bus") if key in raw}
+    expanded = _expand(wanted, dict(os.environ), ())  # noqa: TID251 -- the one env reader
+    return _convert(expanded, BusLocation, "")
 
 
 def parse(raw: dict[str, Any], env: dict[str, str]) -> Config:

@@ -52,8 +52,11 @@ def bus_url_file(workdir: Path) -> Path:
 
 
 def resolve_bus_url(config: config_file.Config, workdir: Path) -> str:
-    if config.bus.url:
-        return config.bus.url
+    return config.bus.url or resolve_bus_url_file(workdir)
+
+
+def resolve_bus_url_file(workdir: Path) -> str:
+    """The URL a running `stellaclaw up` recorded in the workdir."""
     recorded = bus_url_file(workdir)
     try:
         return recorded.read_text(encoding="utf-8").strip()

@@ -17,6 +17,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 
 from shared import bus, lifecycle, subjects
+from shared import config as config_file
 from shared.errors import ConfigError
 from shared.ids import ConversationId, new_id
 from shared.messages.contract import Chat, Sender
@@ -29,9 +30,11 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 def main(config_path: Path, workdir: Path | None, name: str) -> int:
     if not NAME.match(name):
         raise ConfigError(f"chat: --name {name!r} must match [A-Za-z0-9_-]{{1,48}}")
-    ready = lifecycle.runtime(config_path, workdir)
+    located = config_file.locate(config_path)
+    where = (workdir or Path(located.workdir)).expanduser().resolve()
+    url = located.bus.url or lifecycle.resolve_bus_url_file(where)
     conv = ConversationId(f"cli_{name}")
-    return uvloop.run(_talk(ready.bus_url, conv))
+    return uvloop.run(_talk(url, conv))
 
 
 async def _talk(url: str, conv: ConversationId) -> int:

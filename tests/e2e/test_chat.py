@@ -16,6 +16,7 @@ shutdown_grace_s = 5
 provider = "openai_chat"
 base_url = "{base_url}"
 model = "gpt-chat"
+api_key = "${{STELLACLAW_E2E_KEY}}"
 """
 
 
@@ -29,8 +30,9 @@ async def read_until(stream: asyncio.StreamReader, wanted: str, timeout_s: float
     return lines
 
 
-async def test_chat_talks_to_the_stack_over_the_bus(tmp_path):
-    async with llm_api() as llm:
+async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
+    monkeypatch.setenv(sc_stack.KEY_VARIABLE, "sk-chat")  # `up` needs it; `chat` does not
+    async with llm_api(api_key="sk-chat") as llm:
         llm.script(reply("Hello, terminal."), reply("Second answer."))
         config = tmp_path / "stellaclaw.toml"
         config.write_text(CONFIG.format(base_url=llm.base_url))
@@ -43,6 +45,7 @@ async def test_chat_talks_to_the_stack_over_the_bus(tmp_path):
                 *("chat", "--config", str(config), "--workdir", str(workdir), "--name", "ada"),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin"},  # no secrets: a client needs none
             )
             assert chat.stdin is not None
             assert chat.stdout is not None
