@@ -1,6 +1,11 @@
 """`python -m services.conversation`: run the conversation service alone."""
 
-from services.conversation.service import run
-from shared import lifecycle
+from shared import lean_imports
 
-lifecycle.main("conversation", run)
+lean_imports.skip_aiohttp()  # before anything imports nats
+
+from services.conversation.service import run  # noqa: E402
+from shared import lifecycle  # noqa: E402
+
+if __name__ == "__main__":
+    lifecycle.main("conversation", run)

@@ -1,7 +1,11 @@
 """`python -m services.delivery`: run the delivery service."""
 
-from services.delivery.service import run
-from shared import lifecycle
+from shared import lean_imports
+
+lean_imports.skip_aiohttp()  # before anything imports nats
+
+from services.delivery.service import run  # noqa: E402
+from shared import lifecycle  # noqa: E402
 
 if __name__ == "__main__":
     lifecycle.main("delivery", run)

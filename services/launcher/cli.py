@@ -2,7 +2,7 @@
 
 import argparse
 import asyncio
-import importlib
+import os
 import signal
 import sys
 import tomllib
@@ -69,11 +69,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         match args.command:
             case "up":
                 sys.exit(_up(args.config, args.workdir))
-            case "run":
-                module = importlib.import_module(f"services.{args.service}.service")
+            case "run":  # exactly `python -m services.<name>`, in this process's place
                 rest = ["--config", str(args.config)]
                 rest += ["--workdir", str(args.workdir)] if args.workdir else []
-                lifecycle.main(args.service, module.run, rest)
+                os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}", *rest])
             case "chat":
                 sys.exit(chat.main(args.config, args.workdir, args.name))
             case "init":

@@ -1,6 +1,11 @@
 """`python -m services.session`: run the session service alone."""
 
-from services.session.service import run
-from shared import lifecycle
+from shared import lean_imports
 
-lifecycle.main("session", run)
+lean_imports.skip_aiohttp()  # before anything imports nats
+
+from services.session.service import run  # noqa: E402
+from shared import lifecycle  # noqa: E402
+
+if __name__ == "__main__":
+    lifecycle.main("session", run)
