@@ -47,11 +47,25 @@ def children_named(parent: int, name: str) -> list[int]:
     return found
 
 
-def memory(running: sc_stack.Stack) -> dict[str, float]:
-    figures = {name: rss_mb(running.pid(name)) for name in sc_stack.SERVICES}
+def pids(running: sc_stack.Stack) -> dict[str, int]:
+    found = {name: running.pid(name) for name in sc_stack.SERVICES}
     for pid in children_named(running.process.pid, "nats-server"):
-        figures["nats-server"] = rss_mb(pid)
-    return figures
+        found["nats-server"] = pid
+    return found
+
+
+def memory(running: sc_stack.Stack) -> dict[str, float]:
+    return {name: rss_mb(pid) for name, pid in pids(running).items()}
+
+
+def cpu_s(running: sc_stack.Stack) -> dict[str, float]:
+    """User + system CPU seconds of every process so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for name, pid in pids(running).items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        found[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 async def turn(tg: TelegramAPIServer, chat_id: int, text: str) -> float:
@@ -107,12 +121,17 @@ async def main(args: argparse.Namespace) -> None:
                 p50 = statistics.median(ms)
                 p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
                 print(f"sequential turns: {len(ms)}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+                cpu_before = cpu_s(running)
                 elapsed_s, count = await concurrent(tg, args.conversations, args.per_conversation)
+                cpu_after = cpu_s(running)
                 rate = count / elapsed_s
                 print(
                     f"concurrent: {count} turns in {args.conversations} conversations: "
                     f"{elapsed_s:.2f} s, {rate:.0f} turns/s"
                 )
+                print("CPU per turn (concurrent phase):")
+                for name, spent in cpu_after.items():
+                    print(f"  {name:<18} {1000 * (spent - cpu_before[name]) / count:6.2f} ms")
                 if args.growth_turns:
                     each = max(1, args.growth_turns // args.conversations)
                     await concurrent(tg, args.conversations, each)

@@ -54,6 +54,7 @@ class Router:
         self.conn = conn
         self.kv = kv
         self.config = config
+        self.cache = store.Cache()
 
     async def route(self, message: MessageReceived, envelope: bus.Envelope) -> None:
         conv = message.chat.conversation_id
@@ -73,7 +74,7 @@ class Router:
                 current = state.with_model(current, self.config.default_model)
             return state.received(current, message.chat, now)
 
-        current = await store.change(self.kv, conv, apply)
+        current = await store.change(self.kv, conv, apply, self.cache)
         if previous_model:
             await self.reply(
                 current,

@@ -1,6 +1,7 @@
 """Loading and saving conversation state in KV `sc_conv`: every change is a compare-and-set."""
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -11,6 +12,7 @@ from services.conversation.state import STATE, ConversationState
 from shared.errors import TransientError
 
 MAX_ATTEMPTS = 8
+CACHE_SIZE = 2_000
 log = logging.getLogger(__name__)
 
 Change = Callable[[ConversationState | None], ConversationState]
@@ -27,19 +29,45 @@ async def load(kv: KeyValue, key: str) -> tuple[ConversationState | None, int]:
     return STATE.decode(entry.value), entry.revision or 0
 
 
-async def change(kv: KeyValue, key: str, apply: Change) -> ConversationState:
+class Cache:
+    """The last state this instance stored per conversation, so a change usually skips the read.
+
+    The CAS still guards every write: a state changed elsewhere fails it and is read afresh.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.entries: OrderedDict[str, tuple[ConversationState, int]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[ConversationState, int] | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, state: ConversationState, revision: int) -> None:
+        self.entries[key] = (state, revision)
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+async def change(kv: KeyValue, key: str, apply: Change, cache: Cache) -> ConversationState:
     """Apply `apply` to the current state and store it by CAS, retrying on a concurrent change."""
+    known = cache.get(key)
     for _ in range(MAX_ATTEMPTS):
-        current, revision = await load(kv, key)
+        current, revision = known if known else await load(kv, key)
+        known = None
         updated = apply(current)
         value = msgspec.json.encode(updated)
         try:
             if revision:
-                await kv.update(key, value, last=revision)
+                stored = await kv.update(key, value, last=revision)
             else:
-                await kv.create(key, value)
+                stored = await kv.create(key, value)
         except KeyWrongLastSequenceError:
-            log.info("conversation state changed concurrently; retrying")
+            log.info("conversation state changed elsewhere; reading it again")
             continue
+        cache.put(key, updated, stored)
         return updated
     raise TransientError(f"conversation {key} kept changing under {MAX_ATTEMPTS} attempts")

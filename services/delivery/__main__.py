@@ -2,7 +2,7 @@
 
 from shared import lean_imports
 
-lean_imports.skip_aiohttp()  # before anything imports nats
+lean_imports.apply()  # before anything imports nats or httpx
 
 from services.delivery.service import run  # noqa: E402
 from shared import lifecycle  # noqa: E402

@@ -86,10 +86,14 @@ class TelegramSender:
             except RejectedError as exc:
                 record = await self._give_up(reply, record, exc, envelope)
                 break
+            is_last = index == len(parts) - 1
             record = DeliveryRecord(message_ids=(*record.message_ids, message_id))
+            record = structs.replace(record, is_complete=is_last)
             await records.store(self._kv, key, record)
-            await envelope.in_progress()
-        await records.store(self._kv, key, structs.replace(record, is_complete=True))
+            if not is_last:
+                await envelope.in_progress()
+        if not record.is_complete:  # refused part way, or nothing to send
+            await records.store(self._kv, key, structs.replace(record, is_complete=True))
         log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
 
     async def _send_part(self, request: SendMessage, envelope: Envelope) -> int:

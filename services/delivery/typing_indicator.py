@@ -1,8 +1,9 @@
 """`typing…` in a chat while its turn runs (SPEC §12.5).
 
-ShowTyping starts one task per turn: `sendChatAction typing` at once and every `interval_s`, until
-the turn's answer (a SendReply with the same turn id) ends it, the service stops, or `cap_s`
-passes. The tasks live in the TaskGroup that `run()` awaits, so none outlives the service.
+ShowTyping starts one task per turn: `sendChatAction typing` after `delay_s` and every
+`interval_s`, until the turn's answer (a SendReply with the same turn id) ends it, the service
+stops, or `cap_s` passes. The tasks live in the TaskGroup that `run()` awaits, so none outlives
+the service.
 """
 
 import asyncio
@@ -12,6 +13,9 @@ from services.delivery.bot_api import RejectedError, SendChatAction, TelegramApi
 from shared.errors import TransientError
 
 INTERVAL_S = 4.0  # Telegram shows the action for 5 s, or until the bot's next message
+# A turn answered sooner would show typing for no one (the answer clears it), at the cost of a Bot
+# API call in the way of the answer: typing starts once the turn has run this long.
+DELAY_S = 0.5
 CAP_S = 600.0  # a turn whose answer never comes does not type forever
 log = logging.getLogger(__name__)
 
@@ -26,11 +30,13 @@ class TypingIndicators:
         *,
         interval_s: float = INTERVAL_S,
         cap_s: float = CAP_S,
+        delay_s: float = DELAY_S,
     ) -> None:
         self._api = api
         self._tasks = tasks
         self._interval_s = interval_s
         self._cap_s = cap_s
+        self._delay_s = delay_s
         self._ends: dict[str, asyncio.Event] = {}
 
     @property
@@ -57,6 +63,7 @@ class TypingIndicators:
     async def _show(self, turn_id: str, request: SendChatAction, ended: asyncio.Event) -> None:
         try:
             async with asyncio.timeout(self._cap_s):
+                await _wait(ended, self._delay_s)
                 while not ended.is_set() and await self._send(request):
                     await _wait(ended, self._interval_s)
         except TimeoutError:

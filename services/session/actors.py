@@ -21,6 +21,7 @@ from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
 
 IDLE_S = 300.0  # an idle actor ends; its next input reloads the history
 CATALOG_TIMEOUT_S = 5.0
+CATALOG_TTL_S = 30.0
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +41,7 @@ class ActorPool:
         self.http = http
         self.actors: dict[SessionId, SessionActor] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.catalogs: dict[str, tuple[float, list[ToolSpec]]] = {}
 
     async def take(self, message: HandleMessage, envelope: bus.Envelope) -> None:
         """The consumer's handler: queue the input for its session's actor (then it is acked)."""
@@ -50,6 +52,20 @@ class ActorPool:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         actor.mailbox.put_nowait(Input(message=message, trace=envelope.trace))
+
+    async def tools(self, pool: str) -> list[ToolSpec] | None:
+        """The pool's tool catalog, asked again after CATALOG_TTL_S; None if no runner answers."""
+        now = asyncio.get_running_loop().time()
+        cached = self.catalogs.get(pool)
+        if cached and now - cached[0] < CATALOG_TTL_S:
+            return cached[1]
+        try:
+            specs = await catalog(self.conn, pool)
+        except TimeoutError:
+            log.warning("no runner of pool %s answered the catalog request", pool)
+            return None
+        self.catalogs[pool] = (now, specs)
+        return specs
 
     async def finish(self, grace_s: float) -> None:
         """Let the actors work through what they hold for up to `grace_s`, then cancel them."""
@@ -94,23 +110,11 @@ class SessionActor:
         if _already_started(history, message.input_seq):
             log.info("input %d already taken; skipped", message.input_seq)
             return
-        if not history.events:
-            model = message.settings.model
-            started = SessionStarted(
-                session_id=self.session_id, session_type="foreground", model=model
-            )
-            await history.append(started)
-        number = 1 + sum(isinstance(e, TurnStarted) for e in history.events)
-        turn_id = TurnId(f"{self.session_id}_t{number}")
+        turn_id, number, tools = await self.begin(history, message)
         chat = message.message.chat
         outbound = subjects.outbound(chat.channel, chat.conversation_id)
-        typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
-        await bus.publish(self.pool.conn, outbound, typing, msg_id=typing.out_id)
-        await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
-        text, sender = message.message.text, message.message.sender
-        await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
         started_at = asyncio.get_running_loop().time()
-        ending = await self.ending(history, message, turn_id, number)
+        ending = await self.ending(history, message, turn_id, number, tools)
         answer = SendReply(
             chat=chat,
             out_id=subjects.answer_out_id(turn_id),
@@ -130,16 +134,45 @@ class SessionActor:
         elapsed_s = asyncio.get_running_loop().time() - started_at
         log.info("turn %s %s in %.2f s", turn_id, ending.outcome, elapsed_s)
 
+    async def begin(
+        self, history: history_store.History, message: HandleMessage
+    ) -> tuple[TurnId, int, list[ToolSpec] | None]:
+        """Record the turn's start while typing shows and the tool catalog is fetched."""
+        if not history.events:
+            model = message.settings.model
+            started = SessionStarted(
+                session_id=self.session_id, session_type="foreground", model=model
+            )
+            await history.append(started)
+        number = 1 + sum(isinstance(e, TurnStarted) for e in history.events)
+        turn_id = TurnId(f"{self.session_id}_t{number}")
+        chat, text, sender = message.message.chat, message.message.text, message.message.sender
+        typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
+
+        async def record() -> None:
+            await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
+            await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
+
+        async with asyncio.TaskGroup() as tasks:
+            outbound = subjects.outbound(chat.channel, chat.conversation_id)
+            tasks.create_task(bus.publish(self.pool.conn, outbound, typing, msg_id=typing.out_id))
+            tasks.create_task(record())
+            tools = tasks.create_task(self.pool.tools(message.settings.workspace.pool))
+        return turn_id, number, tools.result()
+
     async def ending(
-        self, history: history_store.History, message: HandleMessage, turn_id: TurnId, number: int
+        self,
+        history: history_store.History,
+        message: HandleMessage,
+        turn_id: TurnId,
+        number: int,
+        tools: list[ToolSpec] | None,
     ) -> turn_loop.Ending:
         """Run the turn; every way it can end becomes an Ending the user reads."""
         settings = message.settings
-        pool = settings.workspace.pool
-        try:
-            tools = await catalog(self.pool.conn, pool)
-        except TimeoutError:
-            return turn_loop.Ending(text=failures.tools_unavailable(pool), outcome="failed")
+        if tools is None:
+            text = failures.tools_unavailable(settings.workspace.pool)
+            return turn_loop.Ending(text=text, outcome="failed")
         turn = turn_loop.Turn(
             turn_id=turn_id,
             turn_number=number,

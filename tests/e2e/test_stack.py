@@ -53,7 +53,7 @@ async def exchange(world: World, text: str, timeout_s: float = 45.0) -> str:
 
 
 async def test_a_telegram_message_gets_the_models_answer(world):
-    world.llm.script(reply("Hello **Ada**!"))
+    world.llm.script(reply("Hello **Ada**!", delay_s=1.0))  # long enough to show typing
     assert await exchange(world, "hello") == "Hello Ada!"
     sent = world.telegram.sent[-1]
     assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 6, 3)]

@@ -92,3 +92,23 @@ async def test_a_conversation_whose_model_left_the_config_switches_to_the_defaul
     assert isinstance(notice, SendReply)
     assert notice.text == "Model old is no longer configured; switched to main."
     assert handle.settings.model == "main"
+
+
+async def test_a_change_made_by_another_instance_is_not_overwritten(bus, workdir, nats_url):
+    two_models = {**CONFIG, "models": {"main": MODEL, "other": MODEL}}
+    runtime = make_runtime(two_models, workdir, nats_url)
+    kv = await bus.js.key_value(subjects.CONV_BUCKET)
+    await bus.watch(subjects.session_input("cli_fay_fg1"))
+    async with running(runtime, run):
+        await bus.publish(subjects.inbound("cli_fay"), message_received("cli_fay", "one"))
+        await bus.next(subjects.session_input("cli_fay_fg1"), SESSION_INPUT)
+        entry = await kv.get("cli_fay")
+        assert entry.value is not None
+        elsewhere = msgspec.structs.replace(STATE.decode(entry.value), model="other")
+        await kv.update("cli_fay", msgspec.json.encode(elsewhere), last=entry.revision)
+        await bus.publish(subjects.inbound("cli_fay"), message_received("cli_fay", "two"))
+        handle = await bus.next(subjects.session_input("cli_fay_fg1"), SESSION_INPUT)
+    assert handle.settings.model == "other"
+    final = await kv.get("cli_fay")
+    assert final.value is not None
+    assert STATE.decode(final.value).messages == 2

@@ -151,3 +151,15 @@ async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_t
             assert (await answer(bus)).text == "Second answer."
     texts = [m.text for m in llm.requests[1].messages if m.role != "system"]
     assert texts == ["one", "First answer.", "two"]
+
+
+async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, workdir, nats_url):
+    async with llm_api(api_key="k") as llm:
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session):
+            await say(bus, "hi", 1)
+            final = await answer(bus)
+    assert final.is_failure
+    assert final.text.startswith("⚠️ No tool runner of pool 'local' answered")
+    assert llm.requests == []

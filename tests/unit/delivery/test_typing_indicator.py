@@ -32,7 +32,7 @@ class RecordingApi:
 async def test_typing_repeats_until_the_turn_ends():
     api = RecordingApi()
     async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
-        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30)
+        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30, delay_s=0)
         typing.start("t1", TYPING)
         typing.start("t1", TYPING)  # a redelivered ShowTyping does not start a second loop
         await eventually(lambda: len(api.actions) >= 3)
@@ -47,7 +47,7 @@ async def test_end_all_stops_every_turn():
     api = RecordingApi()
     other = SendChatAction(chat_id=43, action="typing")
     async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
-        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30)
+        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30, delay_s=0)
         typing.start("t1", TYPING)
         typing.start("t2", other)
         await eventually(lambda: {a.chat_id for a in api.actions} == {42, 43})
@@ -58,21 +58,21 @@ async def test_end_all_stops_every_turn():
 async def test_typing_gives_up_after_the_cap():
     api = RecordingApi()
     async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
-        TypingIndicators(api, tasks, interval_s=0.01, cap_s=0.1).start("t1", TYPING)
+        TypingIndicators(api, tasks, interval_s=0.01, cap_s=0.1, delay_s=0).start("t1", TYPING)
     assert len(api.actions) >= 2
 
 
 async def test_a_transient_failure_is_retried_and_a_refusal_stops_the_turn():
     api = RecordingApi(TransientError("502"), RejectedError("gone", status=403, description="x"))
     async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
-        TypingIndicators(api, tasks, interval_s=0.01, cap_s=30).start("t1", TYPING)
+        TypingIndicators(api, tasks, interval_s=0.01, cap_s=30, delay_s=0).start("t1", TYPING)
     assert len(api.actions) == 2  # the 502, then the refusal that ended the loop
 
 
 async def test_an_ended_turn_may_type_again():
     api = RecordingApi()
     async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
-        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30)
+        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30, delay_s=0)
         typing.start("t1", TYPING)
         await eventually(lambda: api.actions)
         typing.end("t1")
@@ -81,3 +81,12 @@ async def test_an_ended_turn_may_type_again():
         typing.start("t1", TYPING)
         await eventually(lambda: len(api.actions) > sent_before)
         typing.end("t1")
+
+
+async def test_a_turn_answered_within_the_delay_shows_no_typing():
+    api = RecordingApi()
+    async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
+        typing = TypingIndicators(api, tasks, interval_s=0.01, cap_s=30, delay_s=30)
+        typing.start("t1", TYPING)
+        typing.end("t1")  # the answer came first
+    assert api.actions == []
