@@ -25,6 +25,7 @@ from tests.kit.llm_api import llm_api, reply  # noqa: E402
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api  # noqa: E402
 
 FIRST_CHAT = 10_000
+IDLE_AFTER_LOAD_S = 30.0
 
 
 def rss_mb(pid: int) -> float:
@@ -133,10 +134,15 @@ async def main(args: argparse.Namespace) -> None:
                 for name, spent in cpu_after.items():
                     print(f"  {name:<18} {1000 * (spent - cpu_before[name]) / count:6.2f} ms")
                 if args.growth_turns:
-                    each = max(1, args.growth_turns // args.conversations)
-                    await concurrent(tg, args.conversations, each)
+                    done = 0
+                    while done < args.growth_turns:  # in rounds, so the fakes' taps stay small
+                        await concurrent(tg, args.conversations, 10)
+                        done += 10 * args.conversations
+                        llm.requests.clear()
+                    report_memory(f"RSS right after {done} more turns", memory(running))
+                    await asyncio.sleep(IDLE_AFTER_LOAD_S)  # caches settle; nothing is waited for
                     after = memory(running)
-                    report_memory(f"RSS after {each * args.conversations} more turns", after)
+                    report_memory(f"RSS {IDLE_AFTER_LOAD_S:.0f} s later, idle", after)
                     for name, mb in after.items():
                         growth = 100 * (mb - before[name]) / before[name]
                         print(f"  growth {name:<18} {growth:+6.1f} %")

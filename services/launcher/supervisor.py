@@ -1,10 +1,13 @@
 """`stellaclaw up`: the embedded bus, the layout, and the five services as supervised children."""
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -99,9 +102,27 @@ class Child:
         (self.workdir / "run" / f"{self.name}.pid").unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def exclusive(workdir: Path) -> Iterator[None]:
+    """Hold `run/up.lock` while running: two `up`s on one workdir would share one NATS store."""
+    with (workdir / "run" / "up.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"workdir: another `stellaclaw up` is running in {workdir}; stop it first"
+            ) from None
+        yield
+
+
 async def up(config: Config, config_path: Path, workdir: Path, stop: asyncio.Event) -> int:
     """Run everything until `stop`; returns the exit code."""
     prepare_workdir(workdir)
+    with exclusive(workdir):
+        return await _up(config, config_path, workdir, stop)
+
+
+async def _up(config: Config, config_path: Path, workdir: Path, stop: asyncio.Event) -> int:
     embedded: EmbeddedNats | None = None
     url = config.bus.url
     if not url:

@@ -173,12 +173,16 @@ class SessionActor:
         if tools is None:
             text = failures.tools_unavailable(settings.workspace.pool)
             return turn_loop.Ending(text=text, outcome="failed")
+        config = self.pool.config
+        # A model this process's config lacks (a rolling config change) falls back as the
+        # conversation service does: to the default model.
+        model_name = settings.model if settings.model in config.models else config.default_model
         turn = turn_loop.Turn(
             turn_id=turn_id,
             turn_number=number,
-            model_name=settings.model,
-            model=self.pool.config.models[settings.model],
-            system_prompt=system_prompt(message.message.chat.conversation_id, settings.model),
+            model_name=model_name,
+            model=config.models[model_name],
+            system_prompt=system_prompt(message.message.chat.conversation_id, model_name),
             history=history,
             http=self.pool.http,
             batch=tool_batch.Batch(

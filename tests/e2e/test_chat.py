@@ -40,6 +40,14 @@ async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
         async with sc_stack.stack(config, workdir) as running:
             await running.wait_ready(("conversation", "session", "tools", "delivery"))
             assert not (workdir / "run" / "ingress_telegram.pid").exists()
+            second = await asyncio.create_subprocess_exec(
+                sc_stack.stellaclaw(),
+                *("up", "--config", str(config), "--workdir", str(workdir)),
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, refused = await asyncio.wait_for(second.communicate(), 30)
+            assert second.returncode == 2
+            assert b"another `stellaclaw up` is running" in refused
             chat = await asyncio.create_subprocess_exec(
                 sc_stack.stellaclaw(),
                 *("chat", "--config", str(config), "--workdir", str(workdir), "--name", "ada"),

@@ -32,13 +32,13 @@ def config(base_url: str) -> dict[str, object]:
     return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5}
 
 
-def handle(text: str, seq: int) -> HandleMessage:
+def handle(text: str, seq: int, model: str = "main") -> HandleMessage:
     return HandleMessage(
         session_id=SESSION,
         input_seq=seq,
         message=message_received(CONV, text),
         settings=ConversationSettings(
-            model="main", workspace=Workspace(pool="local", path=f"workspaces/{CONV}")
+            model=model, workspace=Workspace(pool="local", path=f"workspaces/{CONV}")
         ),
     )
 
@@ -163,3 +163,15 @@ async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, wor
     assert final.is_failure
     assert final.text.startswith("⚠️ No tool runner of pool 'local' answered")
     assert llm.requests == []
+
+
+async def test_a_model_missing_from_this_config_falls_back_to_the_default(bus, workdir, nats_url):
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("Answered by the default model."))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await bus.publish(subjects.session_input(SESSION), handle("hi", 1, model="gone"))
+            final = await answer(bus)
+    assert final.text == "Answered by the default model."
+    assert llm.requests[0].chat.model == "gpt-test"

@@ -65,7 +65,7 @@ class TelegramAPIServer:
         self._message_ids = itertools.count(1)
         self._chats: dict[int, dict[str, object]] = {}
         self._latest: dict[tuple[int, int], SentMessage] = {}
-        self._taken: set[int] = set()
+        self._untaken: list[int] = []  # indices into `sent` that next_sent has not returned
         self._actions: list[tuple[int, str]] = []
         self._sent_changed = asyncio.Event()
         self._wake = asyncio.Event()
@@ -194,8 +194,8 @@ class TelegramAPIServer:
         """The oldest accepted send or edit (to `chat_id`, if given) not yet returned here."""
 
         def untaken() -> int | None:
-            for index, sent in enumerate(self.sent):
-                if index not in self._taken and chat_id in (None, sent.chat_id):
+            for index in self._untaken:  # only what next_sent has not returned: a short list
+                if chat_id in (None, self.sent[index].chat_id):
                     return index
             return None
 
@@ -206,7 +206,7 @@ class TelegramAPIServer:
         except TimeoutError:
             where = "" if chat_id is None else f" to chat {chat_id}"
             raise AssertionError(f"nothing was sent{where} within {timeout_s} s") from None
-        self._taken.add(index)
+        self._untaken.remove(index)
         return self.sent[index]
 
     # The wire.
@@ -309,6 +309,7 @@ class TelegramAPIServer:
         return self._message(edited) | {"edit_date": int(datetime.now(UTC).timestamp())}
 
     def _accept(self, sent: SentMessage) -> None:
+        self._untaken.append(len(self.sent))
         self.sent.append(sent)
         self._latest[(sent.chat_id, sent.message_id)] = sent
         self._sent_changed.set()  # wakes every next_sent waiting now; later ones wait anew
