@@ -77,6 +77,14 @@ class TelegramSender:
         if record.is_complete:
             log.info("output %s was delivered before; not sent again", reply.out_id)
             return
+        if envelope.num_delivered > 1:  # DESIGN §1: the one at-least-once window, logged
+            log.warning(
+                "output %s delivered again (try %d) after %d recorded part(s); a part sent "
+                "just before a crash may be sent twice",
+                reply.out_id,
+                envelope.num_delivered,
+                len(record.message_ids),
+            )
         parts = render.answer_parts(reply.text)
         for index in range(len(record.message_ids), len(parts)):
             reply_to = reply.reply_to_message_id if index == 0 else None

@@ -46,6 +46,12 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
                 yield World(running, telegram, llm)
 
 
+async def delivered(world: World) -> None:
+    """Every output so far is sent and recorded (a kill in between may send one twice)."""
+    durable = subjects.durable("delivery", "telegram")
+    await world.stack.wait_drained(subjects.OUT_STREAM, durable)
+
+
 async def exchange(world: World, text: str, timeout_s: float = 45.0) -> str:
     world.telegram.user_says(ADA, text)
     sent = await world.telegram.next_sent(ADA, timeout_s=timeout_s)
@@ -81,6 +87,7 @@ async def test_a_tool_call_runs_shell_in_the_workspace_and_the_model_reads_its_o
 @pytest.mark.parametrize("victim", ["delivery", "conversation"])
 async def test_a_killed_service_is_restarted_and_the_answer_arrives_once(world, victim):
     world.llm.script(reply(f"Answer after {victim} died.", delay_s=0.5))
+    await delivered(world)  # the kill falls between turns, not between a send and its record
     old_pid = world.stack.kill(victim)
     assert await exchange(world, f"are you there, {victim}?") == f"Answer after {victim} died."
     await world.stack.wait_service(victim, not_pid=old_pid)
@@ -94,6 +101,7 @@ async def test_a_killed_service_is_restarted_and_the_answer_arrives_once(world, 
 
 async def test_a_killed_delivery_mid_turn_still_delivers_exactly_once(world):
     world.llm.script(reply("Thought about it.", delay_s=1.0))
+    await delivered(world)
     world.telegram.user_says(ADA, "think slowly")
     await eventually(
         lambda: world.llm.requests and world.llm.requests[-1].last_user_text == "think slowly"

@@ -88,6 +88,17 @@ class Stack:
                 pass
             await asyncio.sleep(0.05)
 
+    async def wait_drained(self, stream: str, durable: str, timeout_s: float = 30.0) -> None:
+        """Until the durable has nothing pending and nothing un-acked (its work is done)."""
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        async with asyncio.timeout(timeout_s):
+            while True:
+                info = await js.consumer_info(stream, durable)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+                await asyncio.sleep(0.05)
+
     def kill(self, service: str) -> int:
         pid = self.pid(service)
         os.kill(pid, signal.SIGKILL)
