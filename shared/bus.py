@@ -81,10 +81,17 @@ async def connected(
     url: str, service: str, *, connect_s: float = 30.0
 ) -> AsyncIterator[Connection]:
     """Connect (retrying up to `connect_s`), reconnect forever after, drain on the way out."""
-    nc = await _connect(url, service, connect_s)
+    closing = asyncio.Event()
+
+    async def disconnected() -> None:
+        if not closing.is_set():  # draining on the way out disconnects too; that is no news
+            log.warning("nats: disconnected; reconnecting")
+
+    nc = await _connect(url, service, connect_s, disconnected)
     try:
         yield Connection(nc, service)
     finally:
+        closing.set()
         if not nc.is_closed:
             try:
                 async with asyncio.timeout(10):
@@ -93,7 +100,9 @@ async def connected(
                 await nc.close()
 
 
-async def _connect(url: str, service: str, connect_s: float) -> Client:
+async def _connect(
+    url: str, service: str, connect_s: float, disconnected: Callable[[], Awaitable[None]]
+) -> Client:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + connect_s
     delay_s = 0.1
@@ -106,7 +115,7 @@ async def _connect(url: str, service: str, connect_s: float) -> Client:
                 reconnect_time_wait=0.5,
                 max_reconnect_attempts=-1,
                 error_cb=_log_error,
-                disconnected_cb=_log_disconnect,
+                disconnected_cb=disconnected,
             )
         except (NoServersError, OSError, TimeoutError) as exc:
             if loop.time() + delay_s > deadline:
@@ -117,10 +126,6 @@ async def _connect(url: str, service: str, connect_s: float) -> Client:
 
 async def _log_error(exc: Exception) -> None:
     log.warning("nats: %s", exc)
-
-
-async def _log_disconnect() -> None:
-    log.warning("nats: disconnected; reconnecting")
 
 
 def encode(message: BusMessage) -> bytes:
