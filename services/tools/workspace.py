@@ -13,6 +13,7 @@ from services.tools.results import ToolError
 from shared.messages.tools import RunTool
 
 HOME_DIR = ".stellaclaw/home"  # the sandboxed $HOME
+WORKSPACES_DIR = "workspaces"
 SHARED_DIR = "shared"  # `<workdir>/shared`, linked into every workspace under this name
 
 
@@ -31,6 +32,12 @@ def prepare(request: RunTool, workdir: Path) -> ToolCall:
     shared = workdir / SHARED_DIR
     shared.mkdir(parents=True, exist_ok=True)
     root = workdir / request.workspace.path  # an absolute workspace path stays as it is
+    workspaces = (workdir / WORKSPACES_DIR).resolve()
+    if not root.resolve().is_relative_to(workspaces) or root.resolve() == workspaces:
+        raise ToolError(
+            "unavailable",
+            f"workspace {request.workspace.path!r} is not a directory under {str(workspaces)!r}",
+        )
     (root / HOME_DIR).mkdir(parents=True, exist_ok=True)
     link = root / SHARED_DIR
     if not link.exists() and not link.is_symlink():

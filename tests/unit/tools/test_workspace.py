@@ -1,10 +1,13 @@
 """Workspaces are made on first use, and every path stays inside them or the shared dir."""
 
+import msgspec
 import pytest
 
+from services.tools import workspace
 from services.tools.results import ToolError
 from services.tools.workspace import confine
-from tests.unit.tools.samples import tool_call
+from shared.messages.contract import Workspace
+from tests.unit.tools.samples import run_tool, tool_call
 
 
 def test_a_relative_workspace_is_made_under_the_workdir(workdir):
@@ -37,3 +40,14 @@ def test_a_symlink_out_of_the_workspace_is_followed_and_refused(workdir):
     (call.root / "door").symlink_to(outside)
     with pytest.raises(ToolError, match="outside the workspace: door/key"):
         confine(call, "door/key")
+
+
+@pytest.mark.parametrize("path", ["workspaces/../../etc", "/etc", "workspaces", "elsewhere/tg_1"])
+def test_a_workspace_outside_the_workdirs_workspaces_is_refused(workdir, path):
+    request = msgspec.structs.replace(
+        run_tool("file_read", {}), workspace=Workspace(pool="local", path=path)
+    )
+    with pytest.raises(ToolError, match="is not a directory under") as caught:
+        workspace.prepare(request, workdir)
+    assert caught.value.kind == "unavailable"
+    assert not (workdir / "elsewhere").exists()
