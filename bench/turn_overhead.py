@@ -2,8 +2,8 @@
 
 The stack talks to the test kit's Telegram Bot API server and an OpenAI-compatible server that
 answers at once, both in this process. A turn is timed from the moment the update is offered to
-getUpdates to the moment the fake Bot API receives the answer's sendMessage; the model answers
-instantly, so the figure is the stack's own time (two HTTP hops to the fakes included).
+getUpdates to the moment the fake Bot API receives the answer's sendMessage; its overhead is that
+time minus the model time (how long the fake model server spent on the turn's request).
 
     python bench/turn_overhead.py [--sequential 300] [--conversations 50] [--per-conversation 20]
                                   [--growth-turns 0]
@@ -12,6 +12,7 @@ instantly, so the figure is the stack's own time (two HTTP hops to the fakes inc
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -62,10 +63,12 @@ def memory(running: sc_stack.Stack) -> dict[str, float]:
 def cpu_s(running: sc_stack.Stack) -> dict[str, float]:
     """User + system CPU seconds of every process so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    found = {}
+    found: dict[str, float] = {}
     for name, pid in pids(running).items():
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         found[name] = (int(fields[11]) + int(fields[12])) / ticks
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    found["this process (fakes)"] = usage.ru_utime + usage.ru_stime
     return found
 
 
@@ -94,6 +97,17 @@ async def concurrent(tg: TelegramAPIServer, conversations: int, each: int) -> tu
     return loop.time() - start, conversations * each
 
 
+def overheads(times: list[float], model_s: list[float]) -> list[float]:
+    return [total - model for total, model in zip(times, model_s, strict=True)]
+
+
+def report_times(title: str, times: list[float]) -> None:
+    ms = sorted(t * 1000 for t in times)
+    p50 = statistics.median(ms)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(f"{title}: p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+
+
 def report_memory(title: str, figures: dict[str, float]) -> None:
     print(f"{title}:")
     for name, mb in figures.items():
@@ -117,11 +131,12 @@ async def main(args: argparse.Namespace) -> None:
                 report_memory("idle RSS after start", memory(running))
                 await sequential(tg, 20)  # warm up: imports, connections, actors
                 report_memory("idle RSS after warm-up", before := memory(running))
-                times = sorted(await sequential(tg, args.sequential))
-                ms = [t * 1000 for t in times]
-                p50 = statistics.median(ms)
-                p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-                print(f"sequential turns: {len(ms)}  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
+                llm.busy_s.clear()
+                times = await sequential(tg, args.sequential)
+                model_s = llm.busy_s[-len(times) :]  # one model call per turn, in turn order
+                print(f"sequential turns: {len(times)}")
+                report_times("  update in -> sendMessage out", times)
+                report_times("  per-turn overhead (minus model time)", overheads(times, model_s))
                 cpu_before = cpu_s(running)
                 elapsed_s, count = await concurrent(tg, args.conversations, args.per_conversation)
                 cpu_after = cpu_s(running)

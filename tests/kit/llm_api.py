@@ -1,8 +1,7 @@
 """A fake OpenAI chat completions server (JSON and SSE) with a strict script and a tap.
 
     async with llm_api(api_key="sk-test") as server:  # a clean exit runs assert_done()
-        server.script(tool_call("shell", {"command": "ls"}), reply("Done."))
-        ...  # point the code under test at server.base_url, then read server.requests
+        server.script(tool_call("shell", {"command": "ls"}), reply("Done."))  # then .requests
 
 Each `POST /v1/chat/completions` consumes the next step. A request past the script (answered 500)
 or one the fake cannot decode (answered 400, not tapped) is recorded in `failures`.
@@ -268,6 +267,7 @@ class OpenAIChatServer:
         self.api_key = api_key
         self.requests: list[ChatRequest] = []
         self.failures: list[str] = []
+        self.busy_s: list[float] = []  # the time each answered request took here (model time)
         self._steps: list[Step] = []
         self._always: Step | None = None
         self._numbers = itertools.count(1)
@@ -317,6 +317,7 @@ class OpenAIChatServer:
         return _error(404, f"no route for {request.method} {request.path}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        started = asyncio.get_running_loop().time()
         raw = await request.read()
         try:
             tapped = ChatRequest(
@@ -336,7 +337,9 @@ class OpenAIChatServer:
             return _error(500, "the fake's script has no step left")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)  # simulated latency of the provider
-        return await self._answer(request, step, tapped.chat, len(raw))
+        response = await self._answer(request, step, tapped.chat, len(raw))
+        self.busy_s.append(asyncio.get_running_loop().time() - started)
+        return response
 
     async def _answer(
         self, request: web.Request, step: Step, chat: ChatBody, body_bytes: int

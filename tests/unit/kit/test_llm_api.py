@@ -279,3 +279,14 @@ async def test_a_delayed_step_keeps_the_client_waiting(server, http):
         await post(http, server, body(), timeout=httpx.Timeout(5.0, read=0.2))
 
     assert len(server.requests) == 1
+
+
+async def test_busy_time_is_recorded_per_answered_request_with_its_delay(server, http):
+    server.script(reply("slow", delay_s=0.2), reply("quick"))
+
+    await post(http, server, body())
+    await post(http, server, body(stream=True))
+
+    assert len(server.busy_s) == 2
+    assert server.busy_s[0] >= 0.2
+    assert server.busy_s[1] < server.busy_s[0]
