@@ -98,7 +98,7 @@ def event(name: str) -> str:
     return f"sc.evt.{name}"
 
 
-BAD_MESSAGE_EVENT: Final = "sc.evt.bad_message"
+BAD_MESSAGE_EVENT: Final = event("bad_message")
 
 
 def counters(service: str) -> str:
