@@ -25,6 +25,7 @@ from shared.messages.inbound import MessageReceived
 from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+ANSWER_WAIT_S = 300.0  # after the end of input, how long to wait for answers still owed
 
 
 def main(config_path: Path, workdir: Path | None, name: str) -> int:
@@ -37,8 +38,28 @@ def main(config_path: Path, workdir: Path | None, name: str) -> int:
     return uvloop.run(_talk(url, conv))
 
 
+class Tally:
+    """Messages sent and replies shown, so the end of input waits for the answers still owed."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.replies = 0
+        self.changed = asyncio.Condition()
+
+    async def count_reply(self) -> None:
+        async with self.changed:
+            self.replies += 1
+            self.changed.notify_all()
+
+    async def owed(self) -> None:
+        """Until every message sent has had its reply."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.replies >= self.sent)
+
+
 async def _talk(url: str, conv: ConversationId) -> int:
     chat = Chat(conversation_id=conv, channel="cli", kind="cli")
+    tally = Tally()
     async with bus.connected(url, "chat") as conn:
         outputs = await conn.js.subscribe(
             subjects.outbound("cli", conv),
@@ -46,17 +67,22 @@ async def _talk(url: str, conv: ConversationId) -> int:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
-        printer = asyncio.create_task(_show(outputs))
+        printer = asyncio.create_task(_show(outputs, tally))
         _say(f"Talking to Stellaclaw as {conv}. Type a message; Ctrl-D ends.")
         try:
-            await _read_lines(conn, chat)
+            await _read_lines(conn, chat, tally)
+            try:  # input ended: show the answers still on their way
+                async with asyncio.timeout(ANSWER_WAIT_S):
+                    await tally.owed()
+            except TimeoutError:
+                _say(f"(no answer within {ANSWER_WAIT_S:.0f} s; it will be in this chat later)")
         finally:
             printer.cancel()
             await outputs.unsubscribe()
     return 0
 
 
-async def _read_lines(conn: bus.Connection, chat: Chat) -> None:
+async def _read_lines(conn: bus.Connection, chat: Chat, tally: Tally) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -70,9 +96,10 @@ async def _read_lines(conn: bus.Connection, chat: Chat) -> None:
         )
         msg_id = subjects.cli_msg_id(chat.conversation_id, new_id())
         await bus.publish(conn, subjects.inbound(chat.conversation_id), message, msg_id=msg_id)
+        tally.sent += 1
 
 
-async def _show(outputs: Subscription) -> None:
+async def _show(outputs: Subscription, tally: Tally) -> None:
     async for msg in outputs.messages:
         try:
             output = OUTPUT.decode(msg.data)
@@ -83,6 +110,7 @@ async def _show(outputs: Subscription) -> None:
                 _say("… working")
             case SendReply():
                 _say(output.text)
+                await tally.count_reply()
             case unhandled:
                 assert_never(unhandled)
 

@@ -33,7 +33,7 @@ async def read_until(stream: asyncio.StreamReader, wanted: str, timeout_s: float
 async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
     monkeypatch.setenv(sc_stack.KEY_VARIABLE, "sk-chat")  # `up` needs it; `chat` does not
     async with llm_api(api_key="sk-chat") as llm:
-        llm.script(reply("Hello, terminal."), reply("Second answer."))
+        llm.script(reply("Hello, terminal."), reply("Second answer."), reply("Piped answer."))
         config = tmp_path / "stellaclaw.toml"
         config.write_text(CONFIG.format(base_url=llm.base_url))
         workdir = tmp_path / "workdir"
@@ -68,8 +68,19 @@ async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
             await read_until(chat.stdout, "Second answer.")
             chat.stdin.close()
             assert await asyncio.wait_for(chat.wait(), 15) == 0
+            piped = await asyncio.create_subprocess_exec(  # input ends before the answers come
+                sc_stack.stellaclaw(),
+                *("chat", "--config", str(config), "--workdir", str(workdir), "--name", "bo"),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            printed, _ = await asyncio.wait_for(piped.communicate(b"/status\npiped question\n"), 30)
+            assert piped.returncode == 0
     assert first[-1].startswith("Talking to Stellaclaw")
     assert "… working" in answer
     assert status[-1] == "📊 Status"
     assert llm.requests[0].last_user_text == "hello"
+    assert "📊 Status" in printed.decode()
+    assert printed.decode().rstrip().endswith("Piped answer.")
     assert [m.text for m in llm.requests[1].messages[1:]] == ["hello", "Hello, terminal.", "again"]
