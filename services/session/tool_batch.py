@@ -13,6 +13,7 @@ from shared.messages.contract import Workspace
 from shared.messages.history import ToolCall, ToolResult
 from shared.messages.tools import TOOL_RESULT, RunTool, ToolFailed, ToolFinished
 
+MAX_RESULTS_BYTES = 900 * 1024  # one batch's results are one history event; NATS takes <= 1 MiB
 QUIET_CHECK_S = 5.0  # with no result for this long, read missing ones from SC_TOOLRES directly
 RESULT_MARGIN_S = 60.0
 log = logging.getLogger(__name__)
@@ -39,6 +40,20 @@ def as_result(call: ToolCall, finished: ToolFinished) -> ToolResult:
         case succeeded:
             content = bytes(succeeded.output).decode()
             return ToolResult(call_id=call.call_id, tool=call.name, content=content)
+
+
+def fitted(results: list[ToolResult]) -> list[ToolResult]:
+    """The results, the longest cut in the middle until together they fit one bus message."""
+    fitted = list(results)
+    while len(msgspec.json.encode(fitted)) > MAX_RESULTS_BYTES:
+        index = max(range(len(fitted)), key=lambda i: len(fitted[i].content))
+        content = fitted[index].content
+        quarter = len(content) // 4
+        omitted = len(content) - 2 * quarter
+        marker = f"…[{omitted} chars omitted: this batch's results were too large to keep]…"
+        cut = content[:quarter] + marker + content[len(content) - quarter :]
+        fitted[index] = msgspec.structs.replace(fitted[index], content=cut)
+    return fitted
 
 
 def arguments_of(call: ToolCall) -> msgspec.Raw | str:

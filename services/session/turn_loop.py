@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from services.session import openai_chat, tool_batch
+from services.session import history_repair, openai_chat, tool_batch
 from services.session.history_store import History
 from shared.config import ModelConfig
 from shared.ids import ToolCallId, TurnId
@@ -81,7 +81,8 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
 
 
 async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> openai_chat.ModelReply:
-    messages = openai_chat.to_messages(turn.system_prompt, turn.history.events)
+    events = history_repair.closed(turn.history.events)
+    messages = openai_chat.to_messages(turn.system_prompt, events)
     if notice:  # request-only notices are not stored in history
         messages.append({"role": "user", "content": notice})
     return await openai_chat.complete(turn.http, turn.model, messages, tools)
@@ -113,4 +114,5 @@ def _assistant(
 
 
 async def _append_results(turn: Turn, results: list[ToolResult]) -> None:
-    await turn.history.append(ToolResults(turn_id=turn.turn_id, results=results))
+    fitted = tool_batch.fitted(results)
+    await turn.history.append(ToolResults(turn_id=turn.turn_id, results=fitted))

@@ -5,12 +5,14 @@ import msgspec
 from services.session.service import run as run_session
 from services.tools.service import run as run_tools
 from shared import subjects
-from shared.ids import ConversationId, SessionId
-from shared.messages.contract import Workspace
+from shared.ids import ConversationId, SessionId, ToolCallId, TurnId
+from shared.messages.contract import Sender, Workspace
 from shared.messages.history import (
     HISTORY,
     AssistantMessage,
+    HistoryEvent,
     SessionStarted,
+    ToolCall,
     ToolResults,
     TurnFinished,
     TurnStarted,
@@ -175,3 +177,40 @@ async def test_a_model_missing_from_this_config_falls_back_to_the_default(bus, w
             final = await answer(bus)
     assert final.text == "Answered by the default model."
     assert llm.requests[0].chat.model == "gpt-test"
+
+
+async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(bus, workdir, nats_url):
+    turn = TurnId(f"{SESSION}_t1")
+    cut_turn: list[HistoryEvent] = [
+        SessionStarted(session_id=SESSION, session_type="foreground", model="main"),
+        TurnStarted(turn_id=turn, input_seq=1),
+        UserMessage(turn_id=turn, text="first", sender=Sender(display_name="Ada")),
+        AssistantMessage(
+            turn_id=turn,
+            text="",
+            model="main",
+            tool_calls=[
+                ToolCall(
+                    call_id=ToolCallId("c1_1_0"),
+                    provider_call_id="call_9",
+                    name="shell",
+                    arguments='{"command": "sleep 1"}',
+                )
+            ],
+        ),
+    ]  # the process died here: no ToolResults, no TurnFinished
+    for event in cut_turn:
+        await bus.publish(subjects.history(SESSION), event)
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("Fresh start."))
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "again", 2)
+            final = await answer(bus)
+    assert final.text == "Fresh start."
+    roles = [m.role for m in llm.requests[0].messages]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    [closing] = llm.requests[0].tool_messages
+    assert closing.tool_call_id == "call_9"
+    assert msgspec.json.decode(closing.text)["error_kind"] == "interrupted_by_restart"
