@@ -1,5 +1,8 @@
 """The session service with real NATS, the real tools service and the fake OpenAI API."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import msgspec
 
 from services.session.service import run as run_session
@@ -20,7 +23,7 @@ from shared.messages.history import (
 )
 from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
 from shared.messages.session import ConversationSettings, HandleMessage
-from tests.kit.llm_api import http_error, llm_api, reply, tool_call
+from tests.kit.llm_api import OpenAIChatServer, Step, http_error, llm_api, reply, tool_call
 from tests.kit.services import make_runtime, running
 from tests.unit.shared.samples import message_received
 
@@ -45,6 +48,20 @@ def handle(text: str, seq: int, model: str = "main") -> HandleMessage:
     )
 
 
+@asynccontextmanager
+async def session_stack(
+    bus, workdir, nats_url, *steps: Step, with_tools: bool = True
+) -> AsyncIterator[OpenAIChatServer]:
+    """The session (and tools) services against a fake model scripted with `steps`."""
+    async with llm_api(api_key="k") as llm:
+        llm.script(*steps)
+        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        await bus.watch(OUT)
+        runs = (run_session, run_tools) if with_tools else (run_session,)
+        async with running(runtime, *runs):
+            yield llm
+
+
 async def say(bus, text: str, seq: int) -> None:
     await bus.publish(
         subjects.session_input(SESSION),
@@ -62,14 +79,10 @@ async def answer(bus) -> SendReply:
 
 
 async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_url):
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("Hello from the model."))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            await say(bus, "hi there", 1)
-            typing = await bus.next(OUT, OUTPUT, timeout_s=10)
-            final = await answer(bus)
+    async with session_stack(bus, workdir, nats_url, reply("Hello from the model.")) as llm:
+        await say(bus, "hi there", 1)
+        typing = await bus.next(OUT, OUTPUT, timeout_s=10)
+        final = await answer(bus)
     assert isinstance(typing, ShowTyping)
     assert final.text == "Hello from the model."
     assert final.out_id == subjects.answer_out_id(f"{SESSION}_t1")
@@ -109,13 +122,11 @@ async def test_a_tool_call_runs_in_the_workspace_and_its_output_reaches_the_mode
 
 
 async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_url):
-    async with llm_api(api_key="k") as llm:
-        llm.script(tool_call("shell", {"command": ""}), reply("The command was empty."))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            await say(bus, "run it", 1)
-            final = await answer(bus)
+    async with session_stack(
+        bus, workdir, nats_url, tool_call("shell", {"command": ""}), reply("The command was empty.")
+    ) as llm:
+        await say(bus, "run it", 1)
+        final = await answer(bus)
     assert final.text == "The command was empty."
     result = msgspec.json.decode(llm.requests[1].tool_messages[0].text)
     assert result["error_kind"] == "invalid_arguments"
@@ -123,13 +134,9 @@ async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_url):
 
 
 async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_url):
-    async with llm_api(api_key="k") as llm:
-        llm.script(http_error(503, "upstream overloaded"))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            await say(bus, "hi", 1)
-            final = await answer(bus)
+    async with session_stack(bus, workdir, nats_url, http_error(503, "upstream overloaded")):
+        await say(bus, "hi", 1)
+        final = await answer(bus)
     assert final.is_failure
     assert final.text.startswith("⚠️ The model call failed: HTTP 503")
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
@@ -156,25 +163,20 @@ async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_t
 
 
 async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, workdir, nats_url):
-    async with llm_api(api_key="k") as llm:
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session):
-            await say(bus, "hi", 1)
-            final = await answer(bus)
+    async with session_stack(bus, workdir, nats_url, with_tools=False) as llm:
+        await say(bus, "hi", 1)
+        final = await answer(bus)
     assert final.is_failure
     assert final.text.startswith("⚠️ No tool runner of pool 'local' answered")
     assert llm.requests == []
 
 
 async def test_a_model_missing_from_this_config_falls_back_to_the_default(bus, workdir, nats_url):
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("Answered by the default model."))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            await bus.publish(subjects.session_input(SESSION), handle("hi", 1, model="gone"))
-            final = await answer(bus)
+    async with session_stack(
+        bus, workdir, nats_url, reply("Answered by the default model.")
+    ) as llm:
+        await bus.publish(subjects.session_input(SESSION), handle("hi", 1, model="gone"))
+        final = await answer(bus)
     assert final.text == "Answered by the default model."
     assert llm.requests[0].chat.model == "gpt-test"
 
@@ -201,13 +203,9 @@ async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(bus,
     ]  # the process died here: no ToolResults, no TurnFinished
     for event in cut_turn:
         await bus.publish(subjects.history(SESSION), event)
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("Fresh start."))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            await say(bus, "again", 2)
-            final = await answer(bus)
+    async with session_stack(bus, workdir, nats_url, reply("Fresh start.")) as llm:
+        await say(bus, "again", 2)
+        final = await answer(bus)
     assert final.text == "Fresh start."
     roles = [m.role for m in llm.requests[0].messages]
     assert roles == ["system", "user", "assistant", "tool", "user"]
