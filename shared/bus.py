@@ -1,62 +1,60 @@
-"""The bus plumbing every service shares: connect, lay out streams, publish, consume.
+"""The bus plumbing every service shares: connect, publish, consume, report.
 
 `consume()` is the one place that decides what happens to a JetStream message (STYLE 25):
-    decoded and handled          -> ack
-    undecodable, or InputError   -> term, counted, reported on sc.evt.bad_message
-    TransientError               -> nak(delay=retry_after_s)
-    any other exception          -> logged, nak with backoff (the service stays up)
+    decoded and handled             -> ack
+    undecodable, or InputError      -> term, counted, reported on sc.evt.bad_message
+    TransientError                  -> kept and retried here with backoff (heartbeating
+                                       in_progress): a long outage never dead-letters it
+    any other exception             -> logged, nak with backoff (the service stays up)
+    max_deliver failed handlings    -> term, counted, reported on sc.evt.dead_letter, so one
+                                       poison message never holds a lane
+A failed handling is a handler error or a delivery that ended without a result (a crash).
 """
 
 import asyncio
+import contextlib
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import nats
 from nats import micro
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck
-from nats.js.errors import NoStreamResponseError
+from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from nats.micro.request import Request
 from nats.micro.service import Service
 
 from shared import logging as service_logging
-from shared import subjects
-from shared.errors import InputError, ModelBehaviorError, TransientError
+from shared import redaction, subjects
+from shared.connection import BusAccess, Connection, Credential, connected
+from shared.errors import ConfigError, InputError, ModelBehaviorError, TransientError
+from shared.ids import new_id
 from shared.messages.contract import BusMessage
-from shared.messages.events import BadMessage
+from shared.messages.events import BadMessage, DeadLettered
 
 M = TypeVar("M")
 Handler = Callable[[M, "Envelope"], Awaitable[None]]
 PUBLISH_RETRY_S = 30.0  # a cluster election takes 4-8 s; retries keep the same msg id
+FETCH_WAIT_S = 5.0  # a pull's long poll; a stop cuts it short
+MAX_BACKOFF_S = 60.0
 _ENCODER = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
 
 
-class Connection:
-    """One service's NATS connection, its JetStream context and its message counters."""
-
-    def __init__(self, nc: Client, service: str) -> None:
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream(timeout=10.0)
-        self.service = service
-        self.counters: Counter[str] = Counter()
-
-
 class Consumer(msgspec.Struct, frozen=True, kw_only=True):
-    """A durable pull consumer: which stream, which subjects, how many un-acked at once."""
+    """A durable pull consumer (made by the launcher, `shared.layout`) and how it is served."""
 
     stream: str
     durable: str
     filter_subject: str
     max_ack_pending: int = 1000
     ack_wait_s: float = 30.0
+    max_deliver: int = 10  # failed handlings before a message is dead-lettered
+    max_backoff_s: float = MAX_BACKOFF_S  # the longest wait between retries of a transient error
 
 
 class Envelope:
@@ -65,6 +63,7 @@ class Envelope:
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.subject = msg.subject
+        self.stream = msg.metadata.stream
         self.stream_seq = msg.metadata.sequence.stream
         self.num_delivered = msg.metadata.num_delivered
         headers = msg.headers or {}
@@ -74,58 +73,6 @@ class Envelope:
     async def in_progress(self) -> None:
         """Tell the server the work goes on, so the message is not redelivered meanwhile."""
         await self._msg.in_progress()
-
-
-@asynccontextmanager
-async def connected(
-    url: str, service: str, *, connect_s: float = 30.0
-) -> AsyncIterator[Connection]:
-    """Connect (retrying up to `connect_s`), reconnect forever after, drain on the way out."""
-    closing = asyncio.Event()
-
-    async def disconnected() -> None:
-        if not closing.is_set():  # draining on the way out disconnects too; that is no news
-            log.warning("nats: disconnected; reconnecting")
-
-    nc = await _connect(url, service, connect_s, disconnected)
-    try:
-        yield Connection(nc, service)
-    finally:
-        closing.set()
-        if not nc.is_closed:
-            try:
-                async with asyncio.timeout(10):
-                    await nc.drain()
-            except (TimeoutError, ConnectionClosedError):
-                await nc.close()
-
-
-async def _connect(
-    url: str, service: str, connect_s: float, disconnected: Callable[[], Awaitable[None]]
-) -> Client:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + connect_s
-    delay_s = 0.1
-    while True:
-        try:
-            return await nats.connect(
-                url,
-                name=service,
-                connect_timeout=2,
-                reconnect_time_wait=0.5,
-                max_reconnect_attempts=-1,
-                error_cb=_log_error,
-                disconnected_cb=disconnected,
-            )
-        except (NoServersError, OSError, TimeoutError) as exc:
-            if loop.time() + delay_s > deadline:
-                raise TransientError(f"cannot reach NATS at {url}: {exc}") from exc
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 2.0)
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("nats: %s", exc)
 
 
 def encode(message: BusMessage) -> bytes:
@@ -140,7 +87,10 @@ async def publish(
     msg_id: str,
     conv: str | None = None,
 ) -> PubAck:
-    """Publish to JetStream with `Nats-Msg-Id`, retrying for PUBLISH_RETRY_S with the same id."""
+    """Publish to JetStream with `Nats-Msg-Id`, retrying for PUBLISH_RETRY_S with the same id.
+
+    An output (`sc.out.…`) is scrubbed of every secret this process holds first.
+    """
     headers = {
         subjects.MSG_ID_HEADER: msg_id,
         subjects.TRACE_HEADER: service_logging.trace_var.get(),
@@ -149,6 +99,8 @@ async def publish(
     if conv != "-":
         headers[subjects.CONV_HEADER] = conv
     payload = encode(message)
+    if conn.scrubbed and subjects.is_outbound(subject):
+        payload = redaction.scrub_json(payload, conn.scrubbed)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PUBLISH_RETRY_S
     delay_s = 0.05
@@ -174,90 +126,194 @@ async def consume(
 
     Bus trouble (a reconnect, JetStream briefly unavailable) is waited out, never fatal.
     """
-    sub = await _subscribe(conn, consumer)
-    failures = 0
+    sub = await bind(conn, consumer)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
-            try:
-                batch = await sub.fetch(1, timeout=1.0)
-            except TimeoutError:
-                continue
-            except nats.errors.Error as exc:
-                failures += 1
-                log.warning("fetch from %s failed: %r; retrying", consumer.durable, exc)
-                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
-                continue
-            failures = 0
-            for msg in batch:
-                await deliver(conn, msg, decoder, handle)
+            for msg in await _next(sub, consumer, stopping):
+                await deliver(
+                    conn, msg, Lane(consumer=consumer, decoder=decoder, stop=stop), handle
+                )
     finally:
-        await sub.unsubscribe()
+        stopping.cancel()
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
-async def _subscribe(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSubscription:
-    config = ConsumerConfig(
-        ack_policy=AckPolicy.EXPLICIT,
-        max_ack_pending=consumer.max_ack_pending,
-        ack_wait=consumer.ack_wait_s,
-        filter_subject=consumer.filter_subject,
-    )
+async def _next(
+    sub: JetStreamContext.PullSubscription, consumer: Consumer, stopping: asyncio.Future[Any]
+) -> list[Msg]:
+    """The next message, or none after a long poll, a stop or bus trouble."""
+    fetching = asyncio.ensure_future(sub.fetch(1, timeout=FETCH_WAIT_S))
+    await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not fetching.done():  # stopping: what the server sends now goes to the next process
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fetching
+        return []
+    try:
+        return fetching.result()
+    except TimeoutError:
+        return []
+    except nats.errors.Error as exc:
+        log.warning("fetch from %s failed: %r; retrying", consumer.durable, exc)
+        await asyncio.wait({stopping}, timeout=0.5)
+        return []
+
+
+async def bind(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSubscription:
+    """Bind the launcher's durable; a missing durable is the operator's to create (exit 2)."""
     for attempt in range(1, 10):
         try:
-            return await conn.js.pull_subscribe(
-                consumer.filter_subject,
-                durable=consumer.durable,
-                stream=consumer.stream,
-                config=config,
+            await conn.js.consumer_info(consumer.stream, consumer.durable, timeout=5.0)
+            return await conn.js.pull_subscribe_bind(
+                durable=consumer.durable, stream=consumer.stream
             )
-        except nats.errors.Error as exc:
+        except NotFoundError:
+            raise ConfigError(
+                f"bus: durable {consumer.durable} of stream {consumer.stream} does not exist; "
+                "`stellaclaw up` or `stellaclaw migrate` creates the bus layout"
+            ) from None
+        except (TimeoutError, nats.errors.Error) as exc:
             log.warning("cannot bind %s yet: %r", consumer.durable, exc)
             await asyncio.sleep(0.1 * attempt)
     raise TransientError(f"cannot bind durable {consumer.durable} on {consumer.stream}")
 
 
-async def deliver(
-    conn: Connection, msg: Msg, decoder: msgspec.json.Decoder[M], handle: Handler[M]
-) -> None:
+class Lane(msgspec.Struct, frozen=True, kw_only=True):
+    """What `deliver` needs of the consumer loop it serves."""
+
+    consumer: Consumer
+    decoder: msgspec.json.Decoder[Any]
+    stop: asyncio.Event
+
+
+async def deliver(conn: Connection, msg: Msg, lane: Lane, handle: Handler[M]) -> None:
     envelope = Envelope(msg)
     service_logging.trace_var.set(envelope.trace)
     service_logging.conv_var.set(envelope.conv)
+    if envelope.num_delivered > lane.consumer.max_deliver:
+        reason = "each earlier delivery ended without a result (a crash or a hang)"
+        await dead_letter(conn, msg, reason)
+        return
     try:
-        message = decoder.decode(msg.data)
+        message = lane.decoder.decode(msg.data)
     except msgspec.DecodeError as exc:  # bad JSON or the wrong shape: redelivery cannot fix it
         await reject(conn, msg, f"malformed message: {exc}")
         return
-    try:
-        await handle(message, envelope)
-    except (InputError, ModelBehaviorError) as exc:
-        await reject(conn, msg, str(exc))
-    except TransientError as exc:
-        log.warning("will retry %s: %s", msg.subject, exc)
-        await msg.nak(delay=exc.retry_after_s)
-    except Exception:  # the one boundary: log it, retry later, stay up
-        conn.counters["failed"] += 1
-        log.exception("handler failed on %s seq=%d", msg.subject, envelope.stream_seq)
-        await msg.nak(delay=backoff_s(envelope.num_delivered))
-    else:
-        conn.counters["handled"] += 1
-        await msg.ack()
+    await _handle(conn, msg, envelope, lane, lambda: handle(message, envelope))
+
+
+async def _handle(
+    conn: Connection,
+    msg: Msg,
+    envelope: Envelope,
+    lane: Lane,
+    attempt: Callable[[], Awaitable[None]],
+) -> None:
+    waits = 0
+    while True:
+        try:
+            await attempt()
+        except (InputError, ModelBehaviorError) as exc:
+            await reject(conn, msg, str(exc))
+        except TransientError as exc:
+            waits += 1
+            delay_s = min(max(exc.retry_after_s, backoff_s(waits)), lane.consumer.max_backoff_s)
+            log.warning("will retry %s in %.1f s: %s", msg.subject, delay_s, exc)
+            if await _hold(envelope, delay_s, lane):
+                continue
+            await msg.nak()  # stopping: the next process takes it at once
+        except Exception as exc:  # the one boundary: log it, retry later, stay up
+            conn.counters["failed"] += 1
+            log.exception("handler failed on %s seq=%d", msg.subject, envelope.stream_seq)
+            if envelope.num_delivered >= lane.consumer.max_deliver:
+                await dead_letter(conn, msg, f"{type(exc).__name__}: {exc}")
+            else:
+                await msg.nak(delay=backoff_s(envelope.num_delivered))
+        else:
+            conn.counters["handled"] += 1
+            await msg.ack()
+        return
+
+
+async def _hold(envelope: Envelope, delay_s: float, lane: Lane) -> bool:
+    """Wait `delay_s` with the message in hand, heartbeating; False when stopping."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + delay_s
+    beat_s = max(0.5, lane.consumer.ack_wait_s / 3)
+    while (left := until - loop.time()) > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(left, beat_s)):
+                await lane.stop.wait()
+        if lane.stop.is_set():
+            return False
+        with contextlib.suppress(nats.errors.Error):
+            await envelope.in_progress()
+    return True
 
 
 async def reject(conn: Connection, msg: Msg, reason: str) -> None:
     """Terminate a message that can never be handled; count it and report it."""
-    seq = msg.metadata.sequence.stream
-    conn.counters["bad_messages"] += 1
-    log.warning("terminated %s seq=%d: %s", msg.subject, seq, reason[:300])
     await msg.term()
-    fact = BadMessage(service=conn.service, subject=msg.subject, stream_seq=seq, reason=reason)
+    seq = msg.metadata.sequence.stream
+    await report_bad(conn, msg.subject, reason, stream_seq=seq)
+
+
+async def report_bad(conn: Connection, subject: str, reason: str, *, stream_seq: int = 0) -> None:
+    """Count and report bad bus data (on a consumed stream, a direct read or a core subject)."""
+    conn.counters["bad_messages"] += 1
+    log.warning("bad message on %s seq=%d: %s", subject, stream_seq, reason[:300])
+    fact = BadMessage(service=conn.service, subject=subject, stream_seq=stream_seq, reason=reason)
+    msg_id = f"bad:{subject}:{stream_seq}" if stream_seq else f"bad:{subject}:{new_id()}"
     try:
-        await publish(conn, subjects.BAD_MESSAGE_EVENT, fact, msg_id=f"bad:{msg.subject}:{seq}")
+        await publish(conn, subjects.BAD_MESSAGE_EVENT, fact, msg_id=msg_id)
     except TransientError:
         log.warning("could not report the bad message on %s", subjects.BAD_MESSAGE_EVENT)
 
 
+async def decoded(
+    conn: Connection, decoder: msgspec.json.Decoder[M], data: bytes, subject: str, seq: int = 0
+) -> M | None:
+    """Bus data read outside a consumer loop (a direct read, a core subscription, a KV entry),
+    or None once it is counted and reported as bad: never an exception for its caller."""
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        await report_bad(conn, subject, f"malformed message: {exc}", stream_seq=seq)
+        return None
+
+
+async def dead_letter(conn: Connection, msg: Msg, last_error: str) -> None:
+    """Terminate a message after `max_deliver` failed handlings; count it and report it."""
+    await msg.term()
+    meta = msg.metadata
+    conn.counters["dead_letters"] += 1
+    log.error(
+        "dead-lettered %s seq=%d after %d deliveries: %s",
+        msg.subject,
+        meta.sequence.stream,
+        meta.num_delivered,
+        last_error[:300],
+    )
+    fact = DeadLettered(
+        service=conn.service,
+        subject=msg.subject,
+        stream=meta.stream,
+        stream_seq=meta.sequence.stream,
+        deliveries=meta.num_delivered,
+        last_error=last_error,
+    )
+    msg_id = f"dead:{meta.stream}:{meta.sequence.stream}"
+    try:
+        await publish(conn, subjects.DEAD_LETTER_EVENT, fact, msg_id=msg_id)
+    except TransientError:
+        log.warning("could not report the dead letter on %s", subjects.DEAD_LETTER_EVENT)
+
+
 def backoff_s(num_delivered: int) -> float:
-    """1 s, doubling per delivery, at most 60 s."""
-    return float(min(60, 2 ** max(0, num_delivered - 1)))
+    """1 s, doubling per delivery, at most MAX_BACKOFF_S."""
+    return float(min(MAX_BACKOFF_S, 2 ** max(0, num_delivered - 1)))
 
 
 async def register(conn: Connection, description: str, version: str) -> Service:
@@ -279,4 +335,8 @@ async def register(conn: Connection, description: str, version: str) -> Service:
     await service.add_endpoint(
         name="counters", subject=subjects.counters(conn.service), handler=counters
     )
+    await conn.nc.flush()  # the first request must not race the subscriptions
     return service
+
+
+__all__ = ["BusAccess", "Connection", "Credential", "connected"]  # re-exported for the services

@@ -1,27 +1,41 @@
 """`stellaclaw.toml`: decoded once into frozen Structs that forbid unknown keys.
 
-Secrets are `${VAR}` references resolved from the environment (`$${` is a literal `${`). Every
-problem is a ConfigError whose text is the whole line for stderr: `config: <key>: <what is wrong>`.
-This module is the one reader of the environment.
+Secrets are `${VAR}` references resolved from the environment (`$${` is a literal `${`). A
+service resolves only the references of the sections it uses (DESIGN §11, `shared/variables.py`);
+the others stay as written and are only checked for syntax. Every problem is a ConfigError whose
+text is the whole line for stderr: `config: <key>: <what is wrong>`. This module is the one reader
+of the environment.
 """
 
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta
 
+from shared import variables
 from shared.errors import ConfigError
 
 CURRENT_VERSION = 1
 DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-SECRET_KEYS = frozenset({"bot_token", "api_key"})
+SECRET_KEYS = frozenset({"bot_token", "api_key", "password", "token"})
+# Who may hold credentials under [bus.services.<name>]: the services, the launcher, the clients.
+BusRole = Literal[
+    "conversation",
+    "session",
+    "tools",
+    "delivery",
+    "ingress_telegram",
+    "admin",  # the launcher: creates and updates the bus layout
+    "chat",
+    "observer",
+]
+BUS_ROLES: tuple[str, ...] = get_args(BusRole)
 _T = TypeVar("_T")
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,9 +59,30 @@ class ModelConfig(ConfigTable, frozen=True, kw_only=True):
     timeout_s: Annotated[float, Meta(gt=0)] = 300.0
 
 
+class BusCredentials(ConfigTable, frozen=True, kw_only=True):
+    """How to log in to an external NATS server (use `${VAR}` for the secret parts)."""
+
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+
 class BusConfig(ConfigTable, frozen=True, kw_only=True):
     url: str | None = None  # unset: `stellaclaw up` starts an embedded nats-server
     in_partitions: Annotated[int, Meta(ge=1, le=1024)] = 16
+    listen: Annotated[str, Meta(pattern=r"^[^\s:]+:\d{1,5}$")] = "127.0.0.1:0"
+    max_deliver: Annotated[int, Meta(ge=1, le=1000)] = 10
+    hist_max_age_days: Annotated[int, Meta(ge=0)] = 0
+    files_ttl_days: Annotated[int, Meta(ge=1)] = 30
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    services: dict[str, BusCredentials] = msgspec.field(default_factory=dict)  # by BusRole
+
+    def credentials(self, role: str) -> BusCredentials:
+        """The role's own `[bus.services.<role>]`, else the shared `bus.user`/`password`/`token`."""
+        shared = BusCredentials(user=self.user, password=self.password, token=self.token)
+        return self.services.get(role, shared)
 
 
 class LogConfig(ConfigTable, frozen=True, kw_only=True):
@@ -67,9 +102,23 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     logging: LogConfig = LogConfig()
 
 
-def load(path: Path) -> Config:
-    """Read, expand and decode the config file; raises ConfigError with the one-line reason."""
-    return parse(_read(path), dict(os.environ))  # noqa: TID251 -- this module is the env reader
+def load(path: Path, service: str | None = None) -> Config:
+    """Read, expand and decode the config file; raises ConfigError with the one-line reason.
+
+    With a `service`, only the `${VAR}`s of the sections it uses are resolved (DESIGN §11).
+    """
+    environment = dict(os.environ)  # noqa: TID251 -- this module is the env reader
+    return parse(_read(path), environment, service)
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The file as TOML tables, nothing expanded (for the launcher's per-child environments)."""
+    return _read(path)
+
+
+def environment() -> dict[str, str]:
+    """This process's environment, for the launcher to pass on in part (DESIGN §11)."""
+    return dict(os.environ)  # noqa: TID251 -- this module is the env reader
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -94,15 +143,17 @@ class BusLocation(msgspec.Struct, frozen=True, kw_only=True):
 def locate(path: Path) -> BusLocation:
     """Read only `workdir` and `[bus]`, so a client needs none of the services' secrets."""
     raw = _read(path)
-    wanted = {key: raw[key] for key in ("workdir", "bus") if key in raw}
-    expanded = _expand(wanted, dict(os.environ), ())  # noqa: TID251 -- the one env reader
-    return _convert(expanded, BusLocation, "")
+    wanted: dict[str, object] = {key: raw[key] for key in ("workdir", "bus") if key in raw}
+    env = dict(os.environ)  # noqa: TID251 -- the one env reader
+    expanded = variables.expand(wanted, env, "chat")
+    located = _convert(expanded, BusLocation, "")
+    _check_roles(located.bus)
+    return located
 
 
-def parse(raw: dict[str, Any], env: dict[str, str]) -> Config:
-    """Expand `${VAR}`s from `env` and decode; a pure function of its inputs."""
-    expanded = _expand(raw, env, ())
-    assert isinstance(expanded, dict)
+def parse(raw: dict[str, Any], env: dict[str, str], service: str | None = None) -> Config:
+    """Expand `${VAR}`s from `env` (all, or a service's) and decode; a pure function."""
+    expanded = variables.expand(raw, env, service)
     models = expanded.get("models")
     if isinstance(models, dict):  # decoded one by one, so an error names the model
         expanded["models"] = {name: _model(name, table) for name, table in models.items()}
@@ -132,30 +183,22 @@ def secret_paths(raw: dict[str, Any]) -> set[tuple[str, ...]]:
         if isinstance(node, dict):
             for name, value in node.items():
                 walk(value, (*key, str(name)))
-        elif isinstance(node, str) and (key[-1] in SECRET_KEYS or _VAR.search(node)):
+        elif isinstance(node, str) and (key[-1] in SECRET_KEYS or variables.names_in(node)):
             found.add(key)
 
     walk(raw, ())
     return found
 
 
-def _expand(node: object, env: dict[str, str], key: tuple[str, ...]) -> object:
-    if isinstance(node, dict):
-        return {name: _expand(value, env, (*key, str(name))) for name, value in node.items()}
-    if isinstance(node, list):
-        return [_expand(value, env, key) for value in node]
-    if not isinstance(node, str):
-        return node
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "${"
-        if name not in env:
-            raise ConfigError(f"config: {'.'.join(key)}: environment variable {name} is not set")
-        return env[name]
-
-    return _VAR.sub(substitute, node)
+def secret_values(config: Config) -> list[str]:
+    """The secret values this process resolved: scrubbed from every log line and output."""
+    found = [model.api_key for model in config.models.values() if model.api_key]
+    if config.telegram:
+        found.append(config.telegram.bot_token)
+    found += [value for value in (config.bus.password, config.bus.token) if value]
+    for credentials in config.bus.services.values():
+        found += [value for value in (credentials.password, credentials.token) if value]
+    return [value for value in found if not variables.names_in(value)]
 
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -197,7 +240,16 @@ def _join(key: str, field: str) -> str:
     return f"{key}.{field}" if key and field else key or field
 
 
+def _check_roles(bus: BusConfig) -> None:
+    for role in bus.services:
+        if role not in BUS_ROLES:
+            raise ConfigError(
+                f"config: bus.services.{role}: expected one of {', '.join(BUS_ROLES)}, got {role!r}"
+            )
+
+
 def _cross_check(config: Config) -> None:
+    _check_roles(config.bus)
     if config.version > CURRENT_VERSION:
         raise ConfigError(
             f"config: version: config version {config.version} is newer than this "

@@ -1,14 +1,19 @@
-"""Streams, KV buckets and the object store, created idempotently (DESIGN §3).
+"""Streams, KV buckets, the object store and every durable (DESIGN §3), made by the launcher only.
 
-`add_stream` with the same config is a no-op; a changed config is updated, except SC_IN's subject
-transform: changing it re-routes messages in flight and breaks per-conversation order, so a mismatch
-refuses to start instead.
+`ensure()` creates or updates each of them, so a changed setting (an ack wait, a retention) takes
+effect at the next `stellaclaw up`; services only bind (DESIGN §11). SC_IN's subject transform is
+the exception: changing it re-routes messages in flight and breaks per-conversation order, so a
+mismatch refuses to start instead. The durables live here, beside the streams, because only the
+launcher creates them and the bus permissions are generated from them (`shared/permissions.py`).
 """
 
 import logging
 
 from nats.js import JetStreamContext
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
     KeyValueConfig,
     ObjectStoreConfig,
     RetentionPolicy,
@@ -18,21 +23,27 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from shared import subjects
+from shared.bus import Consumer
+from shared.config import BusConfig
 from shared.errors import ConfigError
 
 DAY_S = 86_400.0
 DEDUPE_WINDOW_S = 600.0
 STREAM_EXISTS = 10058
+LOCAL_POOL = "local"  # the tools runners of the host that runs `stellaclaw up`
+# Routing takes milliseconds; a short ack wait lets a partition whose message went to an instance
+# that died mid-delivery move on soon (max_ack_pending=1 holds the partition until then).
+ROUTING_ACK_WAIT_S = 10.0
 log = logging.getLogger(__name__)
 
 
-def streams(in_partitions: int) -> list[StreamConfig]:
+def streams(bus: BusConfig) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=subjects.IN_STREAM,
             subjects=[subjects.INBOUND_ALL],
             subject_transform=SubjectTransform(
-                src=subjects.INBOUND_ALL, dest=subjects.inbound_transform(in_partitions)
+                src=subjects.INBOUND_ALL, dest=subjects.inbound_transform(bus.in_partitions)
             ),
             max_age=7 * DAY_S,
             duplicate_window=DEDUPE_WINDOW_S,
@@ -45,8 +56,9 @@ def streams(in_partitions: int) -> list[StreamConfig]:
             duplicate_window=DEDUPE_WINDOW_S,
         ),
         _limits(subjects.TOOL_RESULT_STREAM, subjects.TOOL_RESULTS_ALL, DAY_S),
-        _limits(subjects.HISTORY_STREAM, subjects.HISTORY_ALL, 0.0),
-        _limits(subjects.OUT_STREAM, subjects.OUTBOUND_ALL, DAY_S),
+        _limits(subjects.HISTORY_STREAM, subjects.HISTORY_ALL, bus.hist_max_age_days * DAY_S),
+        _limits(subjects.OUT_STREAM, subjects.OUTBOUND_TELEGRAM, DAY_S),
+        _limits(subjects.OUT_CLI_STREAM, subjects.OUTBOUND_CLI, DAY_S),
         _limits(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, DAY_S),
     ]
 
@@ -64,9 +76,52 @@ BUCKETS = [
 ]
 
 
-async def ensure(js: JetStreamContext, in_partitions: int) -> None:
-    """Create or update every stream and bucket; refuse a changed SC_IN partitioning."""
-    for config in streams(in_partitions):
+def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
+    """Every durable, by the service that binds it (one message at a time where order matters)."""
+    routing = [
+        Consumer(
+            stream=subjects.IN_STREAM,
+            durable=subjects.durable("conversation", f"p{partition}"),
+            filter_subject=subjects.inbound_partition(partition),
+            max_ack_pending=1,  # order per conversation
+            ack_wait_s=ROUTING_ACK_WAIT_S,
+            max_deliver=bus.max_deliver,
+        )
+        for partition in range(bus.in_partitions)
+    ]
+    session_inputs = Consumer(
+        stream=subjects.SESSION_STREAM,
+        durable=subjects.durable("session"),
+        filter_subject=subjects.SESSION_INPUTS_ALL,
+        max_deliver=bus.max_deliver,
+    )
+    tool_requests = Consumer(
+        stream=subjects.TOOL_STREAM,
+        durable=subjects.durable("tools", LOCAL_POOL),
+        filter_subject=subjects.tool_requests(LOCAL_POOL),
+        max_ack_pending=256,  # shared by every process of the pool; each holds a few at once
+        ack_wait_s=60.0,  # a running call heartbeats well inside it
+        max_deliver=bus.max_deliver,
+    )
+    telegram_outputs = Consumer(
+        stream=subjects.OUT_STREAM,
+        durable=subjects.durable("delivery", "telegram"),
+        filter_subject=subjects.outbound_channel("telegram"),
+        max_ack_pending=1,  # a retried output goes before any later one: order per chat
+        ack_wait_s=10.0,  # long sends heartbeat; an output held by a killed process returns soon
+        max_deliver=bus.max_deliver,
+    )
+    return {
+        "conversation": routing,
+        "session": [session_inputs],
+        "tools": [tool_requests],
+        "delivery": [telegram_outputs],
+    }
+
+
+async def ensure(js: JetStreamContext, bus: BusConfig) -> None:
+    """Create or update every stream, bucket and durable; refuse a changed SC_IN partitioning."""
+    for config in streams(bus):
         await _ensure_stream(js, config)
     for bucket in BUCKETS:
         try:
@@ -76,7 +131,26 @@ async def ensure(js: JetStreamContext, in_partitions: int) -> None:
     try:
         await js.object_store(subjects.FILES_STORE)
     except (BucketNotFoundError, NotFoundError):
-        await js.create_object_store(subjects.FILES_STORE, config=ObjectStoreConfig(ttl=30 * DAY_S))
+        ttl = bus.files_ttl_days * DAY_S
+        await js.create_object_store(subjects.FILES_STORE, config=ObjectStoreConfig(ttl=ttl))
+    for consumers in durables(bus).values():
+        for consumer in consumers:
+            await js.add_consumer(consumer.stream, consumer_config(consumer))
+
+
+def consumer_config(consumer: Consumer) -> ConsumerConfig:
+    """The server side of a durable. Redelivery is never capped by the server (which would drop
+    a message silently): `shared.bus` dead-letters it after `max_deliver` failed handlings."""
+    return ConsumerConfig(
+        name=consumer.durable,
+        durable_name=consumer.durable,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=consumer.max_ack_pending,
+        ack_wait=consumer.ack_wait_s,
+        filter_subject=consumer.filter_subject,
+        max_deliver=-1,
+    )
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

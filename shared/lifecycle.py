@@ -18,6 +18,7 @@ import uvloop
 
 from shared import config as config_file
 from shared import logging as service_logging
+from shared.bus import BusAccess, Credential
 from shared.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -29,7 +30,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
 
     config: config_file.Config
     workdir: Path
-    bus_url: str
+    bus: BusAccess
 
 
 Run = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -51,8 +52,33 @@ def bus_url_file(workdir: Path) -> Path:
     return workdir / "run" / "bus.url"
 
 
-def resolve_bus_url(config: config_file.Config, workdir: Path) -> str:
-    return config.bus.url or resolve_bus_url_file(workdir)
+def auth_dir(workdir: Path) -> Path:
+    """Where `stellaclaw up` keeps the embedded bus's password of each role (0700, files 0600)."""
+    return workdir / "run" / "auth"
+
+
+def bus_access(
+    bus: config_file.BusConfig, workdir: Path, role: str, secrets: list[str]
+) -> BusAccess:
+    """The configured bus and its credentials, else the embedded bus that `up` started."""
+    if bus.url:
+        found = bus.credentials(role)
+        login = Credential(user=found.user, password=found.password, token=found.token)
+        return BusAccess(url=bus.url, logins={role: login}, secrets=tuple(secrets))
+    login = Credential(user=role, password=embedded_password(workdir, role))
+    url = resolve_bus_url_file(workdir)
+    return BusAccess(url=url, logins={role: login}, secrets=tuple(secrets))
+
+
+def embedded_password(workdir: Path, role: str) -> str:
+    path = auth_dir(workdir) / role
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ConfigError(
+            f"config: bus.url: not set, and no running `stellaclaw up` recorded the {role} "
+            f"credentials in {path}"
+        ) from None
 
 
 def resolve_bus_url_file(workdir: Path) -> str:
@@ -66,24 +92,23 @@ def resolve_bus_url_file(workdir: Path) -> str:
         ) from None
 
 
-def runtime(config_path: Path, workdir: Path | None) -> Runtime:
-    config = config_file.load(config_path)
+def runtime(config_path: Path, workdir: Path | None, service: str) -> Runtime:
+    """The config as `service` sees it (only its own secrets resolved) and its bus login."""
+    config = config_file.load(config_path, service)
     where = workdir_of(config, workdir)
-    return Runtime(config=config, workdir=where, bus_url=resolve_bus_url(config, where))
+    access = bus_access(config.bus, where, service, config_file.secret_values(config))
+    return Runtime(config=config, workdir=where, bus=access)
 
 
 def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
     """Run one service until SIGTERM/SIGINT; exit 2 on a config error."""
     args = arguments(service).parse_args(argv)
     try:
-        ready = runtime(args.config, args.workdir)
+        ready = runtime(args.config, args.workdir, service)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
         sys.exit(EXIT_CONFIG)
-    secrets = [m.api_key for m in ready.config.models.values() if m.api_key]
-    if ready.config.telegram:
-        secrets.append(ready.config.telegram.bot_token)
-    service_logging.setup(service, ready.config.logging.level, secrets)
+    service_logging.setup(service, ready.config.logging.level, ready.bus.secrets)
     try:
         uvloop.run(_serve(service, run, ready))
     except ConfigError as exc:
@@ -96,6 +121,6 @@ async def _serve(service: str, run: Run, ready: Runtime) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("starting", extra={"bus": ready.bus_url, "workdir": str(ready.workdir)})
+    log.info("starting", extra={"bus": ready.bus.url, "workdir": str(ready.workdir)})
     await run(ready, stop)
     log.info("stopped")

@@ -2,7 +2,7 @@
 
 The consumer loop sets the context fields from the `Sc-Conv`/`Sc-Trace` headers; the rest goes in
 `extra=`. Message content is never logged at INFO. httpx is held at WARNING and every record is
-scrubbed of the secrets handed to `setup` (Telegram URLs carry the bot token).
+scrubbed of the secrets handed to `setup` (`shared.redaction`; Telegram URLs carry the bot token).
 """
 
 import logging
@@ -10,6 +10,8 @@ import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import TextIO
+
+from shared import redaction
 
 conv_var: ContextVar[str] = ContextVar("conv", default="-")
 session_var: ContextVar[str] = ContextVar("session", default="-")
@@ -26,7 +28,7 @@ class _ContextFilter(logging.Filter):
     def __init__(self, service: str, secrets: Iterable[str]) -> None:
         super().__init__()
         self.service = service
-        self.secrets = [s for s in secrets if len(s) >= 6]
+        self.secrets = list(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
@@ -43,10 +45,9 @@ class _ContextFilter(logging.Filter):
         text = f"{message} {fields}" if fields else message
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "***")
+        text = redaction.scrub(text, self.secrets)
+        if record.exc_text:
+            record.exc_text = redaction.scrub(record.exc_text, self.secrets)
         record.msg, record.args = text, None
         return True
 

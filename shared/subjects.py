@@ -17,6 +17,7 @@ TOOL_STREAM: Final = "SC_TOOL"
 TOOL_RESULT_STREAM: Final = "SC_TOOLRES"
 HISTORY_STREAM: Final = "SC_HIST"
 OUT_STREAM: Final = "SC_OUT"
+OUT_CLI_STREAM: Final = "SC_OUT_CLI"
 EVENTS_STREAM: Final = "SC_EVENTS"
 
 # KV buckets and the object store.
@@ -25,13 +26,17 @@ DELIVERY_BUCKET: Final = "sc_delivery"
 INGRESS_BUCKET: Final = "sc_ingress"
 FILES_STORE: Final = "sc_files"
 
+# Every app subject (what an observer may read).
+APP_ALL: Final = "sc.>"
+
 # Subject wildcards the streams listen on.
-INBOUND_ALL: Final = "sc.in.*"
+INBOUND_ALL: Final = "sc.in.*.*"
 SESSION_INPUTS_ALL: Final = "sc.sess.*"
 TOOL_REQUESTS_ALL: Final = "sc.tool.req.>"
 TOOL_RESULTS_ALL: Final = "sc.tool.res.>"
 HISTORY_ALL: Final = "sc.hist.*"
-OUTBOUND_ALL: Final = "sc.out.>"
+OUTBOUND_TELEGRAM: Final = "sc.out.telegram.*"
+OUTBOUND_CLI: Final = "sc.out.cli.*"
 EVENTS_ALL: Final = "sc.evt.>"
 
 # Headers that follow a message through every hop.
@@ -40,18 +45,41 @@ TRACE_HEADER: Final = "Sc-Trace"
 CONV_HEADER: Final = "Sc-Conv"
 
 
-def inbound(conversation_id: str) -> str:
-    """Where an ingress publishes a conversation's message (SC_IN partitions it on arrival)."""
-    return f"sc.in.{conversation_id}"
+def inbound(channel: Channel, conversation_id: str) -> str:
+    """Where a channel publishes a conversation's message (SC_IN partitions it on arrival).
+
+    The channel token lets a client's permission stop at its own channel (`sc.in.cli.*`).
+    """
+    return f"sc.in.{channel}.{conversation_id}"
+
+
+def inbound_channel(channel: Channel) -> str:
+    """Every conversation of one channel: what that channel's publisher may publish on."""
+    return f"sc.in.{channel}.*"
 
 
 def inbound_transform(partitions: int) -> str:
-    """SC_IN's subject transform destination: `sc.in.<p>.<conv>` with p a hash of the conv id."""
-    return "sc.in.{{partition(" + str(partitions) + ",1)}}.{{wildcard(1)}}"
+    """SC_IN's subject transform destination: `sc.in.<p>.<channel>.<conv>`, p a hash of both."""
+    return "sc.in.{{partition(" + str(partitions) + ",1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}"
 
 
 def inbound_partition(partition: int) -> str:
     """The filter of the conversation durable that owns one SC_IN partition."""
+    return f"sc.in.{partition}.*.*"
+
+
+# The foundation's layout (workdir version 1), known only to the migration that replaces it (and
+# to the test that builds one): SC_IN published on `sc.in.<conv>` and stored as `sc.in.<p>.<conv>`;
+# SC_OUT holding every channel's outputs.
+LEGACY_INBOUND_ALL: Final = "sc.in.*"
+LEGACY_OUTBOUND_ALL: Final = "sc.out.>"
+
+
+def legacy_inbound_transform(partitions: int) -> str:
+    return "sc.in.{{partition(" + str(partitions) + ",1)}}.{{wildcard(1)}}"
+
+
+def legacy_inbound_partition(partition: int) -> str:
     return f"sc.in.{partition}.*"
 
 
@@ -94,16 +122,32 @@ def outbound_channel(channel: Channel) -> str:
     return f"sc.out.{channel}.*"
 
 
+def is_outbound(subject: str) -> bool:
+    """Is `subject` an output to a chat (what is scrubbed of secrets before it is published)?"""
+    return subject.startswith("sc.out.")
+
+
+def outbound_stream(channel: Channel) -> str:
+    """Platform channels' outputs are delivery's (SC_OUT); a bus client reads its own stream."""
+    return OUT_CLI_STREAM if channel == "cli" else OUT_STREAM
+
+
 def event(name: str) -> str:
     return f"sc.evt.{name}"
 
 
 BAD_MESSAGE_EVENT: Final = event("bad_message")
+DEAD_LETTER_EVENT: Final = event("dead_letter")
 
 
 def counters(service: str) -> str:
     """Core request/reply (a nats.micro endpoint): a service's message counters."""
     return f"sc.ctl.counters.{service}"
+
+
+def inbox_prefix(role: str) -> str:
+    """A bus role's own reply inbox prefix: no role can subscribe to another role's replies."""
+    return f"_INBOX_{role}"
 
 
 def durable(service: str, part: str = "") -> str:

@@ -5,18 +5,20 @@ from pathlib import Path
 
 import pytest
 
+from shared.bus import BusAccess
 from tests.kit.nats import TestBus, nats_server, open_bus
 
 
 @pytest.fixture
-async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
+async def nats_access(tmp_path: Path) -> AsyncIterator[BusAccess]:
+    """A real nats-server with every role's login (the services' and `admin`)."""
     async with nats_server(tmp_path / "nats") as server:
-        yield server.url
+        yield server.access
 
 
 @pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[TestBus]:
-    async with open_bus(nats_url, in_partitions=4) as test_bus:
+async def bus(nats_access: BusAccess) -> AsyncIterator[TestBus]:
+    async with open_bus(nats_access, in_partitions=4) as test_bus:
         yield test_bus
 
 

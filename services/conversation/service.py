@@ -1,7 +1,7 @@
 """Conversation service: routes each inbound message to a command reply or the bound session.
 
-Consumes: SC_IN (`sc.in.<p>.<conv>`), one durable per partition, one message at a time (order per
-          conversation; any instance may pull any partition).
+Consumes: SC_IN (`sc.in.<p>.<channel>.<conv>`), one durable per partition, one message at a
+          time (order per conversation; any instance may pull any partition).
 Produces: session inputs (`HandleMessage` on `sc.sess.<session>`), command replies (SC_OUT).
 Owns:     conversation state (KV sc_conv): model, workspace, session bindings; the only reader and
           writer of sc_conv.
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from nats.js.kv import KeyValue
 
 from services.conversation import commands, state, store
-from shared import bus, subjects
+from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
 from shared.ids import OutId
@@ -24,27 +24,17 @@ from shared.messages.outbound import SendReply
 from shared.messages.session import HandleMessage
 
 VERSION = "0.1.0"
-# Routing takes milliseconds; a short ack wait lets a partition whose message went to an instance
-# that died mid-delivery move on soon (max_ack_pending=1 holds the partition until then).
-ACK_WAIT_S = 10.0
 log = logging.getLogger(__name__)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    async with bus.connected(runtime.bus_url, "conversation") as conn:
+    async with bus.connected(runtime.bus, "conversation") as conn:
         await bus.register(conn, "routing, commands, conversation state", VERSION)
         kv = await conn.js.key_value(subjects.CONV_BUCKET)
         router = Router(conn, kv, runtime.config)
         async with asyncio.TaskGroup() as tasks:
-            for partition in range(runtime.config.bus.in_partitions):
-                consumer = bus.Consumer(
-                    stream=subjects.IN_STREAM,
-                    durable=subjects.durable("conversation", f"p{partition}"),
-                    filter_subject=subjects.inbound_partition(partition),
-                    max_ack_pending=1,
-                    ack_wait_s=ACK_WAIT_S,
-                )
-                tasks.create_task(bus.consume(conn, consumer, INBOUND, router.route, stop))
+            for partition in layout.durables(runtime.config.bus)["conversation"]:
+                tasks.create_task(bus.consume(conn, partition, INBOUND, router.route, stop))
 
 
 class Router:
@@ -58,9 +48,10 @@ class Router:
 
     async def route(self, message: MessageReceived, envelope: bus.Envelope) -> None:
         conv = message.chat.conversation_id
-        if envelope.subject.rsplit(".", 1)[-1] != conv:
+        if not state.is_published_by_its_channel(message.chat, envelope.subject):
             raise InputError(
-                f"conversation {conv!r} does not match the subject {envelope.subject!r}"
+                f"conversation {conv!r} of channel {message.chat.channel!r} does not match the "
+                f"subject {envelope.subject!r}"
             )
         now = datetime.now(UTC)
         previous_model: list[str] = []

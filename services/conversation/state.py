@@ -9,6 +9,8 @@ from shared.messages.contract import Chat, Workspace
 from shared.messages.session import ConversationSettings
 
 LOCAL_POOL = "local"
+# Each channel's conversation ids (SPEC §1), so a channel can only speak for its own conversations.
+CONVERSATION_PREFIXES = {"telegram": "tg_", "cli": "cli_"}
 
 
 class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,6 +29,14 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 STATE: msgspec.json.Decoder[ConversationState] = msgspec.json.Decoder(ConversationState)
+
+
+def is_published_by_its_channel(chat: Chat, subject: str) -> bool:
+    """Is the message on its own channel's subject (`….<channel>.<conv>`) with an id of that
+    channel? The bus lets the `chat` login publish only `sc.in.cli.*`; this keeps it there."""
+    *_, channel, conv = subject.split(".")
+    prefix = CONVERSATION_PREFIXES[chat.channel]
+    return conv == chat.conversation_id and channel == chat.channel and conv.startswith(prefix)
 
 
 def foreground_session(conversation_id: str, n: int) -> SessionId:

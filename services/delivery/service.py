@@ -13,24 +13,17 @@ import logging
 from services.delivery.bot_api import open_api
 from services.delivery.telegram_sender import TelegramSender
 from services.delivery.typing_indicator import TypingIndicators
-from shared import bus, subjects
+from shared import bus, layout, subjects
 from shared.config import TelegramConfig
 from shared.lifecycle import Runtime
 from shared.messages.outbound import OUTPUT
 
 VERSION = "0.1.0"
-TELEGRAM_OUTPUTS = bus.Consumer(
-    stream=subjects.OUT_STREAM,
-    durable=subjects.durable("delivery", "telegram"),
-    filter_subject=subjects.outbound_channel("telegram"),
-    max_ack_pending=1,  # a nak'ed output is redelivered before any later one: order per chat
-    ack_wait_s=10.0,  # long waits heartbeat; an output held by a killed process returns soon
-)
 log = logging.getLogger(__name__)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    async with bus.connected(runtime.bus_url, "delivery") as conn:
+    async with bus.connected(runtime.bus, "delivery") as conn:
         service = await bus.register(conn, "sends outputs to Telegram", VERSION)
         try:
             if runtime.config.telegram is None:
@@ -49,9 +42,8 @@ async def _deliver_telegram(
     async with open_api(telegram.api_base, telegram.bot_token) as api, asyncio.TaskGroup() as tasks:
         typing = TypingIndicators(api, tasks)
         sender = TelegramSender(conn, kv, api, typing, stop)
-        consuming = tasks.create_task(
-            bus.consume(conn, TELEGRAM_OUTPUTS, OUTPUT, sender.handle, stop)
-        )
+        [outputs] = layout.durables(runtime.config.bus)["delivery"]  # one lane: order per chat
+        consuming = tasks.create_task(bus.consume(conn, outputs, OUTPUT, sender.handle, stop))
         await stop.wait()
         typing.end_all()
         try:

@@ -84,7 +84,9 @@ class Relay:
         msg_id = subjects.telegram_update_msg_id(self.bot_id, update_id)
         ack = await until_done(
             "publish",
-            lambda: bus.publish(self.conn, subjects.inbound(conv), received, msg_id=msg_id),
+            lambda: bus.publish(
+                self.conn, subjects.inbound("telegram", conv), received, msg_id=msg_id
+            ),
         )
         mark = replay.PublishedMark(update_id=update_id, sent_at=received.received_at)
         await until_done(

@@ -1,7 +1,8 @@
 """Telegram ingress: long-polls getUpdates for one bot and publishes what allowed users write.
 
 Consumes: Telegram `getUpdates` (aiogram long polling against `telegram.api_base`).
-Produces: `MessageReceived` on `sc.in.<conv>` (stream SC_IN), msg id `tg:<bot>:<update_id>`.
+Produces: `MessageReceived` on `sc.in.telegram.<conv>` (stream SC_IN), msg id
+          `tg:<bot>:<update_id>`.
 Owns:     the poll offset, passed only after the publish is acked; the newest published update per
           bot (KV sc_ingress), so a replay after the dedupe window is skipped.
 """
@@ -41,7 +42,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         )
     bot = make_bot(telegram)
     try:
-        async with bus.connected(runtime.bus_url, SERVICE) as conn:
+        async with bus.connected(runtime.bus, SERVICE) as conn:
             await bus.register(conn, "Telegram long polling into SC_IN", VERSION)
             kv = await ingress_bucket(conn)
             me = await bot_setup.prepare(bot, telegram.api_base)

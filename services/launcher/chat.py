@@ -1,7 +1,8 @@
 """`stellaclaw chat`: a terminal conversation over the bus (conversation `cli_<name>`).
 
-Lines typed are published like a channel's messages; outputs are read straight from SC_OUT with
-an ordered consumer, so answers show as they arrive and nothing is lost while it reconnects.
+Lines typed are published like a channel's messages (`sc.in.cli.<conv>`, all the `chat` login may
+publish); outputs are read straight from the client stream SC_OUT_CLI with an ordered consumer, so
+answers show as they arrive and nothing is lost while it reconnects.
 """
 
 import asyncio
@@ -33,9 +34,10 @@ def main(config_path: Path, workdir: Path | None, name: str) -> int:
         raise ConfigError(f"chat: --name {name!r} must match [A-Za-z0-9_-]{{1,48}}")
     located = config_file.locate(config_path)
     where = (workdir or Path(located.workdir)).expanduser().resolve()
-    url = located.bus.url or lifecycle.resolve_bus_url_file(where)
+    secrets = [value for value in (located.bus.password, located.bus.token) if value]
+    access = lifecycle.bus_access(located.bus, where, "chat", secrets)
     conv = ConversationId(f"cli_{name}")
-    return uvloop.run(_talk(url, conv))
+    return uvloop.run(_talk(access, conv))
 
 
 class Tally:
@@ -57,13 +59,13 @@ class Tally:
             await self.changed.wait_for(lambda: self.replies >= self.sent)
 
 
-async def _talk(url: str, conv: ConversationId) -> int:
+async def _talk(access: bus.BusAccess, conv: ConversationId) -> int:
     chat = Chat(conversation_id=conv, channel="cli", kind="cli")
     tally = Tally()
-    async with bus.connected(url, "chat") as conn:
+    async with bus.connected(access, "chat") as conn:
         outputs = await conn.js.subscribe(
             subjects.outbound("cli", conv),
-            stream=subjects.OUT_STREAM,
+            stream=subjects.OUT_CLI_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
@@ -95,7 +97,9 @@ async def _read_lines(conn: bus.Connection, chat: Chat, tally: Tally) -> None:
             chat=chat, sender=sender, text=text, received_at=datetime.now(UTC)
         )
         msg_id = subjects.cli_msg_id(chat.conversation_id, new_id())
-        await bus.publish(conn, subjects.inbound(chat.conversation_id), message, msg_id=msg_id)
+        await bus.publish(
+            conn, subjects.inbound("cli", chat.conversation_id), message, msg_id=msg_id
+        )
         tally.sent += 1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 
-from services.launcher import chat, starter, supervisor
+from services.launcher import chat, migrations, starter, supervisor
 from shared import config as config_file
 from shared import lifecycle
 from shared import logging as service_logging
@@ -25,6 +25,7 @@ HELP = {
     "up": "start the bus (if no bus.url is set) and all five services, supervised",
     "run": "run one service against the configured bus (or the one `up` started)",
     "chat": "talk to Stellaclaw in the terminal, over the bus (conversation cli_<name>)",
+    "migrate": "apply workdir migrations and create or update the bus layout, then exit",
     "init": "write a commented starter stellaclaw.toml (never over an existing file)",
     "config check": "validate a config file and print it with secrets as ***",
 }
@@ -35,7 +36,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     top = argparse.ArgumentParser(prog="stellaclaw", description="Stellaclaw agent server")
     commands = top.add_subparsers(dest="command", required=True)
     found = {"": top}
-    for name in ("up", "run", "chat"):
+    for name in ("up", "run", "chat", "migrate"):
         found[name] = commands.add_parser(name, help=HELP[name], description=HELP[name])
         if name == "run":
             found[name].add_argument("service", choices=supervisor.SERVICES)
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}", *rest])
             case "chat":
                 sys.exit(chat.main(args.config, args.workdir, args.name))
+            case "migrate":
+                _migrate(args.config, args.workdir)
             case "init":
                 _init(args.config)
             case "config":
@@ -88,7 +91,7 @@ def _up(config_path: Path, workdir: Path | None) -> int:
     config = config_file.load(config_path)
     where = lifecycle.workdir_of(config, workdir)
     absolute = config_path.resolve()
-    service_logging.setup("launcher", config.logging.level)
+    service_logging.setup("launcher", config.logging.level, config_file.secret_values(config))
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -98,6 +101,14 @@ def _up(config_path: Path, workdir: Path | None) -> int:
         return await supervisor.up(config, absolute, where, stop)
 
     return uvloop.run(serve())
+
+
+def _migrate(config_path: Path, workdir: Path | None) -> None:
+    config = config_file.load(config_path)
+    where = lifecycle.workdir_of(config, workdir)
+    service_logging.setup("launcher", config.logging.level, config_file.secret_values(config))
+    uvloop.run(supervisor.migrate(config, config_path.resolve(), where))
+    print(f"{where} is at workdir version {migrations.WORKDIR_VERSION}; the bus layout is current")  # noqa: T201
 
 
 def _init(path: Path) -> None:

@@ -11,25 +11,21 @@ import asyncio
 import httpx
 
 from services.session.actors import ActorPool
-from shared import bus, subjects
+from shared import bus, layout
 from shared.lifecycle import Runtime
 from shared.messages.session import SESSION_INPUT
 
 VERSION = "0.1.0"
-INPUTS = bus.Consumer(
-    stream=subjects.SESSION_STREAM,
-    durable=subjects.durable("session"),
-    filter_subject=subjects.SESSION_INPUTS_ALL,
-)
 HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     async with (
-        bus.connected(runtime.bus_url, "session") as conn,
+        bus.connected(runtime.bus, "session") as conn,
         httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
     ):
         await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
         actors = ActorPool(conn, runtime.config, http)
-        await bus.consume(conn, INPUTS, SESSION_INPUT, actors.take, stop)
+        [inputs] = layout.durables(runtime.config.bus)["session"]
+        await bus.consume(conn, inputs, SESSION_INPUT, actors.take, stop)
         await actors.finish(grace_s=runtime.config.shutdown_grace_s)

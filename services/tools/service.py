@@ -15,25 +15,19 @@ from nats.micro.request import Request
 
 from services.tools import runner
 from services.tools.catalog import specs
-from shared import bus, subjects
+from shared import bus, layout, subjects
 from shared.ids import new_id
 from shared.lifecycle import Runtime
 from shared.messages.tools import CATALOG_REQUEST, TOOL_REQUEST, ToolCatalog
 
-POOL = "local"
+POOL = layout.LOCAL_POOL
 VERSION = "0.1.0"
 WORKERS = 8  # tool calls this process runs at once
-REQUESTS = bus.Consumer(
-    stream=subjects.TOOL_STREAM,
-    durable=subjects.durable("tools", POOL),
-    filter_subject=subjects.tool_requests(POOL),
-    max_ack_pending=256,  # shared by every process of the pool; each holds at most WORKERS
-    ack_wait_s=60.0,  # a running call heartbeats every runner.HEARTBEAT_S
-)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    async with bus.connected(runtime.bus_url, "tools") as conn, asyncio.TaskGroup() as tasks:
+    [requests] = layout.durables(runtime.config.bus)["tools"]
+    async with bus.connected(runtime.bus, "tools") as conn, asyncio.TaskGroup() as tasks:
         discovery = await bus.register(conn, f"tool runner, pool {POOL}", VERSION)
         await discovery.add_endpoint(
             name="catalog",
@@ -44,7 +38,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         host = runner.Host(conn=conn, runner_id=new_id("r"), workdir=runtime.workdir)
         handle = functools.partial(runner.handle, host)
         workers = [
-            tasks.create_task(bus.consume(conn, REQUESTS, TOOL_REQUEST, handle, stop))
+            tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
             for _ in range(WORKERS)
         ]
         await stop.wait()

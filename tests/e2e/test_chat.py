@@ -47,7 +47,7 @@ async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
             )
             _, refused = await asyncio.wait_for(second.communicate(), 30)
             assert second.returncode == 2
-            assert b"another `stellaclaw up` is running" in refused
+            assert b"a stellaclaw up (or a service or nats-server it started) still runs" in refused
             chat = await asyncio.create_subprocess_exec(
                 sc_stack.stellaclaw(),
                 *("chat", "--config", str(config), "--workdir", str(workdir), "--name", "ada"),

@@ -123,7 +123,9 @@ async def test_a_malformed_inbound_message_is_terminated_and_counted_and_the_nex
         (await nc.request(subjects.counters("conversation"), b"", timeout=5)).data
     ).get("bad_messages", 0)
     events = await js.subscribe(subjects.BAD_MESSAGE_EVENT, ordered_consumer=True)
-    await js.publish(subjects.inbound(f"tg_{ADA}"), b'{"kind": "message_received", "text": 1}')
+    await js.publish(
+        subjects.inbound("telegram", f"tg_{ADA}"), b'{"kind": "message_received", "text": 1}'
+    )
     world.llm.script(reply("Still fine."))
     assert await exchange(world, "after the bad one") == "Still fine."
     fact = EVENT.decode((await events.next_msg(timeout=10)).data)

@@ -8,12 +8,11 @@ import logging
 from pathlib import Path
 
 import msgspec
-import pytest
-from nats.js.errors import NotFoundError
 
 from services.delivery.records import DeliveryRecord
 from services.delivery.service import run
 from shared import subjects
+from shared.bus import BusAccess
 from shared.ids import ConversationId, OutId, TurnId
 from shared.lifecycle import Runtime
 from shared.messages.contract import Chat
@@ -29,9 +28,9 @@ OUT = subjects.outbound("telegram", CONV)
 MODELS = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
 
 
-def runtime_for(tg: TelegramAPIServer, workdir: Path, nats_url: str) -> Runtime:
+def runtime_for(tg: TelegramAPIServer, workdir: Path, nats_access: BusAccess) -> Runtime:
     telegram = {"bot_token": tg.token, "api_base": tg.base_url, "allowed_user_ids": [1]}
-    return make_runtime({**MODELS, "telegram": telegram}, workdir, nats_url)
+    return make_runtime({**MODELS, "telegram": telegram}, workdir, nats_access)
 
 
 def reply(out_id: str, text: str, *, turn_id: str | None = None, chat: Chat = PRIVATE):
@@ -58,8 +57,8 @@ async def counters(bus) -> dict[str, int]:
     return msgspec.json.decode(answer.data, type=dict[str, int])
 
 
-async def test_an_answer_is_sent_with_entities_and_recorded(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_an_answer_is_sent_with_entities_and_recorded(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, reply("ans_t1", "Hello **world**, run `ls`."), msg_id="ans_t1")
         sent = await tg.next_sent(CHAT_ID)
     assert sent.text == "Hello world, run ls."
@@ -75,16 +74,16 @@ async def test_an_answer_is_sent_with_entities_and_recorded(bus, workdir, nats_u
     )
 
 
-async def test_a_topic_answer_goes_to_its_thread(bus, workdir, nats_url):
+async def test_a_topic_answer_goes_to_its_thread(bus, workdir, nats_access):
     topic = Chat(conversation_id=CONV, channel="telegram", kind="topic", chat_id=-1001, thread_id=7)
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, reply("ans_t1", "in the topic", chat=topic), msg_id="ans_t1")
         sent = await tg.next_sent(-1001)
     assert (sent.text, sent.message_thread_id) == ("in the topic", 7)
 
 
-async def test_the_same_output_published_again_is_not_sent_twice(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_the_same_output_published_again_is_not_sent_twice(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, reply("ans_t1", "once"), msg_id="ans_t1")
         await tg.next_sent(CHAT_ID)
         await bus.publish(OUT, reply("ans_t1", "once"), msg_id="ans_t1-again")  # not deduped
@@ -93,8 +92,8 @@ async def test_the_same_output_published_again_is_not_sent_twice(bus, workdir, n
     assert tg.transcript(CHAT_ID) == ["once", "next"]
 
 
-async def test_a_429_is_waited_out_and_the_answer_arrives_once(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_a_429_is_waited_out_and_the_answer_arrives_once(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         tg.fail_next("sendMessage", status=429, retry_after=1)
         await bus.publish(OUT, reply("ans_t1", "after the flood"), msg_id="ans_t1")
         await tg.next_sent(CHAT_ID)
@@ -105,8 +104,8 @@ async def test_a_429_is_waited_out_and_the_answer_arrives_once(bus, workdir, nat
     assert 0.99 <= accepted - refused < 3.0
 
 
-async def test_a_server_error_is_retried_later(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_a_server_error_is_retried_later(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         tg.fail_next("sendMessage", status=502)
         await bus.publish(OUT, reply("ans_t1", "eventually"), msg_id="ans_t1")
         await tg.next_sent(CHAT_ID)
@@ -114,10 +113,10 @@ async def test_a_server_error_is_retried_later(bus, workdir, nats_url):
     assert [c.method for c in tg.calls] == ["sendMessage", "sendMessage"]
 
 
-async def test_a_long_answer_arrives_as_ordered_parts(bus, workdir, nats_url):
+async def test_a_long_answer_arrives_as_ordered_parts(bus, workdir, nats_access):
     answer = numbered_answer(40)
     assert len(answer) > 10_000
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, reply("ans_t1", answer), msg_id="ans_t1")
         await eventually(lambda: "Paragraph 039" in "".join(tg.transcript(CHAT_ID)))
     parts = tg.transcript(CHAT_ID)
@@ -128,12 +127,12 @@ async def test_a_long_answer_arrives_as_ordered_parts(bus, workdir, nats_url):
     assert len((await record_of(bus, "ans_t1")).message_ids) == len(parts)
 
 
-async def test_a_redelivered_answer_resumes_after_the_last_part_sent(bus, workdir, nats_url):
+async def test_a_redelivered_answer_resumes_after_the_last_part_sent(bus, workdir, nats_access):
     answer = numbered_answer(40)
     kv = await bus.js.key_value(subjects.DELIVERY_BUCKET)
     sent_before = DeliveryRecord(message_ids=(901,))  # part 1 reached Telegram, then a crash
     await kv.put(subjects.delivery_key(CONV, "ans_t1"), msgspec.json.encode(sent_before))
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, reply("ans_t1", answer), msg_id="ans_t1")
         await eventually(lambda: "Paragraph 039" in "".join(tg.transcript(CHAT_ID)))
     assert "Paragraph 000" not in "".join(tg.transcript(CHAT_ID))
@@ -142,16 +141,16 @@ async def test_a_redelivered_answer_resumes_after_the_last_part_sent(bus, workdi
     assert record.message_ids == (901, *(sent.message_id for sent in tg.sent))
 
 
-async def test_refused_entities_are_resent_as_plain_text(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_refused_entities_are_resent_as_plain_text(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         tg.fail_next("sendMessage", status=400, description="Bad Request: can't parse entities")
         await bus.publish(OUT, reply("ans_t1", "Hello **world**"), msg_id="ans_t1")
         sent = await tg.next_sent(CHAT_ID)
     assert (sent.text, sent.entities) == ("Hello world", ())
 
 
-async def test_a_permanent_refusal_is_told_to_the_user_and_counted(bus, workdir, nats_url):
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+async def test_a_permanent_refusal_is_told_to_the_user_and_counted(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         tg.fail_next("sendMessage", status=400, description="Bad Request: message thread not found")
         await bus.publish(OUT, reply("ans_t1", "**lost**"), msg_id="ans_t1")
         sent = await tg.next_sent(CHAT_ID)
@@ -161,9 +160,11 @@ async def test_a_permanent_refusal_is_told_to_the_user_and_counted(bus, workdir,
     assert (await record_of(bus, "ans_t1")).is_complete
 
 
-async def test_typing_shows_while_the_turn_runs_and_stops_with_its_answer(bus, workdir, nats_url):
+async def test_typing_shows_while_the_turn_runs_and_stops_with_its_answer(
+    bus, workdir, nats_access
+):
     typing = ShowTyping(chat=PRIVATE, out_id=OutId("typ_t9"), turn_id=TurnId("t9"))
-    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_url), run):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
         await bus.publish(OUT, typing, msg_id="typ_t9")
         await eventually(lambda: tg.actions(CHAT_ID))
         await bus.publish(OUT, reply("ans_t9", "done", turn_id="t9"), msg_id="ans_t9")
@@ -174,12 +175,15 @@ async def test_typing_shows_while_the_turn_runs_and_stops_with_its_answer(bus, w
     assert "sendChatAction" not in methods[methods.index("sendMessage") :]
 
 
-async def test_without_telegram_it_registers_and_consumes_nothing(bus, workdir, nats_url, caplog):
+async def test_without_telegram_it_registers_and_consumes_nothing(
+    bus, workdir, nats_access, caplog
+):
     caplog.set_level(logging.INFO, logger="services.delivery.service")
-    async with running(make_runtime(MODELS, workdir, nats_url), run):
+    async with running(make_runtime(MODELS, workdir, nats_access), run):
         await eventually(lambda: "no [telegram] section" in caplog.text)  # logged after register
         ping = await bus.nc.request("$SRV.PING.delivery", b"", timeout=2)
         await bus.publish(OUT, reply("ans_t1", "for a bus client"), msg_id="ans_t1")
     assert msgspec.json.decode(ping.data)["name"] == "delivery"
-    with pytest.raises(NotFoundError):
-        await bus.js.consumer_info(subjects.OUT_STREAM, subjects.durable("delivery", "telegram"))
+    info = await bus.js.consumer_info(subjects.OUT_STREAM, subjects.durable("delivery", "telegram"))
+    assert info.delivered.stream_seq == 0  # the output waits for a delivery with Telegram
+    assert info.num_pending == 1

@@ -9,6 +9,7 @@ import pytest
 
 from services.ingress_telegram.service import run
 from shared import layout, subjects
+from shared.config import BusConfig
 from shared.errors import ConfigError
 from shared.messages.inbound import INBOUND, MessageReceived
 from tests.kit.services import make_runtime, running
@@ -25,11 +26,11 @@ async def telegram() -> AsyncIterator[TelegramAPIServer]:
         yield server
 
 
-def config(nats_url: str, telegram: TelegramAPIServer | None, token: str = "") -> dict[str, object]:
+def config(telegram: TelegramAPIServer | None, token: str = "") -> dict[str, object]:
     raw: dict[str, object] = {
         "default_model": "main",
         "models": {"main": {"provider": "openai_chat", "model": "test-model"}},
-        "bus": {"url": nats_url, "in_partitions": PARTITIONS},
+        "bus": {"in_partitions": PARTITIONS},
     }
     if telegram is not None:
         raw["telegram"] = {
@@ -54,8 +55,8 @@ def getupdates_calls(telegram: TelegramAPIServer) -> list[Call]:
     return [call for call in telegram.calls if call.method == "getUpdates"]
 
 
-async def test_a_message_lands_on_sc_in_with_its_update_msg_id(bus, telegram, workdir, nats_url):
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+async def test_a_message_lands_on_sc_in_with_its_update_msg_id(bus, telegram, workdir, nats_access):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
         update_id = telegram.user_says(ADA, "hello there", first_name="Ada")
         await eventually(lambda: telegram.confirmed_offset == update_id + 1, what="offset passed")
@@ -76,8 +77,8 @@ async def test_a_message_lands_on_sc_in_with_its_update_msg_id(bus, telegram, wo
     assert msgspec.json.decode(ping.data)["name"] == "ingress_telegram"
 
 
-async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_url):
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_access):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
         await eventually(lambda: getupdates_calls(telegram), what="polling started")
     methods = [call.method for call in telegram.calls]
@@ -94,10 +95,10 @@ async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_u
 
 
 async def test_a_user_not_allowed_is_dropped_without_content_in_the_log(
-    bus, telegram, workdir, nats_url, caplog
+    bus, telegram, workdir, nats_access, caplog
 ):
     caplog.set_level(logging.INFO)
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
         telegram.user_says(7, "let me in")
         allowed = telegram.user_says(ADA, "it's me")
@@ -109,15 +110,15 @@ async def test_a_user_not_allowed_is_dropped_without_content_in_the_log(
 
 
 async def test_a_replayed_update_is_not_published_again_after_a_restart(
-    bus, telegram, workdir, nats_url
+    bus, telegram, workdir, nats_access
 ):
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
         first = telegram.user_says(ADA, "first")
         await eventually(lambda: telegram.confirmed_offset == first + 1, what="offset passed")
     # a new SC_IN has no dedupe memory: only the mark in sc_ingress can stop the replay now
     await bus.js.delete_stream(subjects.IN_STREAM)
-    await layout.ensure(bus.js, PARTITIONS)
+    await layout.ensure(bus.js, BusConfig(in_partitions=PARTITIONS))
     telegram.replay(first)
     second = telegram.user_says(ADA, "second")
     async with running(runtime, run):
@@ -126,22 +127,22 @@ async def test_a_replayed_update_is_not_published_again_after_a_restart(
 
 
 async def test_the_offset_passes_an_update_only_after_its_publish_is_acked(
-    bus, telegram, workdir, nats_url, caplog
+    bus, telegram, workdir, nats_access, caplog
 ):
     await bus.js.delete_stream(subjects.IN_STREAM)  # publishes find no stream to ack them
     update_id = telegram.user_says(ADA, "keep me")
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
         await eventually(lambda: "not acknowledged" in caplog.text, what="a refused publish")
         assert telegram.confirmed_offset is None
         assert len(getupdates_calls(telegram)) == 1
-        await layout.ensure(bus.js, PARTITIONS)
+        await layout.ensure(bus.js, BusConfig(in_partitions=PARTITIONS))
         await eventually(lambda: telegram.confirmed_offset == update_id + 1, what="offset passed")
     assert [message.text for _, message in await stored(bus)] == ["keep me"]
 
 
-async def test_stop_ends_a_pending_long_poll_promptly(bus, telegram, workdir, nats_url):
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+async def test_stop_ends_a_pending_long_poll_promptly(bus, telegram, workdir, nats_access):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     loop = asyncio.get_running_loop()
     async with running(runtime, run, stop_timeout_s=5):
         await eventually(lambda: getupdates_calls(telegram), what="a long poll")
@@ -149,20 +150,20 @@ async def test_stop_ends_a_pending_long_poll_promptly(bus, telegram, workdir, na
     assert loop.time() - stopping_at < 2
 
 
-async def test_without_a_telegram_section_the_service_refuses_to_start(workdir, nats_url):
-    runtime = make_runtime(config(nats_url, None), workdir, nats_url)
+async def test_without_a_telegram_section_the_service_refuses_to_start(workdir, nats_access):
+    runtime = make_runtime(config(None), workdir, nats_access)
     with pytest.raises(ConfigError, match=r"^config: telegram: not configured"):
         await run(runtime, asyncio.Event())
 
 
-async def test_a_refused_token_is_a_config_error(bus, telegram, workdir, nats_url):
-    runtime = make_runtime(config(nats_url, telegram, token="1:revoked"), workdir, nats_url)
+async def test_a_refused_token_is_a_config_error(bus, telegram, workdir, nats_access):
+    runtime = make_runtime(config(telegram, token="1:revoked"), workdir, nats_access)
     with pytest.raises(ConfigError, match=r"telegram\.bot_token: .*401"):
         await run(runtime, asyncio.Event())
 
 
-async def test_a_message_without_text_or_caption_is_skipped(bus, telegram, workdir, nats_url):
-    runtime = make_runtime(config(nats_url, telegram), workdir, nats_url)
+async def test_a_message_without_text_or_caption_is_skipped(bus, telegram, workdir, nats_access):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
     location = {"location": {"latitude": 48.2, "longitude": 16.4}}
     async with running(runtime, run):
         telegram.user_sends(ADA, location)

@@ -50,12 +50,12 @@ def handle(text: str, seq: int, model: str = "main") -> HandleMessage:
 
 @asynccontextmanager
 async def session_stack(
-    bus, workdir, nats_url, *steps: Step, with_tools: bool = True
+    bus, workdir, nats_access, *steps: Step, with_tools: bool = True
 ) -> AsyncIterator[OpenAIChatServer]:
     """The session (and tools) services against a fake model scripted with `steps`."""
     async with llm_api(api_key="k") as llm:
         llm.script(*steps)
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        runtime = make_runtime(config(llm.base_url), workdir, nats_access)
         await bus.watch(OUT)
         runs = (run_session, run_tools) if with_tools else (run_session,)
         async with running(runtime, *runs):
@@ -78,8 +78,8 @@ async def answer(bus) -> SendReply:
         assert isinstance(output, ShowTyping)
 
 
-async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_url):
-    async with session_stack(bus, workdir, nats_url, reply("Hello from the model.")) as llm:
+async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_access):
+    async with session_stack(bus, workdir, nats_access, reply("Hello from the model.")) as llm:
         await say(bus, "hi there", 1)
         typing = await bus.next(OUT, OUTPUT, timeout_s=10)
         final = await answer(bus)
@@ -98,14 +98,14 @@ async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir,
 
 
 async def test_a_tool_call_runs_in_the_workspace_and_its_output_reaches_the_model(
-    bus, workdir, nats_url
+    bus, workdir, nats_access
 ):
     async with llm_api(api_key="k") as llm:
         llm.script(
             tool_call("shell", {"command": "echo made > proof.txt && cat proof.txt"}),
             reply("The file says made."),
         )
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        runtime = make_runtime(config(llm.base_url), workdir, nats_access)
         await bus.watch(OUT)
         async with running(runtime, run_session, run_tools):
             await say(bus, "make a file", 1)
@@ -121,9 +121,13 @@ async def test_a_tool_call_runs_in_the_workspace_and_its_output_reaches_the_mode
     assert results.results[0].tool == "shell"
 
 
-async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_url):
+async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_access):
     async with session_stack(
-        bus, workdir, nats_url, tool_call("shell", {"command": ""}), reply("The command was empty.")
+        bus,
+        workdir,
+        nats_access,
+        tool_call("shell", {"command": ""}),
+        reply("The command was empty."),
     ) as llm:
         await say(bus, "run it", 1)
         final = await answer(bus)
@@ -133,8 +137,8 @@ async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_url):
     assert "length >= 1" in result["error"]
 
 
-async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_url):
-    async with session_stack(bus, workdir, nats_url, http_error(503, "upstream overloaded")):
+async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_access):
+    async with session_stack(bus, workdir, nats_access, http_error(503, "upstream overloaded")):
         await say(bus, "hi", 1)
         final = await answer(bus)
     assert final.is_failure
@@ -145,11 +149,11 @@ async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_url):
 
 
 async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_turn(
-    bus, workdir, nats_url
+    bus, workdir, nats_access
 ):
     async with llm_api(api_key="k") as llm:
         llm.script(reply("First answer."), reply("Second answer."))
-        runtime = make_runtime(config(llm.base_url), workdir, nats_url)
+        runtime = make_runtime(config(llm.base_url), workdir, nats_access)
         await bus.watch(OUT)
         async with running(runtime, run_session, run_tools):
             await say(bus, "one", 1)
@@ -162,8 +166,8 @@ async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_t
     assert texts == ["one", "First answer.", "two"]
 
 
-async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, workdir, nats_url):
-    async with session_stack(bus, workdir, nats_url, with_tools=False) as llm:
+async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, workdir, nats_access):
+    async with session_stack(bus, workdir, nats_access, with_tools=False) as llm:
         await say(bus, "hi", 1)
         final = await answer(bus)
     assert final.is_failure
@@ -171,9 +175,11 @@ async def test_without_a_tool_runner_the_turn_ends_with_a_clear_message(bus, wor
     assert llm.requests == []
 
 
-async def test_a_model_missing_from_this_config_falls_back_to_the_default(bus, workdir, nats_url):
+async def test_a_model_missing_from_this_config_falls_back_to_the_default(
+    bus, workdir, nats_access
+):
     async with session_stack(
-        bus, workdir, nats_url, reply("Answered by the default model.")
+        bus, workdir, nats_access, reply("Answered by the default model.")
     ) as llm:
         await bus.publish(subjects.session_input(SESSION), handle("hi", 1, model="gone"))
         final = await answer(bus)
@@ -181,7 +187,9 @@ async def test_a_model_missing_from_this_config_falls_back_to_the_default(bus, w
     assert llm.requests[0].chat.model == "gpt-test"
 
 
-async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(bus, workdir, nats_url):
+async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(
+    bus, workdir, nats_access
+):
     turn = TurnId(f"{SESSION}_t1")
     cut_turn: list[HistoryEvent] = [
         SessionStarted(session_id=SESSION, session_type="foreground", model="main"),
@@ -203,7 +211,7 @@ async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(bus,
     ]  # the process died here: no ToolResults, no TurnFinished
     for event in cut_turn:
         await bus.publish(subjects.history(SESSION), event)
-    async with session_stack(bus, workdir, nats_url, reply("Fresh start.")) as llm:
+    async with session_stack(bus, workdir, nats_access, reply("Fresh start.")) as llm:
         await say(bus, "again", 2)
         final = await answer(bus)
     assert final.text == "Fresh start."

@@ -2,11 +2,9 @@
 
 import msgspec
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
 
-from services.tools import service
 from services.tools.service import run
-from shared import subjects
+from shared import layout, subjects
 from shared.messages.tools import (
     CATALOG_REPLY,
     TOOL_RESULT,
@@ -25,8 +23,8 @@ CONFIG = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "mod
 
 
 @pytest.fixture
-def runtime(workdir, nats_url):
-    return make_runtime(CONFIG, workdir, nats_url)
+def runtime(workdir, nats_access):
+    return make_runtime(CONFIG, workdir, nats_access)
 
 
 async def call(bus: TestBus, request: RunTool) -> ToolFinished:
@@ -115,18 +113,8 @@ async def test_the_catalog_request_is_answered(bus, runtime):
 
 
 async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
-    consumer = service.REQUESTS
-    taken = await bus.js.pull_subscribe(
-        consumer.filter_subject,
-        durable=consumer.durable,
-        stream=consumer.stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            max_ack_pending=consumer.max_ack_pending,
-            ack_wait=consumer.ack_wait_s,
-            filter_subject=consumer.filter_subject,
-        ),
-    )
+    [consumer] = layout.durables(runtime.config.bus)["tools"]
+    taken = await bus.js.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)
     request = run_tool("shell", {"command": "touch ran"}, call="again")
     await bus.publish(subjects.tool_request("local", request.session_id), request)
     [first] = await taken.fetch(1, timeout=5)  # a runner took it, then died before finishing
@@ -143,8 +131,8 @@ async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
     assert not (workdir / "workspaces" / "tg_1" / "ran").exists()
 
 
-async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir, nats_url):
-    runtime = make_runtime(CONFIG | {"shutdown_grace_s": 0.2}, workdir, nats_url)
+async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir, nats_access):
+    runtime = make_runtime(CONFIG | {"shutdown_grace_s": 0.2}, workdir, nats_access)
     pid_file = workdir / "workspaces" / "tg_1" / "child.pid"
     command = "sleep 300 & echo $! > child.pid; wait"
     async with running(runtime, run):

