@@ -49,6 +49,7 @@ class Connection:
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
         self.service = service
         self.counters = counters
+        self.secrets = secrets
         self.scrubbed = redaction.json_forms(secrets)
 
 

@@ -197,3 +197,13 @@ def reply_out_id(in_seq: int) -> OutId:
 
 def delivery_key(conversation_id: str, out_id: str) -> str:
     return f"{conversation_id}.{out_id}"
+
+
+def file_key(conversation_id: str, name: str) -> str:
+    """An object's name in sc_files: the conversation's files side by side."""
+    return f"{conversation_id}/{name}"
+
+
+def answer_file(turn_id: str) -> str:
+    """The file name of a turn's answer too long for one bus message."""
+    return f"answer-{turn_id}.md"

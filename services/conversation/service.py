@@ -42,9 +42,8 @@ class Router:
 
     def __init__(self, conn: bus.Connection, kv: KeyValue, config: Config) -> None:
         self.conn = conn
-        self.kv = kv
         self.config = config
-        self.cache = store.Cache()
+        self.store = store.Store(conn=conn, kv=kv, cache=store.Cache())
 
     async def route(self, message: MessageReceived, envelope: bus.Envelope) -> None:
         conv = message.chat.conversation_id
@@ -65,7 +64,7 @@ class Router:
                 current = state.with_model(current, self.config.default_model)
             return state.received(current, message.chat, now)
 
-        current = await store.change(self.kv, conv, apply, self.cache)
+        current = await store.change(self.store, conv, apply)
         if previous_model:
             await self.reply(
                 current,

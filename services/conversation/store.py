@@ -9,6 +9,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.conversation.state import STATE, ConversationState
+from shared import bus, subjects
 from shared.errors import TransientError
 
 MAX_ATTEMPTS = 8
@@ -18,15 +19,25 @@ log = logging.getLogger(__name__)
 Change = Callable[[ConversationState | None], ConversationState]
 
 
-async def load(kv: KeyValue, key: str) -> tuple[ConversationState | None, int]:
-    """The state and its revision; (None, 0) for a conversation not seen yet."""
+async def load(
+    conn: bus.Connection, kv: KeyValue, key: str
+) -> tuple[ConversationState | None, int]:
+    """The state and its revision; (None, 0) for a conversation not seen yet.
+
+    An unreadable state is reported as a bad message and fails the handling: retried, then
+    dead-lettered, never silently replaced by a new conversation.
+    """
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
         return None, 0
     if entry.value is None:  # a deleted key: the conversation starts afresh
         return None, entry.revision or 0
-    return STATE.decode(entry.value), entry.revision or 0
+    where = f"{subjects.CONV_BUCKET}/{key}"
+    state = await bus.decoded(conn, STATE, entry.value, where, entry.revision or 0)
+    if state is None:
+        raise RuntimeError(f"the state of conversation {key!r} ({where}) cannot be read")
+    return state, entry.revision or 0
 
 
 class Cache:
@@ -52,11 +63,20 @@ class Cache:
             self.entries.popitem(last=False)
 
 
-async def change(kv: KeyValue, key: str, apply: Change, cache: Cache) -> ConversationState:
+class Store(msgspec.Struct, frozen=True, kw_only=True):
+    """The bucket, the connection that reports what it cannot read, and the cache."""
+
+    conn: bus.Connection
+    kv: KeyValue
+    cache: Cache
+
+
+async def change(where: Store, key: str, apply: Change) -> ConversationState:
     """Apply `apply` to the current state and store it by CAS, retrying on a concurrent change."""
+    kv, cache = where.kv, where.cache
     known = cache.get(key)
     for _ in range(MAX_ATTEMPTS):
-        current, revision = known if known else await load(kv, key)
+        current, revision = known if known else await load(where.conn, kv, key)
         known = None
         updated = apply(current)
         value = msgspec.json.encode(updated)

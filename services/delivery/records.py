@@ -11,6 +11,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from shared import bus, subjects
 from shared.errors import TransientError
 
 KV_TIMEOUT_S = 10.0
@@ -27,8 +28,12 @@ _RECORD: msgspec.json.Decoder[DeliveryRecord] = msgspec.json.Decoder(DeliveryRec
 _ENCODER = msgspec.json.Encoder()
 
 
-async def load(kv: KeyValue, key: str) -> DeliveryRecord:
-    """The output's record, or an empty one when nothing of it was sent yet."""
+async def load(conn: bus.Connection, kv: KeyValue, key: str) -> DeliveryRecord:
+    """The output's record, or an empty one when nothing of it was sent yet.
+
+    An unreadable record is reported as a bad message and fails the handling (retried, then
+    dead-lettered): sending again could repeat what reached the chat already.
+    """
     try:
         async with asyncio.timeout(KV_TIMEOUT_S):
             entry = await kv.get(key)
@@ -38,7 +43,11 @@ async def load(kv: KeyValue, key: str) -> DeliveryRecord:
         raise TransientError(f"cannot read delivery record {key!r}: {exc!r}") from exc
     if not entry.value:
         return DeliveryRecord()
-    return _RECORD.decode(entry.value)
+    where = f"{subjects.DELIVERY_BUCKET}/{key}"
+    record = await bus.decoded(conn, _RECORD, entry.value, where, entry.revision or 0)
+    if record is None:
+        raise RuntimeError(f"the delivery record {where} cannot be read")
+    return record
 
 
 async def store(kv: KeyValue, key: str, record: DeliveryRecord) -> None:

@@ -13,6 +13,10 @@ import telegramify_markdown
 from services.delivery.bot_api import MessageEntity
 
 MAX_MESSAGE_UNITS = 4096  # Telegram's limit for one message, in UTF-16 code units
+MAX_PARTS = 12  # a runaway answer never floods a chat (SPEC §12.7)
+# Markdown enough for MAX_PARTS full parts; more is not rendered (3 MB would take seconds).
+HEAD_CHARS = 2 * MAX_PARTS * MAX_MESSAGE_UNITS
+CUT_NOTICE = "✂️ The answer was cut here: {about}{left:,} more characters were left out."
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +28,23 @@ class Part(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def answer_parts(markdown: str, max_units: int = MAX_MESSAGE_UNITS) -> list[Part]:
-    """Render Markdown and split it into parts of at most `max_units` UTF-16 code units."""
+    """Render Markdown and split it into at most MAX_PARTS parts of at most `max_units` UTF-16
+    code units; past that, the last part says how much was left out."""
+    head = markdown[:HEAD_CHARS]
+    parts = _render(head, max_units)
+    if len(parts) <= MAX_PARTS and len(head) == len(markdown):
+        return parts
+    kept = parts[: MAX_PARTS - 1]
+    shown = sum(len(part.text) for part in kept)
+    if len(head) == len(markdown):  # all of it rendered: the count is exact
+        left, about = sum(len(part.text) for part in parts) - shown, ""
+    else:  # the rest was never rendered: count it in source characters
+        rendered = max(1, sum(len(part.text) for part in parts))
+        left, about = len(markdown) - len(head) * shown // rendered, "about "
+    return [*kept, Part(text=CUT_NOTICE.format(about=about, left=left))]
+
+
+def _render(markdown: str, max_units: int) -> list[Part]:
     try:
         text, entities = telegramify_markdown.convert(markdown)
     except Exception:  # a renderer bug must not cost the user the answer

@@ -24,7 +24,7 @@ from services.delivery.bot_api import (
 )
 from services.delivery.records import DeliveryRecord
 from services.delivery.typing_indicator import TypingIndicators
-from shared import subjects
+from shared import files, subjects
 from shared.bus import Connection, Envelope
 from shared.errors import InputError, TransientError
 from shared.messages.contract import Chat
@@ -73,7 +73,7 @@ class TelegramSender:
 
     async def _reply(self, reply: SendReply, envelope: Envelope) -> None:
         key = subjects.delivery_key(reply.chat.conversation_id, reply.out_id)
-        record = await records.load(self._kv, key)
+        record = await records.load(self._conn, self._kv, key)
         if record.is_complete:
             log.info("output %s was delivered before; not sent again", reply.out_id)
             return
@@ -85,7 +85,7 @@ class TelegramSender:
                 envelope.num_delivered,
                 len(record.message_ids),
             )
-        parts = render.answer_parts(reply.text)
+        parts = render.answer_parts(await self._text(reply))
         for index in range(len(record.message_ids), len(parts)):
             reply_to = reply.reply_to_message_id if index == 0 else None
             request = _request(reply.chat, parts[index], reply_to)
@@ -103,6 +103,13 @@ class TelegramSender:
         if not record.is_complete:  # refused part way, or nothing to send
             await records.store(self._kv, key, structs.replace(record, is_complete=True))
         log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
+
+    async def _text(self, reply: SendReply) -> str:
+        """The answer's Markdown, from `sc_files` when it was too long for the bus."""
+        if reply.text_file is None:
+            return reply.text
+        text = await files.read_text(self._conn, reply.text_file)
+        return failure_notice("its text is no longer stored") if text is None else text
 
     async def _send_part(self, request: SendMessage, envelope: Envelope) -> int:
         try:

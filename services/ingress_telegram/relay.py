@@ -53,7 +53,10 @@ class Relay:
             entry = await kv.get(str(bot_id))
         except KeyNotFoundError:
             return cls(conn, kv, bot_id, allowed_user_ids, None)
-        mark = replay.MARK.decode(entry.value) if entry.value else None
+        mark = None
+        if entry.value:  # an unreadable mark is reported; the dedupe window still guards
+            where = f"{subjects.INGRESS_BUCKET}/{bot_id}"
+            mark = await bus.decoded(conn, replay.MARK, entry.value, where, entry.revision or 0)
         return cls(conn, kv, bot_id, allowed_user_ids, mark)
 
     async def on_message(self, message: Message, event_update: Update) -> None:

@@ -17,16 +17,17 @@ import uvloop
 from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 
-from shared import bus, lifecycle, subjects
+from shared import bus, files, lifecycle, subjects
 from shared import config as config_file
 from shared.errors import ConfigError
 from shared.ids import ConversationId, new_id
 from shared.messages.contract import Chat, Sender
 from shared.messages.inbound import MessageReceived
-from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
+from shared.messages.outbound import MAX_TEXT_BYTES, OUTPUT, SendReply, ShowTyping
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 ANSWER_WAIT_S = 300.0  # after the end of input, how long to wait for answers still owed
+LINE_LIMIT_BYTES = 32 * 1024 * 1024  # a longer line is refused after it is read, not a crash
 
 
 def main(config_path: Path, workdir: Path | None, name: str) -> int:
@@ -69,7 +70,7 @@ async def _talk(access: bus.BusAccess, conv: ConversationId) -> int:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
-        printer = asyncio.create_task(_show(outputs, tally))
+        printer = asyncio.create_task(_show(conn, outputs, tally))
         _say(f"Talking to Stellaclaw as {conv}. Type a message; Ctrl-D ends.")
         try:
             await _read_lines(conn, chat, tally)
@@ -86,12 +87,15 @@ async def _talk(access: bus.BusAccess, conv: ConversationId) -> int:
 
 async def _read_lines(conn: bus.Connection, chat: Chat, tally: Tally) -> None:
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT_BYTES)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     sender = Sender(display_name="terminal")
     while line := await reader.readline():
         text = line.decode("utf-8", errors="replace").strip()
         if not text:
+            continue
+        if len(text.encode()) > MAX_TEXT_BYTES:
+            _say(f"(not sent: {len(text):,} characters is more than one message may carry)")
             continue
         message = MessageReceived(
             chat=chat, sender=sender, text=text, received_at=datetime.now(UTC)
@@ -103,7 +107,7 @@ async def _read_lines(conn: bus.Connection, chat: Chat, tally: Tally) -> None:
         tally.sent += 1
 
 
-async def _show(outputs: Subscription, tally: Tally) -> None:
+async def _show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> None:
     async for msg in outputs.messages:
         try:
             output = OUTPUT.decode(msg.data)
@@ -113,10 +117,18 @@ async def _show(outputs: Subscription, tally: Tally) -> None:
             case ShowTyping():
                 _say("… working")
             case SendReply():
-                _say(output.text)
+                _say(await _text(conn, output))
                 await tally.count_reply()
             case unhandled:
                 assert_never(unhandled)
+
+
+async def _text(conn: bus.Connection, reply: SendReply) -> str:
+    """The reply's text, read from `sc_files` when it was too long for the bus."""
+    if reply.text_file is None:
+        return reply.text
+    text = await files.read_text(conn, reply.text_file)
+    return f"(the answer {reply.text_file} is no longer stored)" if text is None else text
 
 
 def _say(text: str) -> None:

@@ -7,10 +7,10 @@ import httpx
 import msgspec
 from nats.errors import NoRespondersError
 
-from services.session import failures, history_store, tool_batch, turn_loop
+from services.session import answers, failures, history_store, tool_batch, turn_loop
 from services.session.openai_chat import ProviderError
 from services.session.prompt import system_prompt
-from shared import bus, subjects
+from shared import bus, redaction, subjects
 from shared import logging as service_logging
 from shared.config import Config
 from shared.ids import SessionId, TurnId, new_id
@@ -112,7 +112,6 @@ class SessionActor:
             return
         turn_id, number, tools = await self.begin(history, message)
         chat = message.message.chat
-        outbound = subjects.outbound(chat.channel, chat.conversation_id)
         started_at = asyncio.get_running_loop().time()
         ending = await self.ending(history, message, turn_id, number, tools)
         answer = SendReply(
@@ -122,7 +121,7 @@ class SessionActor:
             turn_id=turn_id,
             is_failure=ending.outcome != "answered",
         )
-        await bus.publish(self.pool.conn, outbound, answer, msg_id=answer.out_id)
+        await answers.publish(self.pool.conn, answer)
         await history.append(
             TurnFinished(
                 turn_id=turn_id,
@@ -193,8 +192,8 @@ class SessionActor:
         )
         try:
             return await turn_loop.run(turn, tools)
-        except ProviderError as exc:
-            text = failures.provider_failed(exc.reason)
+        except ProviderError as exc:  # its body may echo a key: scrubbed before it is cut short
+            text = failures.provider_failed(redaction.scrub(exc.reason, self.pool.conn.secrets))
             return turn_loop.Ending(
                 text=text, outcome="failed", error="provider", can_continue=True
             )
@@ -220,4 +219,7 @@ async def catalog(conn: bus.Connection, pool: str) -> list[ToolSpec]:
         )
     except (NoRespondersError, TimeoutError) as exc:
         raise TimeoutError(f"no runner of pool {pool!r} answered: {exc!r}") from exc
-    return CATALOG_REPLY.decode(reply.data).tools
+    found = await bus.decoded(conn, CATALOG_REPLY, reply.data, subjects.tool_catalog(pool))
+    if found is None:
+        raise TimeoutError(f"the runner of pool {pool!r} answered with a malformed catalog")
+    return found.tools

@@ -15,6 +15,7 @@ def system_prompt(conversation_id: str, model: str) -> str:
         "Environment:",
         f"- conversation: {conversation_id}",
         f"- model: {model}",
-        "- shell commands run in a subprocess sandbox with a cleared environment",
+        "- shell commands run as plain processes with a cleared environment (no sandbox: they "
+        "can read what the Stellaclaw service's user can read)",
     ]
     return "\n".join(lines)

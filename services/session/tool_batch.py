@@ -109,18 +109,17 @@ async def _collect(
 ) -> None:
     by_id = {call.call_id: call for call in calls}
     deadline = asyncio.get_running_loop().time() + batch.timeout_s + RESULT_MARGIN_S
+    bad: set[int] = set()  # stored results already reported as malformed
     while len(results) < len(calls):
         try:
             msg = await sub.next_msg(timeout=QUIET_CHECK_S)
         except TimeoutError:
-            await _read_missing(conn, batch, by_id, results)
+            await _read_missing(conn, batch, by_id, results, bad)
             if asyncio.get_running_loop().time() > deadline:
                 _give_up(by_id, results, batch.timeout_s)
             continue
-        try:
-            finished = TOOL_RESULT.decode(msg.data)
-        except msgspec.DecodeError:
-            log.warning("ignored a malformed tool result on %s", msg.subject)
+        finished = await bus.decoded(conn, TOOL_RESULT, msg.data, msg.subject)
+        if finished is None:  # counted and reported; the real result still comes
             continue
         if finished.call_id in by_id and finished.call_id not in results:
             results[finished.call_id] = as_result(by_id[finished.call_id], finished)
@@ -131,6 +130,7 @@ async def _read_missing(
     batch: Batch,
     by_id: dict[ToolCallId, ToolCall],
     results: dict[ToolCallId, ToolResult],
+    bad: set[int],
 ) -> None:
     """Results are stored in SC_TOOLRES; a core message lost on the way is read from there."""
     for call_id, call in by_id.items():
@@ -141,8 +141,14 @@ async def _read_missing(
             stored = await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
         except NotFoundError:
             continue
-        if stored.data:
-            results[call_id] = as_result(call, TOOL_RESULT.decode(stored.data))
+        seq = stored.seq or 0
+        if not stored.data or seq in bad:
+            continue
+        finished = await bus.decoded(conn, TOOL_RESULT, stored.data, subject, seq)
+        if finished is None:
+            bad.add(seq)
+        elif finished.call_id == call_id:
+            results[call_id] = as_result(call, finished)
 
 
 def _give_up(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from services.session import history_repair, openai_chat, tool_batch
+from services.session import answers, history_repair, openai_chat, tool_batch
 from services.session.history_store import History
 from shared.config import ModelConfig
 from shared.ids import ToolCallId, TurnId
@@ -106,7 +106,7 @@ def _assistant(
 ) -> AssistantMessage:
     return AssistantMessage(
         turn_id=turn.turn_id,
-        text=reply.text,
+        text=answers.for_history(reply.text),
         tool_calls=calls,
         model=turn.model_name,
         usage=reply.usage,

@@ -1,10 +1,15 @@
-"""Outputs on `sc.out.<channel>.<conv>` (stream SC_OUT): delivery sends them to the platform,
-bus clients (`stellaclaw chat`) read them directly."""
+"""Outputs on `sc.out.<channel>.<conv>` (SC_OUT for delivery, SC_OUT_CLI for bus clients).
+
+No output carries more than MAX_TEXT_BYTES of text: a longer answer is stored in `sc_files` and
+the output names it (`text_file`), since NATS refuses a message over 1 MiB (SPEC §12.7).
+"""
 
 import msgspec
 
 from shared.ids import OutIdField, TurnIdField
 from shared.messages.contract import BusMessage, Chat
+
+MAX_TEXT_BYTES = 256 * 1024
 
 
 class ShowTyping(BusMessage, frozen=True, kw_only=True, tag="show_typing"):
@@ -24,6 +29,7 @@ class SendReply(BusMessage, frozen=True, kw_only=True, tag="send_reply"):
     turn_id: TurnIdField | None = None  # set on a turn's answer or failure: ends its typing
     is_failure: bool = False
     reply_to_message_id: int | None = None
+    text_file: str | None = None  # the whole text is this `sc_files` object; `text` is empty
 
 
 Output = ShowTyping | SendReply

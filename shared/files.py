@@ -1,0 +1,28 @@
+"""Reading what `sc_files` holds for an output (a long answer's text, SPEC §12.7)."""
+
+import asyncio
+import logging
+
+import nats.errors
+from nats.js.errors import NotFoundError
+
+from shared import subjects
+from shared.connection import Connection
+from shared.errors import TransientError
+
+READ_TIMEOUT_S = 30.0
+log = logging.getLogger(__name__)
+
+
+async def read_text(conn: Connection, name: str) -> str | None:
+    """The object's text, or None when the store no longer has it (its TTL passed)."""
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            store = await conn.js.object_store(subjects.FILES_STORE)
+            found = await store.get(name)
+    except NotFoundError:
+        log.warning("%s holds no %s", subjects.FILES_STORE, name)
+        return None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise TransientError(f"cannot read {name!r} from {subjects.FILES_STORE}: {exc!r}") from exc
+    return (found.data or b"").decode("utf-8", errors="replace")
