@@ -115,16 +115,17 @@ async def _probe(url: str, options: dict[str, Any], connect_s: float) -> None:
     delay_s = 0.1
     attempt = {**options, "error_cb": quiet, "disconnected_cb": None}
     while True:
+        probe = Client()
         try:
-            probe = await nats.connect(
-                url, allow_reconnect=False, max_reconnect_attempts=0, **attempt
-            )
+            await probe.connect(url, allow_reconnect=False, max_reconnect_attempts=1, **attempt)
         except (NoServersError, OSError, TimeoutError) as exc:
+            await probe.close()
             if loop.time() + delay_s > deadline:
                 raise ConfigError(f"bus: cannot reach NATS at {url}: {exc!r}") from None
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 2.0)
         except nats.errors.Error as exc:
+            await probe.close()
             who = options["user"] or ("a token" if options["token"] else "no credentials")
             raise ConfigError(
                 f"bus: NATS at {url} refused the login as {who}: {exc}; check bus.user, "

@@ -202,7 +202,7 @@ async def _lay_out(admin: BusAccess, workdir: Path, bus: config_file.BusConfig) 
             inbox_prefix=subjects.inbox_prefix("admin"),
             connect_timeout=5,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,  # 0 would retry a refused connection forever
         )
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise ConfigError(f"bus: cannot log in to {admin.url} as the launcher: {exc}") from None

@@ -9,7 +9,7 @@ from shared import bus as sc_bus
 from shared import layout, subjects
 from shared.config import BusConfig
 from shared.errors import ConfigError, InputError, TransientError
-from shared.messages.events import EVENT, BadMessage
+from shared.messages.events import EVENT, BadMessage, DeadLettered
 from shared.messages.inbound import INBOUND, MessageReceived
 from tests.kit.waiting import eventually
 from tests.unit.shared.samples import message_received
@@ -123,3 +123,90 @@ async def test_the_service_answers_discovery_with_its_counters(bus, nats_access)
     endpoint = msgspec.json.decode(stats.data)["endpoints"][0]
     assert endpoint["data"] == {"bad_messages": 2}
     assert msgspec.json.decode(counters.data) == {"bad_messages": 2}
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_lane_moves_on(
+    bus, nats_access
+):
+    seen: list[tuple[str, int]] = []
+
+    async def handle(message: MessageReceived, envelope: sc_bus.Envelope) -> None:
+        seen.append((message.text, envelope.num_delivered))
+        if message.text == "poison":
+            raise RuntimeError("this message always fails")
+
+    consumer = await probe(bus, max_ack_pending=1, max_deliver=3)  # one lane
+    await bus.watch(subjects.DEAD_LETTER_EVENT)
+    await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "poison"))
+    await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "next"))
+    stop = asyncio.Event()
+    async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        fact = await bus.next(subjects.DEAD_LETTER_EVENT, EVENT, timeout_s=15)
+        await eventually(lambda: ("next", 1) in seen)
+        stop.set()
+        await task
+    assert isinstance(fact, DeadLettered)
+    assert (fact.service, fact.stream, fact.stream_seq, fact.deliveries) == (
+        "probe",
+        subjects.IN_STREAM,
+        1,
+        3,
+    )
+    assert fact.last_error == "RuntimeError: this message always fails"
+    assert seen == [("poison", 1), ("poison", 2), ("poison", 3), ("next", 1)]
+    assert conn.counters["dead_letters"] == 1
+    assert (await bus.js.consumer_info(consumer.stream, consumer.durable)).num_ack_pending == 0
+
+
+async def test_a_message_whose_every_delivery_crashed_is_dead_lettered_unhandled(bus, nats_access):
+    handled: list[str] = []
+
+    async def handle(message: MessageReceived, envelope: sc_bus.Envelope) -> None:
+        handled.append(message.text)
+
+    consumer = await probe(bus, max_ack_pending=1, max_deliver=2, ack_wait_s=0.5)
+    await bus.watch(subjects.DEAD_LETTER_EVENT)
+    await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "crasher"))
+    crashing = await bus.js.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)
+    for _ in range(2):  # a process took it and died before settling it, twice
+        await crashing.fetch(1, timeout=5)
+    await crashing.unsubscribe()
+    await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "next"))
+    stop = asyncio.Event()
+    async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        fact = await bus.next(subjects.DEAD_LETTER_EVENT, EVENT, timeout_s=10)
+        await eventually(lambda: handled == ["next"])
+        stop.set()
+        await task
+    assert isinstance(fact, DeadLettered)
+    assert fact.deliveries == 3
+    assert "without a result" in fact.last_error
+
+
+async def test_a_long_outage_is_waited_out_in_hand_and_never_dead_lettered(bus, nats_access):
+    attempts: list[int] = []
+
+    async def handle(message: MessageReceived, envelope: sc_bus.Envelope) -> None:
+        attempts.append(envelope.num_delivered)
+        if len(attempts) <= 25:  # the platform is down for 25 tries, far past max_deliver
+            raise TransientError("the platform is down", retry_after_s=0.01)
+
+    consumer = await probe(bus, max_deliver=3, max_backoff_s=0.01)  # a compressed clock
+    await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "wait"))
+    stop = asyncio.Event()
+    async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        await eventually(lambda: conn.counters["handled"] == 1)
+        stop.set()
+        await task
+    assert attempts == [1] * 26  # one delivery, retried in hand
+    assert conn.counters["dead_letters"] == 0
+
+
+async def test_binding_a_durable_the_launcher_never_made_is_a_config_error(bus, nats_access):
+    missing = sc_bus.Consumer(stream=subjects.IN_STREAM, durable="nobody", filter_subject="x")
+    async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
+        with pytest.raises(ConfigError, match="durable nobody of stream SC_IN does not exist"):
+            await sc_bus.bind(conn, missing)

@@ -7,7 +7,7 @@ runs logs in as its own role and is held to its own permissions; the test itself
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -63,7 +63,7 @@ async def nats_server(
         await server.stop()
 
 
-async def connect_as(access: BusAccess, role: str) -> Client:
+async def connect_as(access: BusAccess, role: str, **options: Any) -> Client:
     """A plain nats-py client logged in as `role`, with the role's own inbox prefix."""
     login = access.logins.get(role)
     return await nats.connect(
@@ -72,6 +72,7 @@ async def connect_as(access: BusAccess, role: str) -> Client:
         password=login.password if login else None,
         inbox_prefix=subjects.inbox_prefix(role),
         max_reconnect_attempts=2,
+        **options,
     )
 
 
