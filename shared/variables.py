@@ -40,7 +40,7 @@ def resolves(service: str | None, key: Key) -> bool:
 
 
 def expand(
-    raw: dict[str, object], env: Mapping[str, str], service: str | None
+    raw: Mapping[str, object], env: Mapping[str, str], service: str | None
 ) -> dict[str, object]:
     """The tables with `service`'s references replaced from `env`; the rest checked and kept."""
     expanded = _expand(raw, env, service, ())
@@ -86,7 +86,7 @@ def names_in(text: str, key: Key = ()) -> list[str]:
     return found
 
 
-def referenced(raw: dict[str, object], service: str) -> set[str]:
+def referenced(raw: Mapping[str, object], service: str) -> set[str]:
     """The variables `service` resolves: exactly those the launcher passes it."""
     return {
         name
@@ -97,7 +97,7 @@ def referenced(raw: dict[str, object], service: str) -> set[str]:
 
 
 def child_environment(
-    raw: dict[str, object], service: str, env: Mapping[str, str]
+    raw: Mapping[str, object], service: str, env: Mapping[str, str]
 ) -> dict[str, str]:
     """What a child of `stellaclaw up` inherits: the basics and its own sections' variables."""
     wanted = referenced(raw, service) | PASSED_THROUGH

@@ -142,18 +142,19 @@ async def migrate(config: Config, config_path: Path, workdir: Path) -> None:
 async def _up(plan: Plan, stop: asyncio.Event) -> int:
     config, workdir = plan.config, plan.workdir
     bus_up = asyncio.Event()
-    embedded, admin = await _start_bus(plan)
     url_file = lifecycle.bus_url_file(workdir)
+    url_file.unlink(missing_ok=True)  # left by an `up` that was killed: its bus is gone
+    embedded, admin = await _start_bus(plan)
     try:
+        await _lay_out(admin, workdir, config.bus)  # a ConfigError here stops the start
+        url_file.write_text(admin.url + "\n", encoding="utf-8")
+        children_ = {name: Child(name, plan) for name in services_for(config)}
+        _announce(admin.url, workdir, list(children_), embedded)
         async with asyncio.TaskGroup() as tasks:
             if embedded:
                 tasks.create_task(embedded.supervise(bus_up))
             else:
                 bus_up.set()
-            await _lay_out(admin, workdir, config.bus)
-            url_file.write_text(admin.url + "\n", encoding="utf-8")
-            children_ = {name: Child(name, plan) for name in services_for(config)}
-            _announce(admin.url, workdir, list(children_), embedded)
             for child in children_.values():
                 tasks.create_task(child.supervise(stop, bus_up))
             await stop.wait()
@@ -193,6 +194,10 @@ async def _start_bus(plan: Plan) -> tuple[EmbeddedNats | None, BusAccess]:
 async def _lay_out(admin: BusAccess, workdir: Path, bus: config_file.BusConfig) -> None:
     """Migrate the workdir, then create or update streams, buckets and durables (as admin)."""
     login = admin.logins["admin"]
+
+    async def quiet(exc: Exception) -> None:  # the one error line is ours, below
+        pass
+
     try:
         nc = await nats.connect(
             admin.url,
@@ -203,6 +208,7 @@ async def _lay_out(admin: BusAccess, workdir: Path, bus: config_file.BusConfig) 
             connect_timeout=5,
             allow_reconnect=False,
             max_reconnect_attempts=1,  # 0 would retry a refused connection forever
+            error_cb=quiet,
         )
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise ConfigError(f"bus: cannot log in to {admin.url} as the launcher: {exc}") from None

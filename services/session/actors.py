@@ -5,6 +5,7 @@ import logging
 
 import httpx
 import msgspec
+import nats.errors
 from nats.errors import NoRespondersError
 
 from services.session import answers, failures, history_store, tool_batch, turn_loop
@@ -22,6 +23,7 @@ from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
 IDLE_S = 300.0  # an idle actor ends; its next input reloads the history
 CATALOG_TIMEOUT_S = 5.0
 CATALOG_TTL_S = 30.0
+LOAD_RETRY_MAX_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -88,7 +90,7 @@ class SessionActor:
 
     async def live(self) -> None:
         service_logging.session_var.set(self.session_id)
-        history = await history_store.load(self.pool.conn, self.session_id)
+        history = await self.load_history()
         while True:
             try:
                 message = await asyncio.wait_for(self.mailbox.get(), IDLE_S)
@@ -105,6 +107,17 @@ class SessionActor:
                 await self.take_turn(history, message.message)
             except Exception:  # a bug in one turn must not end the session's other turns
                 log.exception("turn failed on session %s", self.session_id)
+
+    async def load_history(self) -> history_store.History:
+        """The session's history, waiting out bus trouble (a restarting server) with backoff."""
+        delay_s = 0.5
+        while True:
+            try:
+                return await history_store.load(self.pool.conn, self.session_id)
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("cannot load the history yet (%r); retrying in %.1f s", exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, LOAD_RETRY_MAX_S)
 
     async def take_turn(self, history: history_store.History, message: HandleMessage) -> None:
         if _already_started(history, message.input_seq):

@@ -11,7 +11,7 @@ import pytest_asyncio
 from shared import subjects
 from shared.messages.events import EVENT, BadMessage
 from tests.kit import stack as sc_stack
-from tests.kit.llm_api import OpenAIChatServer, llm_api, reply, tool_call
+from tests.kit.llm_api import OpenAIChatServer, http_error, llm_api, reply, tool_call
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.waiting import eventually
 
@@ -155,3 +155,38 @@ async def test_up_with_a_missing_variable_exits_2_naming_it(tmp_path):
         f"config: models.main.api_key: environment variable {sc_stack.KEY_VARIABLE} is not set"
     )
     assert not (tmp_path / "w").exists()
+
+
+def environment_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode()
+
+
+async def test_each_service_holds_only_its_own_secrets(world):
+    telegram_token = world.telegram.token
+    for service in ("tools", "conversation", "ingress_telegram"):
+        assert KEY not in environment_of(world.stack.pid(service)), service
+    for service in ("tools", "conversation"):
+        assert telegram_token not in environment_of(world.stack.pid(service)), service
+    assert KEY in environment_of(world.stack.pid("session"))
+    assert telegram_token in environment_of(world.stack.pid("delivery"))
+
+
+async def test_a_provider_error_that_echoes_the_key_reaches_the_chat_scrubbed(world):
+    world.llm.script(http_error(401, f"Incorrect API key provided: {KEY}. Check it."))
+    text = await exchange(world, "use the model")
+    assert KEY not in text
+    assert "Incorrect API key provided: ***" in text
+    world.llm.assert_done()
+
+
+async def test_a_3_mb_answer_goes_out_as_12_parts_the_last_saying_what_was_cut(world):
+    world.llm.script(reply("A runaway answer.\n" * 170_000))  # 3.06 MB of short lines
+    world.telegram.user_says(ADA, "write forever")
+    parts = [await world.telegram.next_sent(ADA, timeout_s=60) for _ in range(12)]
+    await delivered(world)
+    assert all(part.text.startswith("A runaway answer.") for part in parts[:11])
+    assert parts[11].text.startswith("✂️ The answer was cut here: about ")
+    assert parts[11].text.endswith(" more characters were left out.")
+    world.llm.script(reply("Short again."))
+    assert await exchange(world, "and now?") == "Short again."
+    world.llm.assert_done()

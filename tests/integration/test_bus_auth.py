@@ -1,6 +1,7 @@
 """The authenticated bus (DESIGN §11): logins refused, and each role held to its allow lists."""
 
 import pytest
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig
 
@@ -15,7 +16,7 @@ REFUSED = (TimeoutError, NatsTimeoutError)  # a denied publish only times out (N
 DELIVERY_DURABLE = subjects.durable("delivery", "telegram")
 
 
-async def errors_of(access: BusAccess, role: str) -> tuple[object, list[str]]:
+async def errors_of(access: BusAccess, role: str) -> tuple[Client, list[str]]:
     """A client logged in as `role` and the errors the server reported to it."""
     seen: list[str] = []
 

@@ -16,7 +16,7 @@ from services.delivery.typing_indicator import TypingIndicators
 from shared import bus as sc_bus
 from shared import layout, subjects
 from shared.config import BusConfig
-from shared.ids import OutId
+from shared.ids import ConversationId, OutId
 from shared.messages.contract import Chat
 from shared.messages.events import EVENT, BadMessage, DeadLettered
 from shared.messages.outbound import OUTPUT, SendReply
@@ -28,12 +28,14 @@ from tests.unit.shared.samples import message_received
 
 MODELS = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
 CHAT_ID = 77
-CHAT = Chat(conversation_id="tg_77", channel="telegram", kind="private", chat_id=CHAT_ID)
+CHAT = Chat(
+    conversation_id=ConversationId("tg_77"), channel="telegram", kind="private", chat_id=CHAT_ID
+)
 OUT = subjects.outbound("telegram", "tg_77")
 
 
 async def one_partition(bus) -> None:
-    """SC_IN laid out with a single partition: every conversation shares one lane."""
+    """The inbound stream laid out with one partition: every conversation shares one lane."""
     await bus.js.delete_stream(subjects.IN_STREAM)
     await layout.ensure(bus.js, BusConfig(in_partitions=1))
 

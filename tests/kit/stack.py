@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import nats.errors
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
+from nats.errors import NoRespondersError, NoServersError
 
 from shared import lifecycle
 from shared.bus import BusAccess, Credential
@@ -74,7 +75,12 @@ class Stack:
                 if self.process.returncode is not None:
                     raise AssertionError(f"stellaclaw up exited with {self.process.returncode}")
                 await asyncio.sleep(0.05)
-            self.nc = await self.connect("admin")
+            while True:  # a bus.url left by a killed `up` may name a bus that is gone
+                try:
+                    self.nc = await self.connect("admin")
+                    break
+                except (OSError, NoServersError, nats.errors.Error):
+                    await asyncio.sleep(0.1)
             for service in services:
                 await self.wait_service(service)
         return self.nc
@@ -120,6 +126,14 @@ class Stack:
         os.kill(pid, signal.SIGKILL)
         return pid
 
+    def children(self) -> dict[int, str]:
+        """The launcher's child processes (pid: command name): the services and nats-server."""
+        return children_of(self.process.pid)
+
+    def interrupt(self) -> None:
+        """Ctrl-C in a terminal: SIGINT to the whole process group of `up`."""
+        os.killpg(self.process.pid, signal.SIGINT)
+
     async def stop(self, timeout_s: float = 30.0) -> int:
         if self.nc is not None:
             await self.nc.close()
@@ -129,17 +143,46 @@ class Stack:
             return await self.process.wait()
 
 
-@asynccontextmanager
-async def stack(config: Path, workdir: Path) -> AsyncIterator[Stack]:
-    """Start `stellaclaw up` (it inherits the environment); SIGTERM on exit, which must exit 0."""
-    with (workdir.parent / "up.log").open("wb") as log:
+def children_of(parent: int) -> dict[int, str]:
+    """Processes whose parent is `parent` (pid: command name), read from /proc."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition(" (")[2].rpartition(") ")
+        if int(rest.split()[1]) == parent:
+            found[int(stat.parent.name)] = name
+    return found
+
+
+def is_gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return text.rpartition(") ")[2].split()[0] == "Z"
+
+
+async def start_up(config: Path, workdir: Path) -> Stack:
+    """Start `stellaclaw up` in a session of its own (it inherits the environment)."""
+    with (workdir.parent / "up.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             stellaclaw(),
             *("up", "--config", str(config), "--workdir", str(workdir)),
             stdout=log,
             stderr=log,
+            start_new_session=True,  # so a test's Ctrl-C (killpg) reaches only this `up`
         )
-    running = Stack(process, workdir)
+    return Stack(process, workdir)
+
+
+@asynccontextmanager
+async def stack(config: Path, workdir: Path) -> AsyncIterator[Stack]:
+    """A running `stellaclaw up`; SIGTERM on exit, which must exit 0."""
+    running = await start_up(config, workdir)
     try:
         yield running
     finally:

@@ -1,0 +1,135 @@
+"""`stellaclaw up` owns its children and its bus (issue 11, findings 3 and 4), run for real."""
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from shared import subjects
+from tests.kit import stack as sc_stack
+from tests.kit.llm_api import OpenAIChatServer, llm_api, reply
+from tests.kit.nats import nats_server
+from tests.kit.telegram_api import TelegramAPIServer, telegram_api
+from tests.kit.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+KEY = "sk-launcher-test"
+USERS = list(range(5001, 5021))  # 20 people, one conversation each
+
+
+class Fakes:
+    def __init__(self, root: Path, telegram: TelegramAPIServer, llm: OpenAIChatServer) -> None:
+        self.root = root
+        self.telegram = telegram
+        self.llm = llm
+        self.config = root / "stellaclaw.toml"
+        self.workdir = root / "workdir"
+
+
+@asynccontextmanager
+async def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Fakes]:
+    async with telegram_api() as telegram, llm_api(api_key=KEY) as llm:
+        monkeypatch.setenv(sc_stack.KEY_VARIABLE, KEY)
+        monkeypatch.setenv(sc_stack.TOKEN_VARIABLE, telegram.token)
+        found = Fakes(tmp_path, telegram, llm)
+        sc_stack.write_config(
+            found.config,
+            llm_base_url=llm.base_url,
+            telegram_base_url=telegram.base_url,
+            user_ids=USERS,
+        )
+        yield found
+
+
+async def test_a_sigkilled_launcher_leaves_no_child_and_the_workdir_starts_again(
+    tmp_path, monkeypatch
+):
+    async with fakes(tmp_path, monkeypatch) as world:
+        running = await sc_stack.start_up(world.config, world.workdir)
+        await (await running.wait_ready(sc_stack.SERVICES)).close()
+        children = running.children()
+        assert len(children) == len(sc_stack.SERVICES) + 1
+        assert list(children.values()).count("nats-server") == 1
+        os.kill(running.process.pid, signal.SIGKILL)
+        await running.process.wait()
+        await eventually(lambda: all(sc_stack.is_gone(pid) for pid in children), timeout_s=2)
+        world.llm.script(reply("Back again."))
+        async with sc_stack.stack(world.config, world.workdir) as again:
+            await again.wait_ready(sc_stack.SERVICES)
+            world.telegram.user_says(USERS[0], "hello?")
+            assert (await world.telegram.next_sent(USERS[0], timeout_s=30)).text == "Back again."
+        world.llm.assert_done()
+
+
+async def test_ctrl_c_during_a_turn_stops_in_order_without_tracebacks_and_the_turn_is_answered(
+    tmp_path, monkeypatch
+):
+    async with fakes(tmp_path, monkeypatch) as world:
+        world.llm.script(reply("Worth the wait.", delay_s=2.0))
+        running = await sc_stack.start_up(world.config, world.workdir)
+        await running.wait_ready(sc_stack.SERVICES)
+        world.telegram.user_says(USERS[0], "think about it")
+        await eventually(lambda: len(world.llm.requests) == 1, timeout_s=30)
+        running.interrupt()  # the terminal's Ctrl-C: SIGINT to the whole process group
+        assert await asyncio.wait_for(running.process.wait(), 30) == 0
+        logs = {path.name: path.read_text() for path in (world.workdir / "logs").glob("*.log")}
+        assert [name for name, text in logs.items() if "Traceback" in text] == []
+        async with sc_stack.stack(world.config, world.workdir) as again:
+            await again.wait_ready(sc_stack.SERVICES)
+            await eventually(lambda: "Worth the wait." in world.telegram.transcript(USERS[0]), 30)
+        assert world.telegram.transcript(USERS[0]).count("Worth the wait.") == 1
+        world.llm.assert_done()
+
+
+async def test_a_sigkilled_nats_server_is_restarted_and_every_message_answered_once(
+    tmp_path, monkeypatch
+):
+    async with fakes(tmp_path, monkeypatch) as world:
+        world.llm.always(reply("Answered.", delay_s=0.3))
+        async with sc_stack.stack(world.config, world.workdir) as running:
+            await running.wait_ready(sc_stack.SERVICES)
+            [server] = [pid for pid, name in running.children().items() if name == "nats-server"]
+            for user in USERS[:10]:
+                world.telegram.user_says(user, "before the crash")
+            await eventually(lambda: len(world.llm.requests) >= 3, timeout_s=30)
+            os.kill(server, signal.SIGKILL)
+            for user in USERS[10:]:
+                world.telegram.user_says(user, "during the crash")
+            await eventually(
+                lambda: all("Answered." in world.telegram.transcript(u) for u in USERS), 90
+            )
+            restarted = [p for p, n in running.children().items() if n == "nats-server"]
+            assert len(restarted) == 1
+            assert restarted != [server]
+            durable = subjects.durable("delivery", "telegram")
+            running.nc = await running.connect("admin")
+            await running.wait_drained(subjects.OUT_STREAM, durable)
+        # Every input the session had not yet taken is answered exactly once. An input the
+        # session had taken is answered too here (its turn was running in memory and outlived
+        # the bus); after a crash of the session itself that waits for durable sessions (#12).
+        assert [world.telegram.transcript(u).count("Answered.") for u in USERS] == [1] * 20
+
+
+async def test_up_with_a_wrong_password_for_an_external_bus_exits_2_naming_it(tmp_path):
+    async with nats_server(tmp_path / "nats") as server:
+        config = tmp_path / "stellaclaw.toml"
+        config.write_text(
+            'default_model = "m"\n[models.m]\nprovider = "openai_chat"\nmodel = "x"\n'
+            f'[bus]\nurl = "{server.url}"\n'
+            '[bus.services.admin]\nuser = "admin"\npassword = "not-the-password"\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sc_stack.stellaclaw(),
+            *("up", "--config", str(config), "--workdir", str(tmp_path / "w")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    [line] = err.decode().strip().splitlines()
+    assert line.startswith(f"bus: cannot log in to {server.url} as the launcher: ")
+    assert "Authorization Violation" in line
