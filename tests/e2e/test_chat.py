@@ -84,3 +84,30 @@ async def test_chat_talks_to_the_stack_over_the_bus(tmp_path, monkeypatch):
     assert "📊 Status" in printed.decode()
     assert printed.decode().rstrip().endswith("Piped answer.")
     assert [m.text for m in llm.requests[1].messages[1:]] == ["hello", "Hello, terminal.", "again"]
+
+
+async def test_chat_shows_an_answer_too_long_for_one_bus_message_and_refuses_such_a_line(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(sc_stack.KEY_VARIABLE, "sk-chat")
+    async with llm_api(api_key="sk-chat") as llm:
+        llm.script(reply("Long line.\n" * 30_000))  # 330 KB: stored in sc_files
+        config = tmp_path / "stellaclaw.toml"
+        config.write_text(CONFIG.format(base_url=llm.base_url))
+        async with sc_stack.stack(config, tmp_path / "workdir") as running:
+            await running.wait_ready(("conversation", "session", "tools", "delivery"))
+            piped = await asyncio.create_subprocess_exec(
+                sc_stack.stellaclaw(),
+                *("chat", "--config", str(config), "--workdir", str(tmp_path / "workdir")),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            huge = b"x" * 300_000 + b"\n"
+            printed, _ = await asyncio.wait_for(piped.communicate(huge + b"write a lot\n"), 60)
+        llm.assert_done()
+    assert piped.returncode == 0
+    text = printed.decode()
+    assert "(not sent: 300,000 characters is more than one message may carry)" in text
+    assert text.count("Long line.") == 30_000
+    assert [m.text for m in llm.requests[0].messages[1:]] == ["write a lot"]

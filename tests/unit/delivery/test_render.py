@@ -102,3 +102,23 @@ def test_an_empty_answer_has_no_parts():
 @given(st.text(alphabet=st.sampled_from(list("ab *_`#>-\n[]()😀\U0001d538é")), max_size=400))
 def test_any_markdown_splits_into_well_formed_parts(markdown):
     assert_well_formed(answer_parts(markdown, max_units=40), max_units=40)
+
+
+def test_an_answer_past_12_parts_keeps_11_and_says_exactly_how_much_was_left_out():
+    markdown = "\n".join(f"line {n:05d}" for n in range(5_000))  # 10 chars + newline each
+    parts = answer_parts(markdown)
+    assert len(parts) == 12
+    shown = sum(len(part.text) for part in parts[:11])
+    assert parts[11].text.startswith("✂️ The answer was cut here: ")
+    left = int(parts[11].text.split(": ")[1].split(" ")[0].replace(",", ""))
+    assert len(markdown) - shown - 15 <= left <= len(markdown) - shown  # cut newlines aside
+    assert parts[0].text.startswith("line 00000")
+
+
+def test_a_huge_answer_is_rendered_only_as_far_as_12_parts_reach():
+    markdown = "word " * 1_000_000  # 5 MB: never rendered whole
+    parts = answer_parts(markdown)
+    assert len(parts) == 12
+    assert parts[11].text.startswith("✂️ The answer was cut here: about ")
+    left = int(parts[11].text.split("about ")[1].split(" ")[0].replace(",", ""))
+    assert len(markdown) - 11 * 4096 - 100 < left < len(markdown) - 11 * 4096 + 100
