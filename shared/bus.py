@@ -24,7 +24,8 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.js.kv import KeyValue
 from nats.micro.request import Request
 from nats.micro.service import Service
 
@@ -178,6 +179,17 @@ async def bind(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSub
             log.warning("cannot bind %s yet: %r", consumer.durable, exc)
             await asyncio.sleep(0.1 * attempt)
     raise TransientError(f"cannot bind durable {consumer.durable} on {consumer.stream}")
+
+
+async def bucket(conn: Connection, name: str) -> KeyValue:
+    """Bind a KV bucket the launcher made; a missing one is the operator's to create (exit 2)."""
+    try:
+        return await conn.js.key_value(name)
+    except BucketNotFoundError:
+        raise ConfigError(
+            f"bus: bucket {name} does not exist; `stellaclaw up` or `stellaclaw migrate` "
+            "creates the bus layout"
+        ) from None
 
 
 class Lane(msgspec.Struct, frozen=True, kw_only=True):

@@ -109,10 +109,13 @@ def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
         print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
         sys.exit(EXIT_CONFIG)
     service_logging.setup(service, ready.config.logging.level, ready.bus.secrets)
+    refused: list[BaseException] = []
     try:
         uvloop.run(_serve(service, run, ready))
-    except ConfigError as exc:
-        log.error("%s", exc)
+    except* ConfigError as group:  # raised by run() itself or by a task of its TaskGroup
+        refused += group.exceptions
+    if refused:
+        log.error("%s", refused[0])
         sys.exit(EXIT_CONFIG)
 
 

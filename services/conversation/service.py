@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     async with bus.connected(runtime.bus, "conversation") as conn:
         await bus.register(conn, "routing, commands, conversation state", VERSION)
-        kv = await conn.js.key_value(subjects.CONV_BUCKET)
+        kv = await bus.bucket(conn, subjects.CONV_BUCKET)
         router = Router(conn, kv, runtime.config)
         async with asyncio.TaskGroup() as tasks:
             for partition in layout.durables(runtime.config.bus)["conversation"]:

@@ -38,7 +38,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
 async def _deliver_telegram(
     conn: bus.Connection, telegram: TelegramConfig, runtime: Runtime, stop: asyncio.Event
 ) -> None:
-    kv = await conn.js.key_value(subjects.DELIVERY_BUCKET)
+    kv = await bus.bucket(conn, subjects.DELIVERY_BUCKET)
     async with open_api(telegram.api_base, telegram.bot_token) as api, asyncio.TaskGroup() as tasks:
         typing = TypingIndicators(api, tasks)
         sender = TelegramSender(conn, kv, api, typing, stop)

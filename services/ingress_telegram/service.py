@@ -15,14 +15,12 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.token import TokenValidationError
-from nats.js.errors import BucketNotFoundError
-from nats.js.kv import KeyValue
 
 from services.ingress_telegram import bot_setup
 from services.ingress_telegram.relay import Relay
 from shared import bus, subjects
 from shared.config import TelegramConfig
-from shared.errors import ConfigError, TransientError
+from shared.errors import ConfigError
 from shared.lifecycle import Runtime
 
 SERVICE = "ingress_telegram"
@@ -44,7 +42,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     try:
         async with bus.connected(runtime.bus, SERVICE) as conn:
             await bus.register(conn, "Telegram long polling into SC_IN", VERSION)
-            kv = await ingress_bucket(conn)
+            kv = await bus.bucket(conn, subjects.INGRESS_BUCKET)
             me = await bot_setup.prepare(bot, telegram.api_base)
             relay = await Relay.load(conn, kv, me.id, telegram.allowed_user_ids)
             log.info("polling as @%s", me.username, extra={"bot_id": me.id})
@@ -63,15 +61,6 @@ def make_bot(telegram: TelegramConfig) -> Bot:
         raise ConfigError(
             "config: telegram.bot_token: not a Bot API token (expected <bot id>:<secret> "
             "from @BotFather)"
-        ) from None
-
-
-async def ingress_bucket(conn: bus.Connection) -> KeyValue:
-    try:
-        return await conn.js.key_value(subjects.INGRESS_BUCKET)
-    except BucketNotFoundError:
-        raise TransientError(
-            f"bucket {subjects.INGRESS_BUCKET} does not exist yet; `stellaclaw up` creates it"
         ) from None
 
 

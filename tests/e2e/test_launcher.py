@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from nats.js.api import KeyValueConfig
 
 from shared import subjects
 from tests.kit import stack as sc_stack
 from tests.kit.llm_api import OpenAIChatServer, llm_api, reply
-from tests.kit.nats import nats_server
+from tests.kit.nats import connect_as, nats_server
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.waiting import eventually
 
@@ -133,3 +134,28 @@ async def test_up_with_a_wrong_password_for_an_external_bus_exits_2_naming_it(tm
     [line] = err.decode().strip().splitlines()
     assert line.startswith(f"bus: cannot log in to {server.url} as the launcher: ")
     assert "Authorization Violation" in line
+
+
+async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates_it(tmp_path):
+    async with nats_server(tmp_path / "nats") as server:
+        admin = await connect_as(server.access, "admin")  # the bucket, but not the durables
+        await admin.jetstream().create_key_value(KeyValueConfig(bucket=subjects.CONV_BUCKET))
+        await admin.close()
+        password = server.access.logins["conversation"].password
+        config = tmp_path / "stellaclaw.toml"
+        config.write_text(
+            'default_model = "m"\n[models.m]\nprovider = "openai_chat"\nmodel = "x"\n'
+            f'[bus]\nurl = "{server.url}"\nin_partitions = 2\n'
+            f'[bus.services.conversation]\nuser = "conversation"\npassword = "{password}"\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sc_stack.stellaclaw(),
+            *("run", "conversation", "--config", str(config), "--workdir", str(tmp_path / "w")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert "bus: durable conversation_p0 of stream" in err.decode()
+    assert "`stellaclaw up` or `stellaclaw migrate` creates the bus layout" in err.decode()
+    assert "Traceback" not in err.decode()
