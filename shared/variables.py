@@ -18,9 +18,10 @@ SECRET_SECTIONS: Mapping[str, frozenset[str]] = {
     "telegram": frozenset({"ingress_telegram", "delivery"}),
     "models": frozenset({"session"}),
 }
-# What every child of the launcher gets besides the variables its own sections reference.
+# What every child of the launcher gets besides the variables its own sections reference
+# (PYTHONPATH too: a child runs `python -m services.<name>` from wherever `up` found the code).
 PASSED_THROUGH = frozenset(
-    {"PATH", "HOME", "LANG", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+    {"PATH", "HOME", "LANG", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PYTHONPATH"}
     | {"http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 )
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
