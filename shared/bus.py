@@ -128,13 +128,12 @@ async def consume(
     Bus trouble (a reconnect, JetStream briefly unavailable) is waited out, never fatal.
     """
     sub = await bind(conn, consumer)
+    lane = Lane(consumer=consumer, decoder=decoder, stop=stop)
     stopping = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
             for msg in await _next(sub, consumer, stopping):
-                await deliver(
-                    conn, msg, Lane(consumer=consumer, decoder=decoder, stop=stop), handle
-                )
+                await deliver(conn, msg, lane, handle)
     finally:
         stopping.cancel()
         with contextlib.suppress(nats.errors.Error):
