@@ -85,6 +85,13 @@ class BusConfig(ConfigTable, frozen=True, kw_only=True):
         return self.services.get(role, shared)
 
 
+class AgentConfig(ConfigTable, frozen=True, kw_only=True):
+    """How much a turn may do (SPEC §3.3, §3.4)."""
+
+    max_round_trips: Annotated[int, Meta(ge=1, le=10_000)] = 120
+    max_parallel_tools: Annotated[int, Meta(ge=1, le=64)] = 8
+
+
 class LogConfig(ConfigTable, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -98,6 +105,7 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     workdir: str = DEFAULT_WORKDIR
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
     telegram: TelegramConfig | None = None
+    agent: AgentConfig = AgentConfig()
     bus: BusConfig = BusConfig()
     logging: LogConfig = LogConfig()
 

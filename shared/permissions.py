@@ -108,10 +108,10 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         "session": Permissions(
             publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
             + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds("session"))
-            + allow(f"{API}.STREAM.MSG.GET.{subjects.TOOL_RESULT_STREAM}")
+            + allow(ordered(subjects.TOOL_RESULT_STREAM))
             + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
             + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE)),
-            subscribe=allow(subjects.TOOL_RESULTS_ALL) + service("session"),
+            subscribe=service("session"),
             allow_responses=True,
         ),
         "tools": Permissions(

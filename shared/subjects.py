@@ -176,6 +176,10 @@ def tool_result_msg_id(session_id: str, call_id: str) -> str:
     return f"res:{session_id}:{call_id}"
 
 
+def tool_started_msg_id(session_id: str, call_id: str) -> str:
+    return f"start:{session_id}:{call_id}"
+
+
 def history_msg_id(session_id: str, position: int) -> str:
     """An event's id is its position in the session's history, so a repeated append stores once."""
     return f"hist:{session_id}:{position}"

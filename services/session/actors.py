@@ -11,6 +11,7 @@ from nats.errors import NoRespondersError
 from services.session import answers, failures, history_store, tool_batch, turn_loop
 from services.session.openai_chat import ProviderError
 from services.session.prompt import system_prompt
+from services.session.tool_results import Results
 from shared import bus, redaction, subjects
 from shared import logging as service_logging
 from shared.config import Config
@@ -87,9 +88,16 @@ class SessionActor:
         self.pool = pool
         self.session_id = session_id
         self.mailbox: asyncio.Queue[Input | None] = asyncio.Queue()
+        self.results = Results(pool.conn, session_id)  # opened by the first tool batch
 
     async def live(self) -> None:
         service_logging.session_var.set(self.session_id)
+        try:
+            await self.work()
+        finally:
+            await self.results.close()
+
+    async def work(self) -> None:
         history = await self.load_history()
         while True:
             try:
@@ -201,7 +209,10 @@ class SessionActor:
                 session_id=self.session_id,
                 conversation_id=message.message.chat.conversation_id,
                 workspace=settings.workspace,
+                max_parallel=config.agent.max_parallel_tools,
             ),
+            results=self.results,
+            max_round_trips=config.agent.max_round_trips,
         )
         try:
             return await turn_loop.run(turn, tools)

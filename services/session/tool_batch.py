@@ -1,21 +1,26 @@
-"""One tool batch: every call published to SC_TOOL, results collected by call id, in call order."""
+"""One tool batch (SPEC §3.3): consecutive parallel calls together, at most
+`agent.max_parallel_tools` at a time; a serial call alone, after every earlier one; results in the
+order the model asked for them.
+
+A call is waited for until the limit its runner announced when it started it (ToolStarted) plus a
+margin; a call no runner has started yet, until its own timeout plus the margin.
+"""
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import msgspec
-from nats.aio.subscription import Subscription
-from nats.js.errors import NotFoundError
 
+from services.session.tool_results import Results
 from shared import bus, subjects
 from shared.ids import ConversationId, SessionId, ToolCallId
 from shared.messages.contract import Workspace
 from shared.messages.history import ToolCall, ToolResult
-from shared.messages.tools import TOOL_RESULT, RunTool, ToolFailed, ToolFinished
+from shared.messages.tools import RunTool, ToolFailed, ToolFinished, ToolStarted, ToolTraits
 
 MAX_RESULTS_BYTES = 900 * 1024  # one batch's results are one history event; NATS takes <= 1 MiB
-QUIET_CHECK_S = 5.0  # with no result for this long, read missing ones from SC_TOOLRES directly
-RESULT_MARGIN_S = 60.0
+RESULT_MARGIN_S = 30.0  # past a call's own limit: the runner's kill grace and the result's way back
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +31,7 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
     conversation_id: ConversationId
     workspace: Workspace
     timeout_s: float = 1800.0
+    max_parallel: int = 8
 
 
 def failed(call: ToolCall, error: str, kind: str) -> ToolResult:
@@ -68,21 +74,56 @@ def arguments_of(call: ToolCall) -> msgspec.Raw | str:
     return msgspec.Raw(text.encode())
 
 
-async def run(conn: bus.Connection, batch: Batch, calls: list[ToolCall]) -> list[ToolResult]:
+def groups(calls: list[ToolCall], traits: Mapping[str, ToolTraits]) -> list[list[ToolCall]]:
+    """Consecutive parallel calls run together; a serial call runs alone, after all before it."""
+    found: list[list[ToolCall]] = []
+    for call in calls:
+        is_serial = traits.get(call.name, ToolTraits()).is_serial
+        if is_serial or not found or _is_serial_group(found[-1], traits):
+            found.append([call])
+        else:
+            found[-1].append(call)
+    return found
+
+
+def _is_serial_group(group: list[ToolCall], traits: Mapping[str, ToolTraits]) -> bool:
+    return len(group) == 1 and traits.get(group[0].name, ToolTraits()).is_serial
+
+
+class Pending(msgspec.Struct, kw_only=True):
+    """A call sent and not yet finished, and until when it is waited for."""
+
+    call: ToolCall
+    deadline: float
+
+
+async def run(
+    batch: Batch, calls: list[ToolCall], results: Results, traits: Mapping[str, ToolTraits]
+) -> list[ToolResult]:
     """Run every call of the batch; a call the model malformed is answered without running."""
-    results: dict[ToolCallId, ToolResult] = {}
-    sub = await conn.nc.subscribe(subjects.tool_results(batch.session_id))
-    try:
-        for call in calls:
-            arguments = arguments_of(call)
-            if isinstance(arguments, str):
-                results[call.call_id] = failed(call, arguments, "invalid_arguments")
-                continue
-            await _send(conn, batch, call, arguments)
-        await _collect(conn, batch, calls, results, sub)
-    finally:
-        await sub.unsubscribe()
-    return [results[call.call_id] for call in calls]
+    done: dict[ToolCallId, ToolResult] = {}
+    valid: list[ToolCall] = []
+    arguments: dict[ToolCallId, msgspec.Raw] = {}
+    for call in calls:
+        parsed = arguments_of(call)
+        if isinstance(parsed, str):
+            done[call.call_id] = failed(call, parsed, "invalid_arguments")
+        else:
+            arguments[call.call_id] = parsed
+            valid.append(call)
+    if valid:
+        await results.open()
+    for group in groups(valid, traits):
+        waiting = list(group)
+        running: dict[ToolCallId, Pending] = {}
+        while waiting or running:
+            while waiting and len(running) < batch.max_parallel:
+                call = waiting.pop(0)
+                await _send(results.conn, batch, call, arguments[call.call_id])
+                deadline = _now() + batch.timeout_s + RESULT_MARGIN_S
+                running[call.call_id] = Pending(call=call, deadline=deadline)
+            await _settle(results, running, done)
+    return [done[call.call_id] for call in calls]
 
 
 async def _send(conn: bus.Connection, batch: Batch, call: ToolCall, arguments: msgspec.Raw) -> None:
@@ -100,60 +141,29 @@ async def _send(conn: bus.Connection, batch: Batch, call: ToolCall, arguments: m
     await bus.publish(conn, subject, request, msg_id=msg_id)
 
 
-async def _collect(
-    conn: bus.Connection,
-    batch: Batch,
-    calls: list[ToolCall],
-    results: dict[ToolCallId, ToolResult],
-    sub: Subscription,
+async def _settle(
+    results: Results, running: dict[ToolCallId, Pending], done: dict[ToolCallId, ToolResult]
 ) -> None:
-    by_id = {call.call_id: call for call in calls}
-    deadline = asyncio.get_running_loop().time() + batch.timeout_s + RESULT_MARGIN_S
-    bad: set[int] = set()  # stored results already reported as malformed
-    while len(results) < len(calls):
-        try:
-            msg = await sub.next_msg(timeout=QUIET_CHECK_S)
-        except TimeoutError:
-            await _read_missing(conn, batch, by_id, results, bad)
-            if asyncio.get_running_loop().time() > deadline:
-                _give_up(by_id, results, batch.timeout_s)
-            continue
-        finished = await bus.decoded(conn, TOOL_RESULT, msg.data, msg.subject)
-        if finished is None:  # counted and reported; the real result still comes
-            continue
-        if finished.call_id in by_id and finished.call_id not in results:
-            results[finished.call_id] = as_result(by_id[finished.call_id], finished)
+    """Take the next start or result of a running call, or end the calls past their deadline."""
+    try:
+        event = await results.next(min(p.deadline for p in running.values()) - _now())
+    except TimeoutError:
+        for call_id, late in list(running.items()):
+            if late.deadline <= _now():
+                del running[call_id]
+                done[call_id] = failed(late.call, "no result came in time", "timed_out")
+                log.warning("no result for %s by its deadline", call_id)
+        return
+    pending = running.get(event.call_id) if event is not None else None
+    match event:
+        case ToolStarted(limit_s=limit_s) if pending is not None:
+            pending.deadline = _now() + limit_s + RESULT_MARGIN_S
+        case ToolFinished() if pending is not None:
+            del running[event.call_id]
+            done[event.call_id] = as_result(pending.call, event)
+        case _:  # bad data, or a call of another batch (a late result): not ours to wait for
+            pass
 
 
-async def _read_missing(
-    conn: bus.Connection,
-    batch: Batch,
-    by_id: dict[ToolCallId, ToolCall],
-    results: dict[ToolCallId, ToolResult],
-    bad: set[int],
-) -> None:
-    """Results are stored in SC_TOOLRES; a core message lost on the way is read from there."""
-    for call_id, call in by_id.items():
-        if call_id in results:
-            continue
-        subject = subjects.tool_result(batch.session_id, call_id)
-        try:
-            stored = await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
-        except NotFoundError:
-            continue
-        seq = stored.seq or 0
-        if not stored.data or seq in bad:
-            continue
-        finished = await bus.decoded(conn, TOOL_RESULT, stored.data, subject, seq)
-        if finished is None:
-            bad.add(seq)
-        elif finished.call_id == call_id:
-            results[call_id] = as_result(call, finished)
-
-
-def _give_up(
-    by_id: dict[ToolCallId, ToolCall], results: dict[ToolCallId, ToolResult], timeout_s: float
-) -> None:
-    for call_id, call in by_id.items():
-        if call_id not in results:
-            results[call_id] = failed(call, f"timed out after {timeout_s:.0f} s", "timed_out")
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -8,6 +8,7 @@ import msgspec
 
 from services.session import answers, history_repair, openai_chat, tool_batch
 from services.session.history_store import History
+from services.session.tool_results import Results
 from shared.config import ModelConfig
 from shared.ids import ToolCallId, TurnId
 from shared.messages.history import AssistantMessage, ToolCall, ToolResult, ToolResults
@@ -48,6 +49,7 @@ class Turn:
     history: History
     http: httpx.AsyncClient
     batch: tool_batch.Batch
+    results: Results  # the session's tool starts and results
     max_round_trips: int = 120
 
 
@@ -55,6 +57,7 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
     """Round trips until the model answers without tool calls (or the round limit is reached)."""
     round_trips = 0
     notice: str | None = None
+    traits = {spec.name: spec.traits for spec in tools}
     while True:
         at_limit = round_trips >= turn.max_round_trips
         if at_limit:
@@ -76,7 +79,7 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
             )
             footer = LIMIT_FOOTER.format(n=turn.max_round_trips)
             return Ending(text=reply.text.strip() + footer, outcome="failed", error="round_limit")
-        await _append_results(turn, await tool_batch.run(turn.history.conn, turn.batch, calls))
+        await _append_results(turn, await tool_batch.run(turn.batch, calls, turn.results, traits))
         round_trips += 1
 
 

@@ -7,7 +7,7 @@ The schema the model sees is `msgspec.json.schema` of the argument Struct, inlin
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import msgspec
 
@@ -15,26 +15,19 @@ from services.tools.builtin.file_read import FileReadArgs, file_read
 from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
 from services.tools.results import Result, ToolError
 from services.tools.workspace import ToolCall
-from shared.messages.tools import ToolSpec
+from shared.messages.tools import ToolSpec, ToolTraits
 
 A = TypeVar("A", bound=msgspec.Struct)
-Invoke = Callable[[bytes, ToolCall], Awaitable[Result]]
+Started = Callable[[float], Awaitable[None]]  # told the hard limit once the call really starts
+Invoke = Callable[[bytes, ToolCall, Started], Awaitable[Result]]
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
-
-
-class Traits(msgspec.Struct, frozen=True, kw_only=True):
-    """SPEC §5.0's columns: may it run beside others, may it wait, may it run twice."""
-
-    mode: Literal["immediate", "interruptible"]
-    is_serial: bool
-    is_idempotent: bool
 
 
 class Tool(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     arguments: type[msgspec.Struct]
     invoke: Invoke  # decode the arguments, then run under the call's hard time limit
-    traits: Traits
+    traits: ToolTraits
 
 
 def bind(
@@ -45,9 +38,10 @@ def bind(
     """Decode strictly into `kind`, then run; the hard limit is the request's or `limit_s`'s."""
     decoder = msgspec.json.Decoder(kind)
 
-    async def invoke(arguments: bytes, call: ToolCall) -> Result:
+    async def invoke(arguments: bytes, call: ToolCall, started: Started) -> Result:
         args = decode(decoder, kind, arguments)
         hard_s = max(call.timeout_s, limit_s(args)) if limit_s else call.timeout_s
+        await started(hard_s)
         deadline = asyncio.timeout(hard_s)
         try:
             async with deadline:
@@ -82,13 +76,13 @@ TOOLS: dict[str, Tool] = {
             name="file_read",
             arguments=FileReadArgs,
             invoke=bind(FileReadArgs, file_read),
-            traits=Traits(mode="immediate", is_serial=False, is_idempotent=True),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
         ),
         Tool(
             name="shell",
             arguments=ShellArgs,
             invoke=bind(ShellArgs, shell, time_limit_s),
-            traits=Traits(mode="interruptible", is_serial=False, is_idempotent=False),
+            traits=ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False),
         ),
     ]
 }
@@ -101,6 +95,7 @@ def specs() -> list[ToolSpec]:
             name=tool.name,
             description=f"[{tool.traits.mode}] {_docstring(tool.arguments)}",
             parameters=msgspec.Raw(msgspec.json.encode(parameters(tool.arguments))),
+            traits=tool.traits,
         )
         for tool in TOOLS.values()
     ]

@@ -15,11 +15,18 @@ from typing import TypeVar
 import msgspec
 
 from services.tools import results, workspace
-from services.tools.catalog import TOOLS
+from services.tools.catalog import TOOLS, Started
 from services.tools.results import ToolError
 from shared import bus, subjects
 from shared import logging as service_logging
-from shared.messages.tools import ErrorKind, RunTool, ToolFailed, ToolFinished, ToolSucceeded
+from shared.messages.tools import (
+    ErrorKind,
+    RunTool,
+    ToolFailed,
+    ToolFinished,
+    ToolStarted,
+    ToolSucceeded,
+)
 
 HEARTBEAT_S = 15.0  # well inside the consumer's ack wait
 INTERRUPTED = "interrupted by a restart; not re-run. Check its effects before repeating it."
@@ -36,13 +43,32 @@ class Host(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
-    """Run (or refuse) the call, heartbeating meanwhile, then publish its one ToolFinished."""
+    """Run (or refuse) the call, heartbeating meanwhile, then publish its one ToolFinished.
+
+    A call that really starts is announced first (ToolStarted with the limit it runs under), so
+    the session waits for it exactly that long.
+    """
     service_logging.session_var.set(request.session_id)
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    work = outcome(request, envelope.num_delivered, host.workdir)
+    began = loop.time()
+
+    async def started(limit_s: float) -> None:
+        announced = ToolStarted(
+            session_id=request.session_id,
+            call_id=request.call_id,
+            tool=request.tool,
+            runner_id=host.runner_id,
+            limit_s=limit_s,
+        )
+        subject = subjects.tool_result(request.session_id, request.call_id)
+        msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
+        await bus.publish(
+            host.conn, subject, announced, msg_id=msg_id, conv=request.conversation_id
+        )
+
+    work = outcome(request, envelope.num_delivered, host.workdir, started)
     result = await with_heartbeats(work, envelope)
-    duration_s = round(loop.time() - started, 3)
+    duration_s = round(loop.time() - began, 3)
     finished = ToolFinished(
         session_id=request.session_id,
         call_id=request.call_id,
@@ -63,7 +89,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
 
 
 async def outcome(
-    request: RunTool, num_delivered: int, workdir: Path
+    request: RunTool, num_delivered: int, workdir: Path, started: Started
 ) -> ToolSucceeded | ToolFailed:
     """What the model gets for this call; a failure is a value (STYLE 26)."""
     tool = TOOLS.get(request.tool)
@@ -73,7 +99,7 @@ async def outcome(
         return failed("interrupted_by_restart", INTERRUPTED)
     try:
         call = workspace.prepare(request, workdir)
-        result = await tool.invoke(bytes(request.arguments), call)
+        result = await tool.invoke(bytes(request.arguments), call, started)
     except ToolError as exc:
         return failed(exc.kind, str(exc))
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt

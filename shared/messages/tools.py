@@ -1,5 +1,5 @@
-"""Tool requests (`sc.tool.req.<pool>.<session>`), results (`sc.tool.res.<session>.<call>`) and
-the catalog request/reply (`sc.tool.catalog.<pool>`)."""
+"""Tool requests (`sc.tool.req.<pool>.<session>`), their start and result
+(`sc.tool.res.<session>.<call>`) and the catalog request/reply (`sc.tool.catalog.<pool>`)."""
 
 from typing import Literal
 
@@ -38,6 +38,16 @@ class RunTool(BusMessage, frozen=True, kw_only=True, tag="run_tool"):
     timeout_s: float = 1800.0
 
 
+class ToolStarted(BusMessage, frozen=True, kw_only=True, tag="tool_started"):
+    """A runner began a call and will end it within `limit_s` (the limit it enforces)."""
+
+    session_id: SessionIdField
+    call_id: CallIdField
+    tool: str
+    runner_id: str
+    limit_s: float
+
+
 class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True, tag_field="outcome"):
     """Base of a tool call's outcome: a value the model reads, never an exception."""
 
@@ -66,10 +76,19 @@ class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
     """Ask any runner of a pool for the tools the model may call."""
 
 
+class ToolTraits(Value, frozen=True, kw_only=True):
+    """SPEC §5.0's columns: may it wait, may it run beside others, may it run twice."""
+
+    mode: Literal["immediate", "interruptible"] = "immediate"
+    is_serial: bool = True  # the safe reading for a runner that does not say
+    is_idempotent: bool = False
+
+
 class ToolSpec(Value, frozen=True, kw_only=True):
     name: str
     description: str
     parameters: msgspec.Raw  # a top-level JSON schema object
+    traits: ToolTraits = ToolTraits()
 
 
 class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
@@ -77,6 +96,7 @@ class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
 
 
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)
-TOOL_RESULT: msgspec.json.Decoder[ToolFinished] = msgspec.json.Decoder(ToolFinished)
+ToolEvent = ToolStarted | ToolFinished  # what `sc.tool.res.<session>.<call>` carries
+TOOL_EVENT: msgspec.json.Decoder[ToolEvent] = msgspec.json.Decoder(ToolEvent)
 CATALOG_REQUEST: msgspec.json.Decoder[ListTools] = msgspec.json.Decoder(ListTools)
 CATALOG_REPLY: msgspec.json.Decoder[ToolCatalog] = msgspec.json.Decoder(ToolCatalog)

@@ -32,9 +32,9 @@ SESSION = SessionId("cli_ses_fg1")
 OUT = subjects.outbound("cli", CONV)
 
 
-def config(base_url: str) -> dict[str, object]:
+def config(base_url: str, **tables: object) -> dict[str, object]:
     model = {"provider": "openai_chat", "model": "gpt-test", "base_url": base_url, "api_key": "k"}
-    return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5}
+    return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5, **tables}
 
 
 def handle(text: str, seq: int, model: str = "main") -> HandleMessage:
@@ -50,12 +50,12 @@ def handle(text: str, seq: int, model: str = "main") -> HandleMessage:
 
 @asynccontextmanager
 async def session_stack(
-    bus, workdir, nats_access, *steps: Step, with_tools: bool = True
+    bus, workdir, nats_access, *steps: Step, with_tools: bool = True, **tables: object
 ) -> AsyncIterator[OpenAIChatServer]:
     """The session (and tools) services against a fake model scripted with `steps`."""
     async with llm_api(api_key="k") as llm:
         llm.script(*steps)
-        runtime = make_runtime(config(llm.base_url), workdir, nats_access)
+        runtime = make_runtime(config(llm.base_url, **tables), workdir, nats_access)
         await bus.watch(OUT)
         runs = (run_session, run_tools) if with_tools else (run_session,)
         async with running(runtime, *runs):

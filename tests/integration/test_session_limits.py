@@ -9,7 +9,7 @@ from shared.messages.events import EVENT, BadMessage
 from shared.messages.history import HISTORY, AssistantMessage, TurnFinished
 from shared.messages.tools import RunTool
 from tests.integration.test_session import CONV, SESSION, answer, say, session_stack
-from tests.kit.llm_api import reply, tool_call
+from tests.kit.llm_api import reply, tool_call, tool_calls
 
 MB3 = 3_000_000
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)
@@ -70,3 +70,25 @@ async def test_junk_on_a_running_calls_result_subject_is_counted_and_the_turn_go
     assert msgspec.json.decode(counters.data)["bad_messages"] == 1
     assert isinstance(fact, BadMessage)
     assert (fact.service, fact.subject) == ("session", junk_subject)
+
+
+async def test_parallel_calls_overlap_but_never_more_than_max_parallel_tools(
+    bus, workdir, nats_access
+):
+    def step(n: int) -> dict[str, object]:
+        return {
+            "command": f"echo start {n} >> ../order.log; sleep 0.5; echo end {n} >> ../order.log"
+        }
+
+    calls = tool_calls(*(tool_call("shell", step(n)) for n in range(4)))
+    async with session_stack(
+        bus, workdir, nats_access, calls, reply("All four ran."), agent={"max_parallel_tools": 2}
+    ):
+        await say(bus, "run four", 1)
+        final = await answer(bus)
+    assert final.text == "All four ran."
+    running, most = 0, 0
+    for line in (workdir / "workspaces" / "order.log").read_text().splitlines():
+        running += 1 if line.startswith("start") else -1
+        most = max(most, running)
+    assert most == 2  # two at once, never three

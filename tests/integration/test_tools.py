@@ -7,12 +7,14 @@ from services.tools.service import run
 from shared import layout, subjects
 from shared.messages.tools import (
     CATALOG_REPLY,
-    TOOL_RESULT,
+    TOOL_EVENT,
     ListTools,
     RunTool,
     ToolFailed,
     ToolFinished,
+    ToolStarted,
     ToolSucceeded,
+    ToolTraits,
 )
 from tests.kit.nats import TestBus
 from tests.kit.services import make_runtime, running
@@ -36,7 +38,15 @@ async def call(bus: TestBus, request: RunTool) -> ToolFinished:
         request,
         msg_id=subjects.tool_request_msg_id(request.session_id, request.call_id),
     )
-    return await bus.next(result_subject, TOOL_RESULT, timeout_s=10)
+    return await finished_on(bus, result_subject)
+
+
+async def finished_on(bus: TestBus, result_subject: str) -> ToolFinished:
+    """The call's ToolFinished (a ToolStarted may come first)."""
+    while True:
+        event = await bus.next(result_subject, TOOL_EVENT, timeout_s=10)
+        if isinstance(event, ToolFinished):
+            return event
 
 
 def output(finished: ToolFinished) -> dict[str, object]:
@@ -65,9 +75,12 @@ async def test_shell_echo_answers_on_the_result_subject(bus, runtime):
     assert finished.runner_id.startswith("r")
     assert finished.duration_s >= 0
     stored = await bus.stored(
-        subjects.TOOL_RESULT_STREAM, subjects.tool_result("tg_1_fg1", "c_echo"), TOOL_RESULT
+        subjects.TOOL_RESULT_STREAM, subjects.tool_result("tg_1_fg1", "c_echo"), TOOL_EVENT
     )
-    assert stored == [finished]
+    assert len(stored) == 2
+    assert isinstance(stored[0], ToolStarted)
+    assert (stored[0].call_id, stored[0].limit_s) == ("c_echo", 1800.0 + 5.0 + 10.0)
+    assert stored[1] == finished
 
 
 async def test_a_file_written_by_shell_is_read_by_file_read(bus, runtime, workdir):
@@ -110,6 +123,9 @@ async def test_the_catalog_request_is_answered(bus, runtime):
     shell = msgspec.json.decode(catalog.tools[1].parameters)
     assert shell["type"] == "object"
     assert shell["required"] == ["command"]
+    traits = {spec.name: spec.traits for spec in catalog.tools}  # the session plans batches by them
+    assert traits["shell"] == ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False)
+    assert traits["file_read"] == ToolTraits(mode="immediate", is_serial=False, is_idempotent=True)
 
 
 async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
@@ -123,7 +139,7 @@ async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
     result_subject = subjects.tool_result(request.session_id, request.call_id)
     await bus.watch(result_subject)
     async with running(runtime, run):
-        finished = await bus.next(result_subject, TOOL_RESULT, timeout_s=10)
+        finished = await finished_on(bus, result_subject)
     assert finished.result == ToolFailed(
         error_kind="interrupted_by_restart",
         error="interrupted by a restart; not re-run. Check its effects before repeating it.",

@@ -52,9 +52,13 @@ def test_defaults_fill_what_the_model_left_out():
     assert (args.workdir, args.timeout_s, args.max_output_chars) == (".", 1800.0, 20_000)
 
 
+async def not_started(limit_s: float) -> None:
+    raise AssertionError(f"a call that must not run was started with a {limit_s} s limit")
+
+
 async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
-    unknown = await outcome(run_tool("telepathy", {}), 1, workdir)
-    bad = await outcome(run_tool("shell", {"cmd": "ls"}), 1, workdir)
+    unknown = await outcome(run_tool("telepathy", {}), 1, workdir, not_started)
+    bad = await outcome(run_tool("shell", {"cmd": "ls"}), 1, workdir, not_started)
     assert unknown == ToolFailed(error_kind="unknown_tool", error="unknown tool: telepathy")
     assert isinstance(bad, ToolFailed)
     assert bad.error_kind == "invalid_arguments"
@@ -63,7 +67,7 @@ async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
 
 async def test_a_side_effecting_tool_delivered_again_is_not_run(workdir):
     request = run_tool("shell", {"command": "touch ran"})
-    result = await outcome(request, 2, workdir)
+    result = await outcome(request, 2, workdir, not_started)
     assert result == ToolFailed(
         error_kind="interrupted_by_restart",
         error="interrupted by a restart; not re-run. Check its effects before repeating it.",
@@ -82,6 +86,12 @@ async def wait_for_ever(args: WaitArgs, call) -> Result:
 
 async def test_a_call_past_its_hard_limit_is_cancelled(workdir):
     invoke = catalog.bind(WaitArgs, wait_for_ever)
+    announced: list[float] = []
+
+    async def started(limit_s: float) -> None:
+        announced.append(limit_s)
+
     with pytest.raises(ToolError, match=r"^timed out after 0\.05 s$") as caught:
-        await invoke(b"{}", tool_call(workdir, timeout_s=0.05))
+        await invoke(b"{}", tool_call(workdir, timeout_s=0.05), started)
     assert caught.value.kind == "timed_out"
+    assert announced == [0.05]  # the limit it ran under was announced before it started
