@@ -86,17 +86,18 @@ async def publish(
     message: BusMessage,
     *,
     msg_id: str,
-    conv: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> PubAck:
     """Publish to JetStream with `Nats-Msg-Id`, retrying for PUBLISH_RETRY_S with the same id.
 
     An output (`sc.out.…`) is scrubbed of every secret this process holds first.
     """
     headers = {
+        **(headers or {}),
         subjects.MSG_ID_HEADER: msg_id,
         subjects.TRACE_HEADER: service_logging.trace_var.get(),
     }
-    conv = conv or service_logging.conv_var.get()
+    conv = service_logging.conv_var.get()
     if conv != "-":
         headers[subjects.CONV_HEADER] = conv
     payload = encode(message)

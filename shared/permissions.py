@@ -110,6 +110,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds("session"))
             + allow(ordered(subjects.TOOL_RESULT_STREAM))
             + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
+            + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
             + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE)),
             subscribe=service("session"),
             allow_responses=True,

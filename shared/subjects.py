@@ -43,6 +43,8 @@ EVENTS_ALL: Final = "sc.evt.>"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 TRACE_HEADER: Final = "Sc-Trace"
 CONV_HEADER: Final = "Sc-Conv"
+# JetStream refuses a publish when the subject's last sequence differs (fenced history appends).
+EXPECTED_LAST_SUBJECT_SEQ_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
 
 
 def inbound(channel: Channel, conversation_id: str) -> str:
@@ -180,9 +182,9 @@ def tool_started_msg_id(session_id: str, call_id: str) -> str:
     return f"start:{session_id}:{call_id}"
 
 
-def history_msg_id(session_id: str, position: int) -> str:
-    """An event's id is its position in the session's history, so a repeated append stores once."""
-    return f"hist:{session_id}:{position}"
+def history_msg_id(session_id: str, position: int, writer: str) -> str:
+    """An event's id: its position and the writer (one actor's life) that appended it."""
+    return f"hist:{session_id}:{position}:{writer}"
 
 
 def answer_out_id(turn_id: str) -> OutId:

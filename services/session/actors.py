@@ -113,6 +113,10 @@ class SessionActor:
             service_logging.conv_var.set(message.message.message.chat.conversation_id)
             try:
                 await self.take_turn(history, message.message)
+            except history_store.FencedError as exc:  # its history moved on: this view is stale
+                log.error("stopping the actor of %s: %s", self.session_id, exc)
+                self.pool.actors.pop(self.session_id, None)
+                return
             except Exception:  # a bug in one turn must not end the session's other turns
                 log.exception("turn failed on session %s", self.session_id)
 
@@ -221,6 +225,8 @@ class SessionActor:
             return turn_loop.Ending(
                 text=text, outcome="failed", error="provider", can_continue=True
             )
+        except history_store.FencedError:
+            raise  # not the turn's failure: another writer owns the history now
         except turn_loop.EmptyResponseError:
             text = failures.empty_twice()
             return turn_loop.Ending(text=text, outcome="failed", error="empty_response")

@@ -49,6 +49,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     the session waits for it exactly that long.
     """
     service_logging.session_var.set(request.session_id)
+    service_logging.conv_var.set(request.conversation_id)  # the Sc-Conv of what it publishes
     loop = asyncio.get_running_loop()
     began = loop.time()
 
@@ -62,9 +63,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         )
         subject = subjects.tool_result(request.session_id, request.call_id)
         msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
-        await bus.publish(
-            host.conn, subject, announced, msg_id=msg_id, conv=request.conversation_id
-        )
+        await bus.publish(host.conn, subject, announced, msg_id=msg_id)
 
     work = outcome(request, envelope.num_delivered, host.workdir, started)
     result = await with_heartbeats(work, envelope)
@@ -82,7 +81,6 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         subjects.tool_result(request.session_id, request.call_id),
         finished,
         msg_id=subjects.tool_result_msg_id(request.session_id, request.call_id),
-        conv=request.conversation_id,
     )
     kind = result.error_kind if isinstance(result, ToolFailed) else "-"
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
