@@ -117,7 +117,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         ),
         "tools": Permissions(
             publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools")),
-            subscribe=service("tools", subjects.tool_catalog(layout.LOCAL_POOL)),
+            subscribe=service("tools", subjects.tool_catalog(layout.LOCAL_POOL))
+            + allow(subjects.TOOL_CANCEL_ALL),
             allow_responses=True,
         ),
         "delivery": Permissions(

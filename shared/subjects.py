@@ -111,6 +111,14 @@ def tool_catalog(pool: str) -> str:
     return f"sc.tool.catalog.{pool}"
 
 
+def tool_cancel(session_id: str, call_id: str) -> str:
+    """Core request/reply: the runner holding the call cancels it (call ids are per session)."""
+    return f"sc.ctl.tool.cancel.{session_id}.{call_id}"
+
+
+TOOL_CANCEL_ALL: Final = "sc.ctl.tool.cancel.*.*"  # what every runner listens on
+
+
 def history(session_id: str) -> str:
     return f"sc.hist.{session_id}"
 

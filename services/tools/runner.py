@@ -15,6 +15,7 @@ from typing import TypeVar
 import msgspec
 
 from services.tools import results, workspace
+from services.tools.cancellation import CallKey, Running
 from services.tools.catalog import TOOLS, Started
 from services.tools.results import ToolError
 from shared import bus, subjects
@@ -30,6 +31,8 @@ from shared.messages.tools import (
 
 HEARTBEAT_S = 15.0  # well inside the consumer's ack wait
 INTERRUPTED = "interrupted by a restart; not re-run. Check its effects before repeating it."
+CANCELLED = "cancelled by user"
+Outcome = ToolSucceeded | ToolFailed
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class Host(msgspec.Struct, frozen=True, kw_only=True):
     conn: bus.Connection
     runner_id: str
     workdir: Path
+    running: Running = msgspec.field(default_factory=Running)
 
 
 async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
@@ -66,7 +70,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         await bus.publish(host.conn, subject, announced, msg_id=msg_id)
 
     work = outcome(request, envelope.num_delivered, host.workdir, started)
-    result = await with_heartbeats(work, envelope)
+    result = await cancellable(host.running, (request.session_id, request.call_id), work, envelope)
     duration_s = round(loop.time() - began, 3)
     finished = ToolFinished(
         session_id=request.session_id,
@@ -86,9 +90,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
 
 
-async def outcome(
-    request: RunTool, num_delivered: int, workdir: Path, started: Started
-) -> ToolSucceeded | ToolFailed:
+async def outcome(request: RunTool, num_delivered: int, workdir: Path, started: Started) -> Outcome:
     """What the model gets for this call; a failure is a value (STYLE 26)."""
     tool = TOOLS.get(request.tool)
     if tool is None:
@@ -107,6 +109,23 @@ async def outcome(
 
 def failed(kind: ErrorKind, message: str) -> ToolFailed:
     return ToolFailed(error_kind=kind, error=results.cap_error(message))
+
+
+async def cancellable(
+    running: Running, key: CallKey, work: Awaitable[Outcome], envelope: bus.Envelope
+) -> Outcome:
+    """The call's outcome, or `cancelled` when a cancel request ended it (SPEC §3.6)."""
+    task: asyncio.Future[Outcome] = asyncio.ensure_future(work)
+    running.track(key, task)
+    try:
+        return await with_heartbeats(task, envelope)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if running.forget(key) and current is not None and not current.cancelling():
+            return failed("cancelled", CANCELLED)
+        raise  # the runner itself is stopping
+    finally:
+        running.forget(key)
 
 
 async def with_heartbeats(work: Awaitable[T], envelope: bus.Envelope) -> T:

@@ -1,7 +1,8 @@
 """Tools service, runner pool `local`: runs the model's tool calls in workspaces on this host.
 
 Consumes: RunTool (SC_TOOL, durable `tools_local`, WORKERS calls at once), catalog requests
-          (core `sc.tool.catalog.local`, queue group `local`).
+          (core `sc.tool.catalog.local`, queue group `local`), cancel requests (core
+          `sc.ctl.tool.cancel.<session>.<call>`, every runner; the holder answers).
 Produces: ToolFinished (SC_TOOLRES, `sc.tool.res.<session>.<call>`), ToolCatalog replies.
 Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and spilled outputs,
           and the commands running in them.
@@ -13,7 +14,7 @@ import functools
 import msgspec
 from nats.micro.request import Request
 
-from services.tools import runner
+from services.tools import cancellation, runner
 from services.tools.catalog import specs
 from shared import bus, layout, subjects
 from shared.ids import new_id
@@ -36,6 +37,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
             handler=functools.partial(answer_catalog, bus.encode(ToolCatalog(tools=specs()))),
         )
         host = runner.Host(conn=conn, runner_id=new_id("r"), workdir=runtime.workdir)
+        cancels = await cancellation.listen(conn, host.running, host.runner_id)
         handle = functools.partial(runner.handle, host)
         workers = [
             tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
@@ -45,6 +47,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         _, running = await asyncio.wait(workers, timeout=runtime.config.shutdown_grace_s)
         for worker in running:  # its call is cancelled and, un-acked, goes to the next runner
             worker.cancel()
+        await cancels.unsubscribe()
         await discovery.stop()
 
 

@@ -4,7 +4,7 @@ The child sees only the §6.2 environment, never this service's (it holds the mo
 bot token), and runs under the §6.3 limits. The limits are set by `ulimit` in a small bash wrapper
 that then execs the command, so no Python runs between fork and exec (the event loop may have
 threads). A timeout ends the whole group: SIGTERM, then SIGKILL once the command has exited or
-KILL_AFTER_S has passed.
+KILL_AFTER_S has passed; a cancelled call's group gets SIGKILL CANCEL_GRACE_S after SIGTERM.
 """
 
 import asyncio
@@ -22,6 +22,7 @@ FILE_SIZE_LIMIT_MIB = 2048
 OPEN_FILES_LIMIT = 4096
 PROCESS_LIMIT = 256  # RLIMIT_NPROC counts every process of the user; root ignores it
 KILL_AFTER_S = 5.0
+CANCEL_GRACE_S = 1.5  # a cancelled call's group: SIGKILL this long after SIGTERM, gone within 2 s
 READ_CHUNK = 65_536
 DRAIN_AFTER_EXIT_S = 1.0  # a background child may hold the pipe open after bash exits
 
@@ -79,7 +80,7 @@ async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
         await asyncio.wait({reading}, timeout=DRAIN_AFTER_EXIT_S)
     finally:
         if process.returncode is None:  # cancelled mid-run: the group goes with the call
-            signal_group(process.pid, signal.SIGKILL)
+            await end_group(process)
         reading.cancel()
         transport.close()  # output of a background child that outlives the command is not read
     assert process.returncode is not None
@@ -133,6 +134,16 @@ async def _exited_within(waiting: Awaitable[int], timeout_s: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def end_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the command's group, SIGKILL to what is left CANCEL_GRACE_S later (SPEC §3.6)."""
+    signal_group(process.pid, signal.SIGTERM)
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        await asyncio.wait({exited}, timeout=CANCEL_GRACE_S)
+    finally:
+        signal_group(process.pid, signal.SIGKILL)  # also when this wait is itself cancelled
 
 
 def signal_group(pid: int, signum: signal.Signals) -> None:

@@ -72,6 +72,21 @@ class ToolFinished(BusMessage, frozen=True, kw_only=True, tag="tool_finished"):
     duration_s: float
 
 
+class CancelCall(BusMessage, frozen=True, kw_only=True, tag="cancel_call"):
+    """Stop a running call now (its process group is killed); answered by the runner holding it."""
+
+    session_id: SessionIdField
+    call_id: CallIdField
+
+
+class CallCancelled(BusMessage, frozen=True, kw_only=True, tag="call_cancelled"):
+    """The runner held the call and cancelled it; its ToolFinished says `cancelled`."""
+
+    session_id: SessionIdField
+    call_id: CallIdField
+    runner_id: str
+
+
 class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
     """Ask any runner of a pool for the tools the model may call."""
 
@@ -98,5 +113,7 @@ class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)
 ToolEvent = ToolStarted | ToolFinished  # what `sc.tool.res.<session>.<call>` carries
 TOOL_EVENT: msgspec.json.Decoder[ToolEvent] = msgspec.json.Decoder(ToolEvent)
+CANCEL_CALL: msgspec.json.Decoder[CancelCall] = msgspec.json.Decoder(CancelCall)
+CALL_CANCELLED: msgspec.json.Decoder[CallCancelled] = msgspec.json.Decoder(CallCancelled)
 CATALOG_REQUEST: msgspec.json.Decoder[ListTools] = msgspec.json.Decoder(ListTools)
 CATALOG_REPLY: msgspec.json.Decoder[ToolCatalog] = msgspec.json.Decoder(ToolCatalog)

@@ -5,9 +5,13 @@ import pytest
 
 from services.tools.service import run
 from shared import layout, subjects
+from shared.bus import encode
+from shared.ids import ToolCallId
 from shared.messages.tools import (
+    CALL_CANCELLED,
     CATALOG_REPLY,
     TOOL_EVENT,
+    CancelCall,
     ListTools,
     RunTool,
     ToolFailed,
@@ -158,3 +162,31 @@ async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir
         await eventually(lambda: pid_file.exists() and pid_file.read_text(encoding="ascii"))
     child = int(pid_file.read_text(encoding="ascii"))
     await eventually(lambda: is_gone(child), what=f"the child sleep {child} ended")
+
+
+async def test_a_cancel_request_ends_a_running_call_and_its_process_group(bus, runtime, workdir):
+    request = run_tool(
+        "shell", {"command": "sleep 300 & echo $! > child.pid; sleep 300"}, call="c_long"
+    )
+    result_subject = subjects.tool_result(request.session_id, request.call_id)
+    await bus.watch(result_subject)
+    async with running(runtime, run):
+        await bus.publish(subjects.tool_request("local", request.session_id), request)
+        assert isinstance(await bus.next(result_subject, TOOL_EVENT, 10), ToolStarted)
+        child_file = workdir / "workspaces" / "tg_1" / "child.pid"
+        await eventually(lambda: child_file.exists() and child_file.read_text().strip())
+        child = int(child_file.read_text())
+        cancel = CancelCall(session_id=request.session_id, call_id=request.call_id)
+        reply = await bus.nc.request(
+            subjects.tool_cancel(request.session_id, request.call_id), encode(cancel), timeout=5
+        )
+        finished = await finished_on(bus, result_subject)
+        await eventually(lambda: is_gone(child), timeout_s=2)
+        nobody = CancelCall(session_id=request.session_id, call_id=ToolCallId("c_unknown"))
+        with pytest.raises(TimeoutError):  # no runner holds it: nobody answers
+            await bus.nc.request(
+                subjects.tool_cancel(request.session_id, "c_unknown"), encode(nobody), timeout=0.5
+            )
+    answered = CALL_CANCELLED.decode(reply.data)
+    assert (answered.call_id, answered.runner_id) == ("c_long", finished.runner_id)
+    assert finished.result == ToolFailed(error_kind="cancelled", error="cancelled by user")

@@ -1,0 +1,64 @@
+"""Cancelling a running call on request (SPEC §3.6): `sc.ctl.tool.cancel.<session>.<call>`.
+
+Every runner of every pool listens (core, no queue group); only the one running the call acts: it
+cancels the call's task, which ends its process group (SIGTERM, SIGKILL 1.5 s later), answers the
+request, and publishes the call's ToolFinished as `cancelled`. Call ids are unique only within a
+session, so the subject names both.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from shared import bus, subjects
+from shared.messages.tools import CANCEL_CALL, CallCancelled
+
+CallKey = tuple[str, str]  # (session id, call id)
+log = logging.getLogger(__name__)
+
+
+class Running:
+    """The calls this runner has in hand, and which of them were cancelled on request."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[CallKey, asyncio.Future[Any]] = {}
+        self.cancelled: set[CallKey] = set()
+
+    def track(self, key: CallKey, task: asyncio.Future[Any]) -> None:
+        self.tasks[key] = task
+
+    def forget(self, key: CallKey) -> bool:
+        """Stop tracking; True when the call was cancelled on request."""
+        self.tasks.pop(key, None)
+        if key in self.cancelled:
+            self.cancelled.discard(key)
+            return True
+        return False
+
+    def cancel(self, key: CallKey) -> bool:
+        task = self.tasks.get(key)
+        if task is None or task.done():
+            return False
+        self.cancelled.add(key)
+        task.cancel()
+        return True
+
+
+async def listen(conn: bus.Connection, running: Running, runner_id: str) -> Subscription:
+    """Answer cancel requests for the calls this runner holds; ignore the others'."""
+
+    async def answer(msg: Msg) -> None:
+        request = await bus.decoded(conn, CANCEL_CALL, msg.data, msg.subject)
+        if request is None or not running.cancel((request.session_id, request.call_id)):
+            return
+        log.info("call %s cancelled on request", request.call_id)
+        reply = CallCancelled(
+            session_id=request.session_id, call_id=request.call_id, runner_id=runner_id
+        )
+        if msg.reply:
+            await msg.respond(bus.encode(reply))
+
+    return await conn.nc.subscribe(subjects.TOOL_CANCEL_ALL, cb=answer)
