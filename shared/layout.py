@@ -34,6 +34,7 @@ LOCAL_POOL = "local"  # the tools runners of the host that runs `stellaclaw up`
 # Routing takes milliseconds; a short ack wait lets a partition whose message went to an instance
 # that died mid-delivery move on soon (max_ack_pending=1 holds the partition until then).
 ROUTING_ACK_WAIT_S = 10.0
+LEASE_TTL_S = 15.0  # session leases (DESIGN §5), renewed every 5 s
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +72,8 @@ def _limits(name: str, subject: str, max_age_s: float) -> StreamConfig:
 
 BUCKETS = [
     KeyValueConfig(bucket=subjects.CONV_BUCKET, history=5),
+    # An expired lease leaves a marker (value None) that watchers see; it lasts as long as the TTL.
+    KeyValueConfig(bucket=subjects.LEASE_BUCKET, ttl=LEASE_TTL_S, limit_marker_ttl=LEASE_TTL_S),
     KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S),
     KeyValueConfig(bucket=subjects.INGRESS_BUCKET),
 ]

@@ -111,7 +111,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             + allow(ordered(subjects.TOOL_RESULT_STREAM))
             + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
             + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
-            + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE)),
+            + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE))
+            + allow(key_value(subjects.LEASE_BUCKET)),
             subscribe=service("session"),
             allow_responses=True,
         ),

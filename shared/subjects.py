@@ -22,6 +22,7 @@ EVENTS_STREAM: Final = "SC_EVENTS"
 
 # KV buckets and the object store.
 CONV_BUCKET: Final = "sc_conv"
+LEASE_BUCKET: Final = "sc_lease"
 DELIVERY_BUCKET: Final = "sc_delivery"
 INGRESS_BUCKET: Final = "sc_ingress"
 FILES_STORE: Final = "sc_files"
@@ -207,6 +208,10 @@ def typing_out_id(turn_id: str) -> OutId:
 def reply_out_id(in_seq: int) -> OutId:
     """The out id of a command reply, derived from the SC_IN message it answers."""
     return OutId(f"cmd_{in_seq}")
+
+
+def session_lease_key(session_id: str) -> str:
+    return f"sess.{session_id}"
 
 
 def delivery_key(conversation_id: str, out_id: str) -> str:
