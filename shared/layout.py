@@ -14,6 +14,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     ObjectStoreConfig,
     RetentionPolicy,
@@ -51,6 +52,15 @@ def streams(bus: BusConfig) -> list[StreamConfig]:
         ),
         _limits(subjects.SESSION_STREAM, subjects.SESSION_INPUTS_ALL, 7 * DAY_S),
         StreamConfig(
+            name=subjects.WAKE_STREAM,
+            subjects=[subjects.WAKES_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_msgs_per_subject=1,  # one pending wake per session: a second is "already woken"
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            duplicate_window=DEDUPE_WINDOW_S,
+        ),
+        StreamConfig(
             name=subjects.TOOL_STREAM,
             subjects=[subjects.TOOL_REQUESTS_ALL],
             retention=RetentionPolicy.WORK_QUEUE,
@@ -74,6 +84,7 @@ BUCKETS = [
     KeyValueConfig(bucket=subjects.CONV_BUCKET, history=5),
     # An expired lease leaves a marker (value None) that watchers see; it lasts as long as the TTL.
     KeyValueConfig(bucket=subjects.LEASE_BUCKET, ttl=LEASE_TTL_S, limit_marker_ttl=LEASE_TTL_S),
+    KeyValueConfig(bucket=subjects.SESSION_BUCKET, history=5),
     KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S),
     KeyValueConfig(bucket=subjects.INGRESS_BUCKET),
 ]
@@ -92,10 +103,10 @@ def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
         )
         for partition in range(bus.in_partitions)
     ]
-    session_inputs = Consumer(
-        stream=subjects.SESSION_STREAM,
+    wakes = Consumer(
+        stream=subjects.WAKE_STREAM,
         durable=subjects.durable("session"),
-        filter_subject=subjects.SESSION_INPUTS_ALL,
+        filter_subject=subjects.WAKES_ALL,
         max_deliver=bus.max_deliver,
     )
     tool_requests = Consumer(
@@ -116,7 +127,7 @@ def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
     )
     return {
         "conversation": routing,
-        "session": [session_inputs],
+        "session": [wakes],
         "tools": [tool_requests],
         "delivery": [telegram_outputs],
     }

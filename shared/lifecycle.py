@@ -6,8 +6,10 @@ SIGINT set the stop Event that `run()` waits on; exit code 2 means the operator 
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     config: config_file.Config
     workdir: Path
     bus: BusAccess
+    owner_id: str = "-"  # a stable slot id: the same after a restart (DESIGN §5)
 
 
 Run = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -40,7 +43,18 @@ def arguments(service: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"stellaclaw run {service}")
     parser.add_argument("--config", type=Path, default=Path("stellaclaw.toml"))
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--owner-id",
+        default=None,
+        help="this process's stable slot id (default <host>/<workdir hash>/<service>/0)",
+    )
     return parser
+
+
+def default_owner_id(workdir: Path, service: str, slot: int = 0) -> str:
+    """The slot id of the `slot`th process of `service` on this host and workdir."""
+    digest = hashlib.sha256(str(workdir).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}/{digest}/{service}/{slot}"
 
 
 def workdir_of(config: config_file.Config, override: Path | None) -> Path:
@@ -92,19 +106,22 @@ def resolve_bus_url_file(workdir: Path) -> str:
         ) from None
 
 
-def runtime(config_path: Path, workdir: Path | None, service: str) -> Runtime:
+def runtime(
+    config_path: Path, workdir: Path | None, service: str, owner_id: str | None = None
+) -> Runtime:
     """The config as `service` sees it (only its own secrets resolved) and its bus login."""
     config = config_file.load(config_path, service)
     where = workdir_of(config, workdir)
     access = bus_access(config.bus, where, service, config_file.secret_values(config))
-    return Runtime(config=config, workdir=where, bus=access)
+    owner = owner_id or default_owner_id(where, service)
+    return Runtime(config=config, workdir=where, bus=access, owner_id=owner)
 
 
 def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
     """Run one service until SIGTERM/SIGINT; exit 2 on a config error."""
     args = arguments(service).parse_args(argv)
     try:
-        ready = runtime(args.config, args.workdir, service)
+        ready = runtime(args.config, args.workdir, service, args.owner_id)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
         sys.exit(EXIT_CONFIG)

@@ -48,6 +48,16 @@ def key_value(bucket: str) -> list[str]:
     return [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.MSG.GET.{stream}", f"$KV.{bucket}.>"]
 
 
+def key_value_watch(bucket: str) -> list[str]:
+    """Watch a bucket (also what listing its keys does)."""
+    stream = f"KV_{bucket}"
+    return [
+        f"{API}.CONSUMER.CREATE.{stream}",
+        f"{API}.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
 def object_get(store: str) -> list[str]:
     stream = f"OBJ_{store}"
     return [
@@ -100,22 +110,12 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
     outputs = [subjects.outbound_channel("telegram"), subjects.outbound_channel("cli")]
     found = {
         "conversation": Permissions(
-            publish=allow(subjects.SESSION_INPUTS_ALL, outputs, subjects.EVENTS_ALL)
-            + allow(binds("conversation"), key_value(subjects.CONV_BUCKET)),
+            publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
+            + allow(subjects.EVENTS_ALL, binds("conversation"), key_value(subjects.CONV_BUCKET)),
             subscribe=service("conversation"),
             allow_responses=True,
         ),
-        "session": Permissions(
-            publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
-            + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds("session"))
-            + allow(ordered(subjects.TOOL_RESULT_STREAM))
-            + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
-            + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
-            + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE))
-            + allow(key_value(subjects.LEASE_BUCKET)),
-            subscribe=service("session"),
-            allow_responses=True,
-        ),
+        "session": _session(binds("session"), outputs, service("session")),
         "tools": Permissions(
             publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools")),
             subscribe=service("tools", subjects.tool_catalog(layout.LOCAL_POOL))
@@ -146,6 +146,23 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
     }
     assert tuple(found) == ROLES
     return found
+
+
+def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> Permissions:
+    """The session service: tool requests, history, outputs, leases and heads, wakes."""
+    return Permissions(
+        publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
+        + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds)
+        + allow(ordered(subjects.TOOL_RESULT_STREAM))
+        + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
+        + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
+        + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE))
+        + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.SESSION_BUCKET))
+        + allow(key_value_watch(subjects.LEASE_BUCKET))
+        + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}"),
+        subscribe=serving,
+        allow_responses=True,
+    )
 
 
 def _observing() -> tuple[str, ...]:

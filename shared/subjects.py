@@ -13,6 +13,7 @@ Channel = Literal["telegram", "cli"]
 # Streams (DESIGN §3).
 IN_STREAM: Final = "SC_IN"
 SESSION_STREAM: Final = "SC_SESS"
+WAKE_STREAM: Final = "SC_WAKE"
 TOOL_STREAM: Final = "SC_TOOL"
 TOOL_RESULT_STREAM: Final = "SC_TOOLRES"
 HISTORY_STREAM: Final = "SC_HIST"
@@ -23,6 +24,7 @@ EVENTS_STREAM: Final = "SC_EVENTS"
 # KV buckets and the object store.
 CONV_BUCKET: Final = "sc_conv"
 LEASE_BUCKET: Final = "sc_lease"
+SESSION_BUCKET: Final = "sc_session"
 DELIVERY_BUCKET: Final = "sc_delivery"
 INGRESS_BUCKET: Final = "sc_ingress"
 FILES_STORE: Final = "sc_files"
@@ -33,6 +35,7 @@ APP_ALL: Final = "sc.>"
 # Subject wildcards the streams listen on.
 INBOUND_ALL: Final = "sc.in.*.*"
 SESSION_INPUTS_ALL: Final = "sc.sess.*"
+WAKES_ALL: Final = "sc.wake.*"
 TOOL_REQUESTS_ALL: Final = "sc.tool.req.>"
 TOOL_RESULTS_ALL: Final = "sc.tool.res.>"
 HISTORY_ALL: Final = "sc.hist.*"
@@ -88,6 +91,11 @@ def legacy_inbound_partition(partition: int) -> str:
 
 def session_input(session_id: str) -> str:
     return f"sc.sess.{session_id}"
+
+
+def wake(session_id: str) -> str:
+    """ "This session has input": one pending wake per session (SC_WAKE keeps one per subject)."""
+    return f"sc.wake.{session_id}"
 
 
 def tool_request(pool: str, session_id: str) -> str:
@@ -177,6 +185,16 @@ def cli_msg_id(conversation_id: str, message_id: str) -> str:
 
 def session_input_msg_id(in_seq: int) -> str:
     return f"in:{in_seq}"
+
+
+def wake_msg_id(input_seq: int) -> str:
+    """The wake of one session input, by its SC_SESS sequence."""
+    return f"wake:{input_seq}"
+
+
+def rewake_msg_id(session_id: str, lease_revision: int) -> str:
+    """An actor that found input after releasing its lease wakes its session again."""
+    return f"rewake:{session_id}:{lease_revision}"
 
 
 def tool_request_msg_id(session_id: str, call_id: str) -> str:

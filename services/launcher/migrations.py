@@ -1,6 +1,9 @@
 """Workdir migrations (SPEC §14.3): applied in order before any service starts, each idempotent,
 with `VERSION` written after each success. A workdir newer than the code refuses to start.
 
+Version 3 (issue 12) drops the shared `session` durable on SC_SESS: sessions are woken through
+SC_WAKE and their owner reads the inputs from its cursor.
+
 Version 2 (issue 11) puts the channel in the inbound subject, `sc.in.<channel>.<conv>`, so a
 client's permission can stop at its own channel, and moves bus clients' outputs to their own
 stream `SC_OUT_CLI`. SC_IN's subject transform cannot change in place, so the stream is recreated
@@ -10,6 +13,7 @@ are first saved under `run/`, so a crash midway resumes instead of losing them.
 """
 
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -23,7 +27,7 @@ from shared import layout, subjects
 from shared.config import BusConfig
 from shared.errors import ConfigError
 
-WORKDIR_VERSION = 2
+WORKDIR_VERSION = 3
 _PARTITION = re.compile(r"^sc\.in\.(\d+)\.([A-Za-z0-9_-]+)$")  # the old stored form
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,19 @@ async def migrate(js: JetStreamContext, workdir: Path, bus: BusConfig) -> None:
         log.info("migrating the workdir to version 2: channel tokens in inbound subjects")
         await split_channels(js, workdir, bus)
         version = 2
+        version_file(workdir).write_text(f"{version}\n", encoding="utf-8")
+    if version < 3:
+        log.info("migrating the workdir to version 3: sessions woken through SC_WAKE")
+        await drop_input_durable(js)
+        version = 3
     version_file(workdir).write_text(f"{version}\n", encoding="utf-8")
+
+
+async def drop_input_durable(js: JetStreamContext) -> None:
+    """Version 3: session inputs are read by each session's owner from its cursor, so the shared
+    `session` durable on SC_SESS goes (nothing would read it, and it would look stuck)."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(subjects.SESSION_STREAM, subjects.durable("session"))
 
 
 async def split_channels(js: JetStreamContext, workdir: Path, bus: BusConfig) -> None:

@@ -1,14 +1,25 @@
-"""SessionActors: one task per live session, taking its inputs in order from a mailbox."""
+"""SessionActors (DESIGN §5): one live owner per session, wherever it runs.
+
+A wake (SC_WAKE) makes a replica try the session's lease; the one that takes it runs the actor,
+which writes its lease revision into the session head and reads the inputs from SC_SESS past the
+head's cursor, one turn after another, moving the cursor after each. Nothing is acknowledged
+before it is done: a killed owner leaves the cursor before the input it was on, and the next owner
+resumes that turn from history. An actor with no input for IDLE_S releases its lease, then looks
+for input once more and wakes its session again if some came in between.
+"""
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
 import msgspec
 import nats.errors
 from nats.errors import NoRespondersError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
-from services.session import answers, failures, history_store, tool_batch, turn_loop
+from services.session import answers, failures, heads, history_store, lease, tool_batch, turn_loop
 from services.session.openai_chat import ProviderError
 from services.session.prompt import system_prompt
 from services.session.tool_results import Results
@@ -16,45 +27,62 @@ from shared import bus, redaction, subjects
 from shared import logging as service_logging
 from shared.config import Config
 from shared.ids import SessionId, TurnId, new_id
-from shared.messages.history import SessionStarted, TurnFinished, TurnStarted, UserMessage
+from shared.messages.history import (
+    AssistantMessage,
+    SessionStarted,
+    TurnFinished,
+    TurnStarted,
+    UserMessage,
+)
 from shared.messages.outbound import SendReply, ShowTyping
-from shared.messages.session import HandleMessage
+from shared.messages.session import SESSION_INPUT, HandleMessage, WakeSession
 from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
 
-IDLE_S = 300.0  # an idle actor ends; its next input reloads the history
+IDLE_S = 30.0  # an actor with no input this long gives its session up
 CATALOG_TIMEOUT_S = 5.0
 CATALOG_TTL_S = 30.0
 LOAD_RETRY_MAX_S = 5.0
+ALREADY_WOKEN = 10077
 log = logging.getLogger(__name__)
 
 
-class Input(msgspec.Struct, frozen=True, kw_only=True):
-    """A session input and the trace it came with."""
+class Stores(msgspec.Struct, frozen=True, kw_only=True):
+    """The buckets the actors keep their ownership and heads in."""
 
-    message: HandleMessage
-    trace: str
+    leases: KeyValue
+    heads: KeyValue
 
 
 class ActorPool:
-    """Owns the actors: creates one per session on its first input, forgets it when it ends."""
+    """Owns the actors of this process: one per session whose lease it holds."""
 
-    def __init__(self, conn: bus.Connection, config: Config, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, conn: bus.Connection, config: Config, http: httpx.AsyncClient, stores: Stores
+    ) -> None:
         self.conn = conn
         self.config = config
         self.http = http
+        self.stores = stores
+        self.owner = lease.Owner(owner_id="-", pid=0)
         self.actors: dict[SessionId, SessionActor] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.catalogs: dict[str, tuple[float, list[ToolSpec]]] = {}
 
-    async def take(self, message: HandleMessage, envelope: bus.Envelope) -> None:
-        """The consumer's handler: queue the input for its session's actor (then it is acked)."""
-        actor = self.actors.get(message.session_id)
-        if actor is None:
-            actor = self.actors[message.session_id] = SessionActor(self, message.session_id)
-            task = asyncio.create_task(actor.live(), name=f"actor {message.session_id}")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        actor.mailbox.put_nowait(Input(message=message, trace=envelope.trace))
+    async def wake(self, message: WakeSession, envelope: bus.Envelope) -> None:
+        """The wake handler: nudge the live actor, or take the lease and start one."""
+        session_id = message.session_id
+        actor = self.actors.get(session_id)
+        if actor is not None:
+            actor.nudged.set()
+            return
+        held = await lease.acquire(self.stores.leases, session_id, self.owner)
+        if held is None:
+            return  # a live owner elsewhere reads the input from its cursor
+        actor = self.actors[session_id] = SessionActor(self, session_id, held)
+        task = asyncio.create_task(actor.live(), name=f"actor {session_id}")
+        actor.task = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def tools(self, pool: str) -> list[ToolSpec] | None:
         """The pool's tool catalog, asked again after CATALOG_TTL_S; None if no runner answers."""
@@ -71,9 +99,11 @@ class ActorPool:
         return specs
 
     async def finish(self, grace_s: float) -> None:
-        """Let the actors work through what they hold for up to `grace_s`, then cancel them."""
+        """Let each actor end the turn it is in for up to `grace_s`, then cancel it: its lease
+        is released and the next owner resumes from its cursor."""
         for actor in self.actors.values():
-            actor.mailbox.put_nowait(None)
+            actor.is_stopping = True
+            actor.nudged.set()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=grace_s)
             for task in pending:
@@ -82,43 +112,101 @@ class ActorPool:
 
 
 class SessionActor:
-    """One session: its history in memory, its turns one after another."""
+    """One session while this process owns it: its history in memory, its turns in order."""
 
-    def __init__(self, pool: ActorPool, session_id: SessionId) -> None:
+    def __init__(self, pool: ActorPool, session_id: SessionId, held: lease.Lease) -> None:
         self.pool = pool
         self.session_id = session_id
-        self.mailbox: asyncio.Queue[Input | None] = asyncio.Queue()
+        self.lease = held
+        self.nudged = asyncio.Event()
+        self.is_stopping = False
+        self.task: asyncio.Task[None] | None = None
         self.results = Results(pool.conn, session_id)  # opened by the first tool batch
 
     async def live(self) -> None:
         service_logging.session_var.set(self.session_id)
+        keeper = asyncio.create_task(self.keep_lease())
+        cursor = 0
         try:
-            await self.work()
+            cursor = await self.work()
+        except history_store.FencedError as exc:
+            log.error("stopping the actor of %s: %s", self.session_id, exc)
         finally:
+            keeper.cancel()
+            self.pool.actors.pop(self.session_id, None)
             await self.results.close()
+            await self.give_up(cursor)
 
-    async def work(self) -> None:
-        history = await self.load_history()
+    async def keep_lease(self) -> None:
+        """Renew the lease; losing it stops the actor at once."""
         while True:
+            await asyncio.sleep(lease.RENEW_S)
             try:
-                message = await asyncio.wait_for(self.mailbox.get(), IDLE_S)
-            except TimeoutError:
-                message = None
-            if message is None:
-                if self.mailbox.empty():
-                    del self.pool.actors[self.session_id]  # no await since the check
-                    return
+                is_ours = await lease.renew(self.pool.stores.leases, self.lease)
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("could not renew the lease of %s: %r", self.session_id, exc)
                 continue
-            service_logging.trace_var.set(message.trace)
-            service_logging.conv_var.set(message.message.message.chat.conversation_id)
-            try:
-                await self.take_turn(history, message.message)
-            except history_store.FencedError as exc:  # its history moved on: this view is stale
-                log.error("stopping the actor of %s: %s", self.session_id, exc)
-                self.pool.actors.pop(self.session_id, None)
+            if not is_ours and self.task is not None:
+                log.error("lost the lease of %s; stopping its actor", self.session_id)
+                self.task.cancel()
                 return
-            except Exception:  # a bug in one turn must not end the session's other turns
-                log.exception("turn failed on session %s", self.session_id)
+
+    async def work(self) -> int:
+        """Take the inputs past the cursor until idle; the cursor reached."""
+        held = await heads.take(
+            self.pool.conn, self.pool.stores.heads, self.session_id, self.lease.revision
+        )
+        history = await self.load_history()
+        while not self.is_stopping:
+            found = await self.next_input(held.head.cursor)
+            if found is None:
+                self.nudged.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_S):
+                        await self.nudged.wait()
+                if not self.nudged.is_set():
+                    break
+                continue
+            seq, message = found
+            if message is not None:
+                await self.take_turn(history, message)
+            held = await heads.advance(self.pool.stores.heads, self.session_id, held, seq)
+        return held.head.cursor
+
+    async def next_input(self, cursor: int) -> tuple[int, HandleMessage | None] | None:
+        """The first input past `cursor` (None inside when it is bad data), or None."""
+        subject = subjects.session_input(self.session_id)
+        try:
+            stored = await self.pool.conn.js.get_msg(
+                subjects.SESSION_STREAM, seq=cursor + 1, subject=subject, next=True
+            )
+        except NotFoundError:
+            return None
+        seq = stored.seq or 0
+        message = await bus.decoded(self.pool.conn, SESSION_INPUT, stored.data or b"", subject, seq)
+        trace = (stored.headers or {}).get(subjects.TRACE_HEADER, "-")
+        service_logging.trace_var.set(trace)
+        if message is not None:
+            service_logging.conv_var.set(message.message.chat.conversation_id)
+        return seq, message
+
+    async def give_up(self, cursor: int) -> None:
+        """Release the lease, then wake the session again if input came in meanwhile."""
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await lease.release(self.pool.stores.leases, self.lease)
+            if self.is_stopping or await self.next_input(cursor) is None:
+                return
+            rewake = subjects.rewake_msg_id(self.session_id, self.lease.revision)
+            try:
+                await bus.publish(
+                    self.pool.conn,
+                    subjects.wake(self.session_id),
+                    WakeSession(session_id=self.session_id),
+                    msg_id=rewake,
+                )
+            except ServiceUnavailableError as exc:
+                if exc.err_code != ALREADY_WOKEN:
+                    raise
 
     async def load_history(self) -> history_store.History:
         """The session's history, waiting out bus trouble (a restarting server) with backoff."""
@@ -132,13 +220,20 @@ class SessionActor:
             delay_s = min(delay_s * 2, LOAD_RETRY_MAX_S)
 
     async def take_turn(self, history: history_store.History, message: HandleMessage) -> None:
-        if _already_started(history, message.input_seq):
-            log.info("input %d already taken; skipped", message.input_seq)
+        cut = _started(history, message.input_seq)
+        if cut is None:
+            turn_id, number, tools = await self.begin(history, message)
+        elif _is_finished(history, cut[0]):
+            log.info("input %d was answered before; skipped", message.input_seq)
             return
-        turn_id, number, tools = await self.begin(history, message)
+        else:  # its owner died mid-turn: resume from what history holds
+            turn_id, number = cut
+            log.warning("resuming turn %s after a restart", turn_id)
+            tools = await self.pool.tools(message.settings.workspace.pool)
         chat = message.message.chat
         started_at = asyncio.get_running_loop().time()
-        ending = await self.ending(history, message, turn_id, number, tools)
+        answered = _answer_of(history, turn_id)
+        ending = answered or await self.ending(history, message, turn_id, number, tools)
         answer = SendReply(
             chat=chat,
             out_id=subjects.answer_out_id(turn_id),
@@ -237,8 +332,27 @@ class SessionActor:
             return turn_loop.Ending(text=text, outcome="failed", error="internal")
 
 
-def _already_started(history: history_store.History, input_seq: int) -> bool:
-    return any(isinstance(e, TurnStarted) and e.input_seq == input_seq for e in history.events)
+def _started(history: history_store.History, input_seq: int) -> tuple[TurnId, int] | None:
+    """The turn an input started (its id and number), if any."""
+    number = 0
+    for event in history.events:
+        if isinstance(event, TurnStarted):
+            number += 1
+            if event.input_seq == input_seq:
+                return event.turn_id, number
+    return None
+
+
+def _is_finished(history: history_store.History, turn_id: TurnId) -> bool:
+    return any(isinstance(e, TurnFinished) and e.turn_id == turn_id for e in history.events)
+
+
+def _answer_of(history: history_store.History, turn_id: TurnId) -> turn_loop.Ending | None:
+    """The final answer a cut turn had already received (its delivery was cut), if any."""
+    last = history.events[-1] if history.events else None
+    if isinstance(last, AssistantMessage) and last.turn_id == turn_id and not last.tool_calls:
+        return turn_loop.Ending(text=last.text)
+    return None
 
 
 async def catalog(conn: bus.Connection, pool: str) -> list[ToolSpec]:

@@ -1,22 +1,34 @@
-"""Session service: one SessionActor per live session; each runs its session's turns in order.
+"""Session service: one SessionActor per session whose lease this process holds (DESIGN §5).
 
-Consumes: session inputs (SC_SESS, one shared durable), tool results (`sc.tool.res.<session>.*`,
-          with SC_TOOLRES read directly for anything missed), tool catalogs (request/reply).
-Produces: RunTool (SC_TOOL), history events (SC_HIST), typing and answers (SC_OUT).
-Owns:     the actors' tasks and their in-memory histories (rebuilt from SC_HIST on wake).
+Consumes: wakes (SC_WAKE, one durable shared by the replicas); each actor reads its session's
+          inputs from SC_SESS past its cursor; tool starts and results (SC_TOOLRES, one ordered
+          consumer per actor); tool catalogs (request/reply).
+Produces: RunTool (SC_TOOL), history events (SC_HIST), typing and answers (SC_OUT, SC_OUT_CLI),
+          wakes of its own sessions that got input while it let them go.
+Owns:     session leases (KV sc_lease), session heads (KV sc_session: cursor, owner revision),
+          the actors' tasks and their in-memory histories (rebuilt from SC_HIST on takeover).
 """
 
 import asyncio
+import logging
+import os
 
 import httpx
+import msgspec
+from nats.js.errors import NoKeysError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
-from services.session.actors import ActorPool
-from shared import bus, layout
+from services.session import lease
+from services.session.actors import ALREADY_WOKEN, ActorPool, Stores
+from shared import bus, layout, subjects
+from shared.ids import SessionId
 from shared.lifecycle import Runtime
-from shared.messages.session import SESSION_INPUT
+from shared.messages.session import WAKE, WakeSession
 
 VERSION = "0.1.0"
 HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+_OWNER: msgspec.json.Decoder[lease.Owner] = msgspec.json.Decoder(lease.Owner)
+log = logging.getLogger(__name__)
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
@@ -25,7 +37,44 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
     ):
         await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
-        actors = ActorPool(conn, runtime.config, http)
-        [inputs] = layout.durables(runtime.config.bus)["session"]
-        await bus.consume(conn, inputs, SESSION_INPUT, actors.take, stop)
+        stores = Stores(
+            leases=await bus.bucket(conn, subjects.LEASE_BUCKET),
+            heads=await bus.bucket(conn, subjects.SESSION_BUCKET),
+        )
+        actors = ActorPool(conn, runtime.config, http, stores)
+        actors.owner = lease.Owner(owner_id=runtime.owner_id, pid=os.getpid())
+        await wake_orphans(conn, stores.leases, actors.owner)
+        [wakes] = layout.durables(runtime.config.bus)["session"]
+        await bus.consume(conn, wakes, WAKE, actors.wake, stop)
         await actors.finish(grace_s=runtime.config.shutdown_grace_s)
+
+
+async def wake_orphans(conn: bus.Connection, leases: KeyValue, owner: lease.Owner) -> None:
+    """Wake the sessions this slot held before a restart, and those whose lease just expired:
+    their turns may have been cut, and no other wake may come for them."""
+    try:
+        keys = await leases.keys()
+    except NoKeysError:
+        return
+    for key in keys:
+        entry = await leases.get(key)
+        if entry.value:
+            holder = _OWNER.decode(entry.value)
+            if holder.owner_id != owner.owner_id or lease.is_running(holder.pid):
+                continue
+        session_id = key.removeprefix(subjects.session_lease_key(""))
+        log.info("waking session %s: its owner is gone", session_id)
+        await _wake(conn, session_id, entry.revision or 0)
+
+
+async def _wake(conn: bus.Connection, session_id: str, revision: int) -> None:
+    try:
+        await bus.publish(
+            conn,
+            subjects.wake(session_id),
+            WakeSession(session_id=SessionId(session_id)),
+            msg_id=subjects.rewake_msg_id(session_id, revision),
+        )
+    except ServiceUnavailableError as exc:
+        if exc.err_code != ALREADY_WOKEN:
+            raise

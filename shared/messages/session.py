@@ -23,5 +23,12 @@ class HandleMessage(BusMessage, frozen=True, kw_only=True, tag="handle_message")
     settings: ConversationSettings
 
 
+class WakeSession(BusMessage, frozen=True, kw_only=True, tag="wake_session"):
+    """The session has input in SC_SESS: whoever takes its lease reads it from its cursor."""
+
+    session_id: SessionIdField
+
+
+WAKE: msgspec.json.Decoder[WakeSession] = msgspec.json.Decoder(WakeSession)
 SessionInput = HandleMessage
 SESSION_INPUT: msgspec.json.Decoder[SessionInput] = msgspec.json.Decoder(SessionInput)

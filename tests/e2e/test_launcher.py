@@ -159,3 +159,31 @@ async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates
     assert "bus: durable conversation_p0 of stream" in err.decode()
     assert "`stellaclaw up` or `stellaclaw migrate` creates the bus layout" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_a_sigkilled_session_resumes_the_cut_turn_then_the_queued_inputs_once_each(
+    tmp_path, monkeypatch
+):
+    async with fakes(tmp_path, monkeypatch) as world:
+        world.llm.script(
+            reply("never delivered: the session dies first", delay_s=5.0),
+            reply("Answer one."),  # the resumed turn asks again
+            reply("Answer two."),
+            reply("Answer three."),
+        )
+        user = USERS[0]
+        async with sc_stack.stack(world.config, world.workdir) as running:
+            await running.wait_ready(sc_stack.SERVICES)
+            world.telegram.user_says(user, "one")
+            await eventually(lambda: len(world.llm.requests) == 1, timeout_s=30)
+            world.telegram.user_says(user, "two")
+            world.telegram.user_says(user, "three")
+            killed = running.kill("session")  # mid model call, with two inputs queued
+            await running.wait_service("session", not_pid=killed)
+            await eventually(lambda: len(world.telegram.transcript(user)) >= 3, timeout_s=60)
+            await running.wait_drained(
+                subjects.OUT_STREAM, subjects.durable("delivery", "telegram")
+            )
+        assert world.telegram.transcript(user) == ["Answer one.", "Answer two.", "Answer three."]
+        assert [r.last_user_text for r in world.llm.requests] == ["one", "one", "two", "three"]
+        world.llm.assert_done()

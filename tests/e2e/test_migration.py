@@ -1,4 +1,4 @@
-"""A workdir of the foundation's layout (version 1) under today's `stellaclaw up` (version 2)."""
+"""A workdir of the foundation's layout (version 1) under today's `stellaclaw up`."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,7 +113,7 @@ async def test_a_foundation_workdir_is_migrated_and_its_waiting_messages_answere
             info = await nc.jetstream().stream_info(subjects.IN_STREAM)
         llm.assert_done()
         assert telegram.transcript(ROUTED) == []
-    assert (workdir / "VERSION").read_text() == "2\n"
+    assert (workdir / "VERSION").read_text() == "3\n"
     assert info.config.subjects == [subjects.INBOUND_ALL]
     assert info.state.first_seq == last_seq + 1  # sequence numbers go on where they were
     assert not (workdir / "run" / "migration-v2-inputs.json").exists()

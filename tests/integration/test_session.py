@@ -1,9 +1,11 @@
 """The session service with real NATS, the real tools service and the fake OpenAI API."""
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
+from nats.js.errors import ServiceUnavailableError
 
 from services.session.service import run as run_session
 from services.tools.service import run as run_tools
@@ -22,7 +24,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
-from shared.messages.session import ConversationSettings, HandleMessage
+from shared.messages.session import ConversationSettings, HandleMessage, WakeSession
 from tests.kit.llm_api import OpenAIChatServer, Step, http_error, llm_api, reply, tool_call
 from tests.kit.services import make_runtime, running
 from tests.unit.shared.samples import message_received
@@ -68,6 +70,13 @@ async def say(bus, text: str, seq: int) -> None:
         handle(text, seq),
         msg_id=subjects.session_input_msg_id(seq),
     )
+    await wake(bus)
+
+
+async def wake(bus) -> None:
+    """As the conversation service does after every input (a pending wake suffices)."""
+    with contextlib.suppress(ServiceUnavailableError):
+        await bus.publish(subjects.wake(SESSION), WakeSession(session_id=SESSION))
 
 
 async def answer(bus) -> SendReply:
@@ -160,6 +169,7 @@ async def test_history_carries_over_turns_and_a_repeated_input_is_not_a_second_t
             assert (await answer(bus)).text == "First answer."
         async with running(runtime, run_session, run_tools):  # a restart: history is reloaded
             await bus.publish(subjects.session_input(SESSION), handle("one", 1), msg_id="again")
+            await wake(bus)
             await say(bus, "two", 2)
             assert (await answer(bus)).text == "Second answer."
     texts = [m.text for m in llm.requests[1].messages if m.role != "system"]
@@ -182,6 +192,7 @@ async def test_a_model_missing_from_this_config_falls_back_to_the_default(
         bus, workdir, nats_access, reply("Answered by the default model.")
     ) as llm:
         await bus.publish(subjects.session_input(SESSION), handle("hi", 1, model="gone"))
+        await wake(bus)
         final = await answer(bus)
     assert final.text == "Answered by the default model."
     assert llm.requests[0].chat.model == "gpt-test"
