@@ -158,9 +158,9 @@ class SessionActor:
         )
         history = await self.load_history()
         while not self.is_stopping:
+            self.nudged.clear()  # before the look: a wake from now on is not missed
             found = await self.next_input(held.head.cursor)
             if found is None:
-                self.nudged.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(IDLE_S):
                         await self.nudged.wait()
