@@ -86,6 +86,7 @@ async def test_ctrl_c_during_a_turn_stops_in_order_without_tracebacks_and_the_tu
         world.llm.assert_done()
 
 
+@pytest.mark.timeout(150)  # restarts and lease takeovers: seconds each, several in a row
 async def test_a_sigkilled_nats_server_is_restarted_and_every_message_answered_once(
     tmp_path, monkeypatch
 ):
@@ -161,6 +162,7 @@ async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates
     assert "Traceback" not in err.decode()
 
 
+@pytest.mark.timeout(150)  # restarts and lease takeovers: seconds each, several in a row
 async def test_a_sigkilled_session_resumes_the_cut_turn_then_the_queued_inputs_once_each(
     tmp_path, monkeypatch
 ):
