@@ -24,7 +24,12 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
+from nats.js.errors import (
+    BucketNotFoundError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from nats.js.kv import KeyValue
 from nats.micro.request import Request
 from nats.micro.service import Service
@@ -33,15 +38,17 @@ from shared import logging as service_logging
 from shared import redaction, subjects
 from shared.connection import BusAccess, Connection, Credential, connected
 from shared.errors import ConfigError, InputError, ModelBehaviorError, TransientError
-from shared.ids import new_id
+from shared.ids import SessionId, new_id
 from shared.messages.contract import BusMessage
 from shared.messages.events import BadMessage, DeadLettered
+from shared.messages.session import WakeSession
 
 M = TypeVar("M")
 Handler = Callable[[M, "Envelope"], Awaitable[None]]
 PUBLISH_RETRY_S = 30.0  # a cluster election takes 4-8 s; retries keep the same msg id
 FETCH_WAIT_S = 5.0  # a pull's long poll; a stop cuts it short
 MAX_BACKOFF_S = 60.0
+ALREADY_WOKEN = 10077  # SC_WAKE's refusal of a second wake for one session
 _ENCODER = msgspec.json.Encoder()
 log = logging.getLogger(__name__)
 
@@ -321,6 +328,18 @@ async def dead_letter(conn: Connection, msg: Msg, last_error: str) -> None:
         await publish(conn, subjects.DEAD_LETTER_EVENT, fact, msg_id=msg_id)
     except TransientError:
         log.warning("could not report the dead letter on %s", subjects.DEAD_LETTER_EVENT)
+
+
+async def wake(conn: Connection, session_id: SessionId, msg_id: str) -> None:
+    """Tell the session replicas a session has input (SC_WAKE). SC_WAKE keeps one wake per
+    session, so a refusal as "already woken" (err 10077) means the same and is success."""
+    try:
+        await publish(
+            conn, subjects.wake(session_id), WakeSession(session_id=session_id), msg_id=msg_id
+        )
+    except ServiceUnavailableError as exc:
+        if exc.err_code != ALREADY_WOKEN:
+            raise
 
 
 def backoff_s(num_delivered: int) -> float:

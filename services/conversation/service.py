@@ -12,21 +12,19 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from services.conversation import commands, state, store
 from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
-from shared.ids import OutId, SessionId
+from shared.ids import OutId
 from shared.lifecycle import Runtime
 from shared.messages.inbound import INBOUND, MessageReceived
 from shared.messages.outbound import SendReply
-from shared.messages.session import HandleMessage, WakeSession
+from shared.messages.session import HandleMessage
 
 VERSION = "0.1.0"
-ALREADY_WOKEN = 10077  # SC_WAKE holds a wake for this session already (discard new per subject)
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +97,7 @@ class Router:
             handle,
             msg_id=subjects.session_input_msg_id(in_seq),
         )
-        await wake(self.conn, session, stored.seq)
+        await bus.wake(self.conn, session, subjects.wake_msg_id(stored.seq))
         log.info("forwarded to session", extra={"to_session": session, "in_seq": in_seq})
 
     async def reply(
@@ -109,17 +107,3 @@ class Router:
         answer = SendReply(chat=current.chat, out_id=out_id, text=text)
         subject = subjects.outbound(current.chat.channel, current.conversation_id)
         await bus.publish(self.conn, subject, answer, msg_id=out_id)
-
-
-async def wake(conn: bus.Connection, session: SessionId, input_seq: int) -> None:
-    """Tell the session replicas it has input; a session already woken counts as woken."""
-    try:
-        await bus.publish(
-            conn,
-            subjects.wake(session),
-            WakeSession(session_id=session),
-            msg_id=subjects.wake_msg_id(input_seq),
-        )
-    except ServiceUnavailableError as exc:
-        if exc.err_code != ALREADY_WOKEN:
-            raise

@@ -16,7 +16,7 @@ import httpx
 import msgspec
 import nats.errors
 from nats.errors import NoRespondersError
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from services.session import answers, failures, heads, history_store, lease, tool_batch, turn_loop
@@ -42,7 +42,6 @@ IDLE_S = 30.0  # an actor with no input this long gives its session up
 CATALOG_TIMEOUT_S = 5.0
 CATALOG_TTL_S = 30.0
 LOAD_RETRY_MAX_S = 5.0
-ALREADY_WOKEN = 10077
 log = logging.getLogger(__name__)
 
 
@@ -197,16 +196,7 @@ class SessionActor:
             if self.is_stopping or await self.next_input(cursor) is None:
                 return
             rewake = subjects.rewake_msg_id(self.session_id, self.lease.revision)
-            try:
-                await bus.publish(
-                    self.pool.conn,
-                    subjects.wake(self.session_id),
-                    WakeSession(session_id=self.session_id),
-                    msg_id=rewake,
-                )
-            except ServiceUnavailableError as exc:
-                if exc.err_code != ALREADY_WOKEN:
-                    raise
+            await bus.wake(self.pool.conn, self.session_id, rewake)
 
     async def load_history(self) -> history_store.History:
         """The session's history, waiting out bus trouble (a restarting server) with backoff."""

@@ -15,15 +15,15 @@ import os
 
 import httpx
 import msgspec
-from nats.js.errors import NoKeysError, ServiceUnavailableError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from services.session import lease
-from services.session.actors import ALREADY_WOKEN, ActorPool, Stores
+from services.session.actors import ActorPool, Stores
 from shared import bus, layout, subjects
 from shared.ids import SessionId
 from shared.lifecycle import Runtime
-from shared.messages.session import WAKE, WakeSession
+from shared.messages.session import WAKE
 
 VERSION = "0.1.0"
 HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
@@ -64,17 +64,5 @@ async def wake_orphans(conn: bus.Connection, leases: KeyValue, owner: lease.Owne
                 continue
         session_id = key.removeprefix(subjects.session_lease_key(""))
         log.info("waking session %s: its owner is gone", session_id)
-        await _wake(conn, session_id, entry.revision or 0)
-
-
-async def _wake(conn: bus.Connection, session_id: str, revision: int) -> None:
-    try:
-        await bus.publish(
-            conn,
-            subjects.wake(session_id),
-            WakeSession(session_id=SessionId(session_id)),
-            msg_id=subjects.rewake_msg_id(session_id, revision),
-        )
-    except ServiceUnavailableError as exc:
-        if exc.err_code != ALREADY_WOKEN:
-            raise
+        rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
+        await bus.wake(conn, SessionId(session_id), rewake)
