@@ -36,23 +36,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def children_named(parent: int, name: str) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == parent and comm == name:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def pids(running: sc_stack.Stack) -> dict[str, int]:
     found = {name: running.pid(name) for name in sc_stack.SERVICES}
-    for pid in children_named(running.process.pid, "nats-server"):
-        found["nats-server"] = pid
+    for pid, name in running.children().items():
+        if name == "nats-server":
+            found["nats-server"] = pid
     return found
 
 

@@ -30,13 +30,9 @@ class Running:
     def track(self, key: CallKey, task: asyncio.Future[Any]) -> None:
         self.tasks[key] = task
 
-    def forget(self, key: CallKey) -> bool:
-        """Stop tracking; True when the call was cancelled on request."""
+    def forget(self, key: CallKey) -> None:
         self.tasks.pop(key, None)
-        if key in self.cancelled:
-            self.cancelled.discard(key)
-            return True
-        return False
+        self.cancelled.discard(key)
 
     def cancel(self, key: CallKey) -> bool:
         task = self.tasks.get(key)

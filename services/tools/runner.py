@@ -121,7 +121,7 @@ async def cancellable(
         return await with_heartbeats(task, envelope)
     except asyncio.CancelledError:
         current = asyncio.current_task()
-        if running.forget(key) and current is not None and not current.cancelling():
+        if key in running.cancelled and current is not None and not current.cancelling():
             return failed("cancelled", CANCELLED)
         raise  # the runner itself is stopping
     finally:

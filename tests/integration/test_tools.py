@@ -22,6 +22,7 @@ from shared.messages.tools import (
 )
 from tests.kit.nats import TestBus
 from tests.kit.services import make_runtime, running
+from tests.kit.stack import is_gone
 from tests.kit.waiting import eventually
 from tests.unit.tools.samples import run_tool
 
@@ -58,16 +59,6 @@ def output(finished: ToolFinished) -> dict[str, object]:
     decoded = msgspec.json.decode(finished.result.output)
     assert isinstance(decoded, dict)
     return decoded
-
-
-def is_gone(pid: int) -> bool:
-    """True once the process no longer runs (gone, or a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
 
 
 async def test_shell_echo_answers_on_the_result_subject(bus, runtime):

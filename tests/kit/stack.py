@@ -163,7 +163,7 @@ def is_gone(pid: int) -> bool:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return text.rpartition(") ")[2].split()[0] == "Z"
+    return text.rpartition(") ")[2].split()[0] in ("Z", "X")
 
 
 async def start_up(config: Path, workdir: Path) -> Stack:
