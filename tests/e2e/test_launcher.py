@@ -116,23 +116,23 @@ async def test_a_sigkilled_nats_server_is_restarted_and_every_message_answered_o
         assert [world.telegram.transcript(u).count("Answered.") for u in USERS] == [1] * 20
 
 
+def external_bus_config(folder: Path, url: str, role: str, password: str) -> str:
+    """A config for an external bus with one role's login; its path."""
+    config = folder / "stellaclaw.toml"
+    config.write_text(
+        'default_model = "m"\n[models.m]\nprovider = "openai_chat"\nmodel = "x"\n'
+        f'[bus]\nurl = "{url}"\nin_partitions = 2\n'
+        f'[bus.services.{role}]\nuser = "{role}"\npassword = "{password}"\n'
+    )
+    return str(config)
+
+
 async def test_up_with_a_wrong_password_for_an_external_bus_exits_2_naming_it(tmp_path):
     async with nats_server(tmp_path / "nats") as server:
-        config = tmp_path / "stellaclaw.toml"
-        config.write_text(
-            'default_model = "m"\n[models.m]\nprovider = "openai_chat"\nmodel = "x"\n'
-            f'[bus]\nurl = "{server.url}"\n'
-            '[bus.services.admin]\nuser = "admin"\npassword = "not-the-password"\n'
-        )
-        process = await asyncio.create_subprocess_exec(
-            sc_stack.stellaclaw(),
-            *("up", "--config", str(config), "--workdir", str(tmp_path / "w")),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2
-    [line] = err.decode().strip().splitlines()
+        config = external_bus_config(tmp_path, server.url, "admin", "not-the-password")
+        code, err = await sc_stack.run_cli("up", "--config", config, "--workdir", f"{tmp_path}/w")
+    assert code == 2
+    [line] = err.strip().splitlines()
     assert line.startswith(f"bus: cannot log in to {server.url} as the launcher: ")
     assert "Authorization Violation" in line
 
@@ -142,24 +142,15 @@ async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates
         admin = await connect_as(server.access, "admin")  # the bucket, but not the durables
         await admin.jetstream().create_key_value(KeyValueConfig(bucket=subjects.CONV_BUCKET))
         await admin.close()
-        password = server.access.logins["conversation"].password
-        config = tmp_path / "stellaclaw.toml"
-        config.write_text(
-            'default_model = "m"\n[models.m]\nprovider = "openai_chat"\nmodel = "x"\n'
-            f'[bus]\nurl = "{server.url}"\nin_partitions = 2\n'
-            f'[bus.services.conversation]\nuser = "conversation"\npassword = "{password}"\n'
+        password = server.access.logins["conversation"].password or ""
+        config = external_bus_config(tmp_path, server.url, "conversation", password)
+        code, err = await sc_stack.run_cli(
+            "run", "conversation", "--config", config, "--workdir", f"{tmp_path}/w"
         )
-        process = await asyncio.create_subprocess_exec(
-            sc_stack.stellaclaw(),
-            *("run", "conversation", "--config", str(config), "--workdir", str(tmp_path / "w")),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2
-    assert "bus: durable conversation_p0 of stream" in err.decode()
-    assert "`stellaclaw up` or `stellaclaw migrate` creates the bus layout" in err.decode()
-    assert "Traceback" not in err.decode()
+    assert code == 2
+    assert "bus: durable conversation_p0 of stream" in err
+    assert "`stellaclaw up` or `stellaclaw migrate` creates the bus layout" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.timeout(150)  # restarts and lease takeovers: seconds each, several in a row

@@ -1,6 +1,5 @@
 """The whole stack as `stellaclaw up` runs it: five processes, the embedded bus, and the fakes."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,16 +141,12 @@ async def test_up_with_a_missing_variable_exits_2_naming_it(tmp_path):
     sc_stack.write_config(
         config, llm_base_url="http://x/v1", telegram_base_url="http://y", user_ids=[1]
     )
-    process = await asyncio.create_subprocess_exec(
-        sc_stack.stellaclaw(),
+    code, err = await sc_stack.run_cli(
         *("up", "--config", str(config), "--workdir", str(tmp_path / "w")),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env={"PATH": "/usr/bin:/bin"},
     )
-    _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2
-    assert err.decode().strip() == (
+    assert code == 2
+    assert err.strip() == (
         f"config: models.main.api_key: environment variable {sc_stack.KEY_VARIABLE} is not set"
     )
     assert not (tmp_path / "w").exists()

@@ -166,6 +166,19 @@ def is_gone(pid: int) -> bool:
     return text.rpartition(") ")[2].split()[0] in ("Z", "X")
 
 
+async def run_cli(*arguments: str, env: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """Run `stellaclaw <arguments>` to its end: the exit code and what it wrote to stderr."""
+    process = await asyncio.create_subprocess_exec(
+        stellaclaw(),
+        *arguments,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode, err.decode()
+
+
 async def start_up(config: Path, workdir: Path) -> Stack:
     """Start `stellaclaw up` in a session of its own (it inherits the environment)."""
     with (workdir.parent / "up.log").open("ab") as log:
