@@ -16,19 +16,21 @@ HISTORY_MARKER = "…[{omitted} chars omitted from the history; the user receive
 async def publish(conn: bus.Connection, reply: SendReply) -> None:
     """Publish the answer (scrubbed of secrets), its text stored aside when it is too long."""
     conv = reply.chat.conversation_id
-    text = redaction.scrub(reply.text, conn.secrets)
-    data = text.encode()
-    if len(data) > MAX_TEXT_BYTES:
-        name = subjects.file_key(conv, subjects.answer_file(reply.turn_id or reply.out_id))
-        store = await conn.js.object_store(subjects.FILES_STORE)
-        await store.put(name, data)
-        reply = msgspec.structs.replace(reply, text="", text_file=name)
+    if len(reply.text) * 4 > MAX_TEXT_BYTES:  # it may not fit (UTF-8 takes <= 4 bytes a char)
+        data = redaction.scrub(reply.text, conn.secrets).encode()  # publish scrubs only the bus
+        if len(data) > MAX_TEXT_BYTES:
+            name = subjects.file_key(conv, subjects.answer_file(reply.turn_id or reply.out_id))
+            store = await conn.js.object_store(subjects.FILES_STORE)
+            await store.put(name, data)
+            reply = msgspec.structs.replace(reply, text="", text_file=name)
     subject = subjects.outbound(reply.chat.channel, conv)
     await bus.publish(conn, subject, reply, msg_id=reply.out_id)
 
 
 def for_history(text: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """The text, cut in the middle until its JSON form fits `max_bytes`."""
+    if len(text) * 6 <= max_bytes:  # no character takes more than 6 bytes in JSON
+        return text
     while len(msgspec.json.encode(text)) > max_bytes:
         keep = len(text) * max_bytes // len(msgspec.json.encode(text)) // 2 - len(HISTORY_MARKER)
         omitted = len(text) - 2 * keep
