@@ -26,6 +26,7 @@ from services.session.tool_results import Results
 from shared import bus, redaction, subjects
 from shared import logging as service_logging
 from shared.config import Config
+from shared.errors import TransientError
 from shared.ids import SessionId, TurnId, new_id
 from shared.messages.history import (
     AssistantMessage,
@@ -127,7 +128,7 @@ class SessionActor:
         keeper = asyncio.create_task(self.keep_lease())
         cursor = 0
         try:
-            cursor = await self.work()
+            cursor = await self.work_through_trouble()
         except history_store.FencedError as exc:
             log.error("stopping the actor of %s: %s", self.session_id, exc)
         finally:
@@ -135,6 +136,22 @@ class SessionActor:
             self.pool.actors.pop(self.session_id, None)
             await self.results.close()
             await self.give_up(cursor)
+
+    async def work_through_trouble(self) -> int:
+        """`work()`, resumed from the head after bus trouble (a restarting server) for as long
+        as the lease is ours: an actor that gave up then could not wake its session again."""
+        delay_s = 0.5
+        while True:
+            try:
+                return await self.work()
+            except history_store.FencedError:
+                raise
+            except (TimeoutError, nats.errors.Error, TransientError) as exc:
+                log.warning(
+                    "bus trouble in %s (%r); resuming in %.1f s", self.session_id, exc, delay_s
+                )
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, LOAD_RETRY_MAX_S)
 
     async def keep_lease(self) -> None:
         """Renew the lease; losing it stops the actor at once."""
