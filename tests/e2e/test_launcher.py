@@ -1,6 +1,7 @@
 """`stellaclaw up` owns its children and its bus (issue 11, findings 3 and 4), run for real."""
 
 import asyncio
+import re
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -148,7 +149,7 @@ async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates
             "run", "conversation", "--config", config, "--workdir", f"{tmp_path}/w"
         )
     assert code == 2
-    assert "bus: durable conversation_p0 of stream" in err
+    assert re.search(r"bus: durable conversation_p[01] of stream", err)  # whichever binds first
     assert "`stellaclaw up` or `stellaclaw migrate` creates the bus layout" in err
     assert "Traceback" not in err
 
