@@ -1,8 +1,8 @@
 """`stellaclaw up` owns its children and its bus (issue 11, findings 3 and 4), run for real."""
 
 import asyncio
-import re
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
