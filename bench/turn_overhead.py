@@ -6,7 +6,7 @@ getUpdates to the moment the fake Bot API receives the answer's sendMessage; its
 time minus the model time (how long the fake model server spent on the turn's request).
 
     python bench/turn_overhead.py [--sequential 300] [--conversations 50] [--per-conversation 20]
-                                  [--growth-turns 0]
+                                  [--growth-turns 0] [--idle-s 40]
 """
 
 import argparse
@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from services.session.actor import IDLE_S  # noqa: E402 -- after the path is set
 from tests.kit import stack as sc_stack  # noqa: E402 -- after the path is set
-from tests.kit.llm_api import llm_api, reply  # noqa: E402
+from tests.kit.llm_api import OpenAIChatServer, llm_api, reply  # noqa: E402
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api  # noqa: E402
 
 FIRST_CHAT = 10_000
@@ -136,20 +137,44 @@ async def main(args: argparse.Namespace) -> None:
                 print("CPU per turn (concurrent phase):")
                 for name, spent in cpu_after.items():
                     print(f"  {name:<18} {1000 * (spent - cpu_before[name]) / count:6.2f} ms")
+                if args.idle_s:
+                    await idle_phase(running, before, args.idle_s)
                 if args.growth_turns:
-                    done = 0
-                    while done < args.growth_turns:  # in rounds, so the fakes' taps stay small
-                        await concurrent(tg, args.conversations, 10)
-                        done += 10 * args.conversations
-                        llm.requests.clear()
-                    report_memory(f"RSS right after {done} more turns", memory(running))
-                    await asyncio.sleep(IDLE_AFTER_LOAD_S)  # caches settle; nothing is waited for
-                    after = memory(running)
-                    report_memory(f"RSS {IDLE_AFTER_LOAD_S:.0f} s later, idle", after)
-                    for name, mb in after.items():
-                        growth = 100 * (mb - before[name]) / before[name]
-                        print(f"  growth {name:<18} {growth:+6.1f} %")
+                    await growth_phase(running, tg, llm, args, before)
                 llm.requests.clear()
+
+
+async def growth_phase(
+    running: sc_stack.Stack,
+    tg: TelegramAPIServer,
+    llm: OpenAIChatServer,
+    args: argparse.Namespace,
+    before: dict[str, float],
+) -> None:
+    done = 0
+    while done < args.growth_turns:  # in rounds, so the fakes' taps stay small
+        await concurrent(tg, args.conversations, 10)
+        done += 10 * args.conversations
+        llm.requests.clear()
+    report_memory(f"RSS right after {done} more turns", memory(running))
+    await asyncio.sleep(IDLE_AFTER_LOAD_S)  # caches settle; nothing is waited for
+    after = memory(running)
+    report_memory(f"RSS {IDLE_AFTER_LOAD_S:.0f} s later, idle", after)
+    for name, mb in after.items():
+        growth = 100 * (mb - before[name]) / before[name]
+        print(f"  growth {name:<18} {growth:+6.1f} %")
+
+
+async def idle_phase(running: sc_stack.Stack, warm: dict[str, float], idle_s: float) -> None:
+    """After the load, the actors go idle and let their sessions go (IDLE_S): the session
+    service's memory should return close to its warm-up level."""
+    await asyncio.sleep(idle_s)  # the actors' idle timeout runs out; nothing is waited for
+    session_mb = memory(running)["session"]
+    change = 100 * (session_mb - warm["session"]) / warm["session"]
+    print(
+        f"session RSS {idle_s:.0f} s after the load (idle actors released): "
+        f"{session_mb:.1f} MB ({change:+.1f} % vs warm-up)"
+    )
 
 
 def with_env(token: str) -> None:
@@ -164,4 +189,5 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", type=int, default=50)
     parser.add_argument("--per-conversation", type=int, default=20)
     parser.add_argument("--growth-turns", type=int, default=0)
+    parser.add_argument("--idle-s", type=float, default=IDLE_S + 10, help="0: no idle phase")
     asyncio.run(main(parser.parse_args()))

@@ -111,7 +111,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
     found = {
         "conversation": Permissions(
             publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
-            + allow(subjects.EVENTS_ALL, binds("conversation"), key_value(subjects.CONV_BUCKET)),
+            + allow(subjects.SESSION_CONTROL_ALL, subjects.EVENTS_ALL, binds("conversation"))
+            + allow(key_value(subjects.CONV_BUCKET)),
             subscribe=service("conversation"),
             allow_responses=True,
         ),
@@ -149,18 +150,21 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
 
 
 def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> Permissions:
-    """The session service: tool requests, history, outputs, leases and heads, wakes."""
+    """The session service: tool requests and cancels, history, outputs, leases and heads,
+    wakes, its control lane."""
     return Permissions(
         publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
         + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds)
         + allow(ordered(subjects.TOOL_RESULT_STREAM))
+        + allow(f"{API}.STREAM.MSG.GET.{subjects.TOOL_RESULT_STREAM}")
         + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
         + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
         + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE))
         + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.SESSION_BUCKET))
         + allow(key_value_watch(subjects.LEASE_BUCKET))
-        + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}"),
-        subscribe=serving,
+        + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}")
+        + allow(subjects.TOOL_CANCEL_ALL),
+        subscribe=serving + allow(subjects.SESSION_CONTROL_ALL),
         allow_responses=True,
     )
 

@@ -128,6 +128,14 @@ def tool_cancel(session_id: str, call_id: str) -> str:
 TOOL_CANCEL_ALL: Final = "sc.ctl.tool.cancel.*.*"  # what every runner listens on
 
 
+def session_control(session_id: str) -> str:
+    """Core: nudges and status queries for the session's live actor (DESIGN §3)."""
+    return f"sc.ctl.sess.{session_id}"
+
+
+SESSION_CONTROL_ALL: Final = "sc.ctl.sess.*"  # every session instance (one subscription each)
+
+
 def history(session_id: str) -> str:
     return f"sc.hist.{session_id}"
 
@@ -197,8 +205,9 @@ def rewake_msg_id(session_id: str, lease_revision: int) -> str:
     return f"rewake:{session_id}:{lease_revision}"
 
 
-def tool_request_msg_id(session_id: str, call_id: str) -> str:
-    return f"req:{session_id}:{call_id}"
+def tool_request_msg_id(session_id: str, call_id: str, attempt: int = 0) -> str:
+    """Attempt n > 0: an idempotent call sent again by the owner that took a session over."""
+    return f"req:{session_id}:{call_id}" + (f":r{attempt}" if attempt else "")
 
 
 def tool_result_msg_id(session_id: str, call_id: str) -> str:

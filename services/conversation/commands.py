@@ -1,14 +1,15 @@
-"""Slash commands: parsing and the replies, as pure functions of the state and the config."""
+"""Slash commands (SPEC §12.4): parsing, and the replies as pure functions of the conversation
+state, the config and the session's answer to a status query."""
 
-from typing import Literal
+from typing import assert_never
 
 import msgspec
 
 from services.conversation.state import ConversationState
 from shared.config import Config
-
-Name = Literal["status", "help", "start"]
-KNOWN: tuple[Name, ...] = ("status", "help", "start")
+from shared.ids import SessionId
+from shared.messages.history import Usage
+from shared.messages.session import SessionStatus
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,34 +30,119 @@ def parse(text: str) -> Command | None:
 
 HELP_LINES = (
     "Stellaclaw — commands",
-    "/status — model, session and workspace",
+    "/status — model, context, usage and running work",
+    "/cancel — stop the running turn (/cancel all: background tasks too)",
+    "/continue — resume an interrupted or failed turn",
+    "/new — start a fresh session (files are kept)",
     "/help — this list",
-    "Anything else you send goes to the model, which can run commands and read files "
-    "in this chat's workspace.",
+    "Send a message while I work to steer me; I read it at the next step.",
 )
+GREETING = "👋 Hi, I'm Stellaclaw."
+NEW_SESSION = "🆕 New session started. Files and memory are kept; the previous history is archived."
+CANCEL_USAGE = "Usage: /cancel [all]"
+NO_ANSWER = "state unknown (no session service answered)"
 
 
-def reply(command: Command, state: ConversationState, config: Config) -> str:
+def cancels_everything(command: Command) -> bool | None:
+    """`/cancel` → False, `/cancel all` → True; any other argument → None (answered with usage)."""
+    match command.argument.lower():
+        case "":
+            return False
+        case "all":
+            return True
+        case _:
+            return None
+
+
+def reply(command: Command) -> str:
+    """The reply to a command that needs nothing but its name."""
     match command.name:
-        case "status":
-            return status(state, config)
         case "help":
             return "\n".join(HELP_LINES)
         case "start":
-            return "👋 Hi, I'm Stellaclaw.\n" + "\n".join(HELP_LINES)
+            return "\n".join((GREETING, *HELP_LINES))
         case _:
             return f"Unknown command: /{command.name}. Send /help for the list."
 
 
-def status(state: ConversationState, config: Config) -> str:
+def status(state: ConversationState, config: Config, answer: SessionStatus | None) -> str:
+    """`/status`: the conversation's lines and the session's (`answer`, None when none came)."""
     model = config.models[state.model]
-    since = state.created_at.strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         (
             "📊 Status",
             f"Model: {state.model} ({model.provider} · {model.model})",
-            f"Session: {state.foreground} · since {since}",
-            f"Messages: {state.messages}",
+            *session_lines(state.foreground, answer),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
         )
     )
+
+
+def session_lines(session: SessionId, answer: SessionStatus | None) -> list[str]:
+    if answer is None:
+        return [f"Session: {session} · {NO_ANSWER}"]
+    lines = [session_line(session, answer), state_line(answer)]
+    if usage := usage_line(answer.usage):
+        lines.append(usage)
+    return lines
+
+
+def session_line(session: SessionId, answer: SessionStatus) -> str:
+    if answer.state == "new":
+        return f"Session: {session} · new"
+    turns = "1 turn" if answer.turns == 1 else f"{answer.turns} turns"
+    since = f" · since {answer.started_at:%Y-%m-%d}" if answer.started_at else ""
+    return f"Session: {session} · {turns}{since}"
+
+
+def state_line(answer: SessionStatus) -> str:
+    match answer.state:
+        case "new" | "idle":
+            return "State: idle"
+        case "running":
+            activity = f" ({answer.activity})" if answer.activity else ""
+            return f"State: running {duration(answer.running_s or 0.0)}{activity}"
+        case "failed":
+            return "State: failed — /continue to resume"
+        case "broken":
+            reason = f" — {answer.broken_reason}" if answer.broken_reason else ""
+            return f"State: broken{reason}"
+        case unhandled:
+            assert_never(unhandled)
+
+
+def usage_line(usage: Usage) -> str | None:
+    """`Usage, this session: 45.2k in (40k cached) · 1.2k out`; None when nothing was used.
+
+    `in` counts every prompt token, cached or not (Usage keeps `input` uncached, SPEC §7.5), so
+    the cached part reads as a part of it."""
+    prompt = usage.input + usage.cache_read + usage.cache_write
+    if not (prompt or usage.output):
+        return None
+    return (
+        f"Usage, this session: {tokens(prompt)} in ({tokens(usage.cache_read)} cached)"
+        f" · {tokens(usage.output)} out"
+    )
+
+
+def tokens(count: int) -> str:
+    """`950`, `45.2k`, `200k`, `1.3M`: a token count as the status lines show it."""
+    if count < 1000:
+        return str(count)
+    shown = round(count / 1000, 1)
+    unit = "k"
+    if shown >= 1000:
+        shown, unit = round(count / 1_000_000, 1), "M"
+    return f"{shown:.1f}".removesuffix(".0") + unit
+
+
+def duration(seconds: float) -> str:
+    """`42s`, `1m 05s`, `2h 03m`: how long something has run."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, rest = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

@@ -2,8 +2,9 @@
 
 Consumes: SC_IN (`sc.in.<p>.<channel>.<conv>`), one durable per partition, one message at a
           time (order per conversation; any instance may pull any partition).
-Produces: session inputs (`HandleMessage` on `sc.sess.<session>`) and their wakes (SC_WAKE),
-          command replies (SC_OUT).
+Produces: session inputs (`HandleMessage`, `CancelTurn`, `ContinueTurn` on `sc.sess.<session>`),
+          their wakes (SC_WAKE) and nudges (core `sc.ctl.sess.<session>`), status queries
+          (request on `sc.ctl.sess.<session>`), command replies (SC_OUT).
 Owns:     conversation state (KV sc_conv): model, workspace, session bindings; the only reader and
           writer of sc_conv.
 """
@@ -12,19 +13,30 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from nats.errors import NoRespondersError
 from nats.js.kv import KeyValue
 
 from services.conversation import commands, state, store
 from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
-from shared.ids import OutId
+from shared.ids import OutId, SessionId
 from shared.lifecycle import Runtime
 from shared.messages.inbound import INBOUND, MessageReceived
 from shared.messages.outbound import SendReply
-from shared.messages.session import HandleMessage
+from shared.messages.session import (
+    STATUS,
+    CancelTurn,
+    ContinueTurn,
+    HandleMessage,
+    NudgeSession,
+    SessionInput,
+    SessionStatus,
+    StatusQuery,
+)
 
 VERSION = "0.1.0"
+STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +66,8 @@ class Router:
                 f"subject {envelope.subject!r}"
             )
         now = datetime.now(UTC)
+        in_seq = envelope.stream_seq
+        command = commands.parse(message.text)
         previous_model: list[str] = []
 
         def apply(current: state.ConversationState | None) -> state.ConversationState:
@@ -63,42 +77,101 @@ class Router:
             elif current.model not in self.config.models:  # the model left the config
                 previous_model.append(current.model)
                 current = state.with_model(current, self.config.default_model)
-            return state.received(current, message.chat, now)
+            current = state.received(current, message.chat, now)
+            if command is not None and command.name == "new":
+                current = state.with_new_session(current, in_seq)
+            return current
 
         current = await store.change(self.store, conv, apply)
         if previous_model:
             await self.reply(
                 current,
-                envelope.stream_seq,
+                in_seq,
                 f"Model {previous_model[0]} is no longer configured; switched to {current.model}.",
                 suffix="m",
             )
-        command = commands.parse(message.text)
-        if command is not None:
-            text = commands.reply(command, current, self.config)
-            await self.reply(current, envelope.stream_seq, text)
-            log.info("answered command", extra={"command": command.name})
+        if command is None:
+            await self.forward(current, message, in_seq)
             return
-        await self.forward(current, message, envelope.stream_seq)
+        await self.run_command(command, current, in_seq)
+        log.info("answered command", extra={"command": command.name})
+
+    async def run_command(
+        self, command: commands.Command, current: state.ConversationState, in_seq: int
+    ) -> None:
+        """Cancel and continue go to the session, which alone knows what runs and replies;
+        `/new` binds the next session; the rest is answered here."""
+        session, chat = current.foreground, current.chat
+        match command.name:
+            case "cancel":
+                everything = commands.cancels_everything(command)
+                if everything is None:
+                    await self.reply(current, in_seq, commands.CANCEL_USAGE)
+                    return
+                cancel = CancelTurn(
+                    session_id=session, input_seq=in_seq, chat=chat, everything=everything
+                )
+                await self.send(cancel)
+            case "continue":
+                settings = state.settings(current)
+                await self.send(
+                    ContinueTurn(session_id=session, input_seq=in_seq, chat=chat, settings=settings)
+                )
+            case "new":
+                old = state.replaced_session(current)
+                await self.send(
+                    CancelTurn(session_id=old, input_seq=in_seq, chat=chat, reason="new")
+                )
+                await self.reply(current, in_seq, commands.NEW_SESSION)
+            case "status":
+                answer = await self.session_status(session)
+                await self.reply(current, in_seq, commands.status(current, self.config, answer))
+            case _:
+                await self.reply(current, in_seq, commands.reply(command))
 
     async def forward(
         self, current: state.ConversationState, message: MessageReceived, in_seq: int
     ) -> None:
-        session = current.foreground
         handle = HandleMessage(
-            session_id=session,
+            session_id=current.foreground,
             input_seq=in_seq,
             message=message,
             settings=state.settings(current),
         )
+        await self.send(handle)
+
+    async def send(self, message: SessionInput) -> None:
+        """A session input, stored once per inbound message (`in:<seq>`), then a wake for
+        whichever replica takes the session and a nudge for its live actor, if any."""
+        session = message.session_id
         stored = await bus.publish(
             self.conn,
             subjects.session_input(session),
-            handle,
-            msg_id=subjects.session_input_msg_id(in_seq),
+            message,
+            msg_id=subjects.session_input_msg_id(message.input_seq),
         )
         await bus.wake(self.conn, session, subjects.wake_msg_id(stored.seq))
-        log.info("forwarded to session", extra={"to_session": session, "in_seq": in_seq})
+        nudge = NudgeSession(session_id=session)
+        await self.conn.nc.publish(subjects.session_control(session), bus.encode(nudge))
+        log.info(
+            "sent to session",
+            extra={
+                "to_session": session,
+                "in_seq": message.input_seq,
+                "input": type(message).__name__,
+            },
+        )
+
+    async def session_status(self, session: SessionId) -> SessionStatus | None:
+        """The session's part of `/status`, or None when no session service answers in time."""
+        subject = subjects.session_control(session)
+        query = bus.encode(StatusQuery(session_id=session))
+        try:
+            answer = await self.conn.nc.request(subject, query, timeout=STATUS_TIMEOUT_S)
+        except (NoRespondersError, TimeoutError):
+            log.warning("no status from session %s", session)
+            return None
+        return await bus.decoded(self.conn, STATUS, answer.data, subject)
 
     async def reply(
         self, current: state.ConversationState, in_seq: int, text: str, *, suffix: str = ""

@@ -23,6 +23,7 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     workspace: Workspace
     foreground: SessionId
     session_counter: int = 1
+    new_session_seq: int = 0  # the SC_IN sequence of the last `/new` applied
     messages: int = 0
     created_at: datetime
     last_message_at: datetime
@@ -67,6 +68,25 @@ def received(state: ConversationState, chat: Chat, now: datetime) -> Conversatio
 
 def with_model(state: ConversationState, model: str) -> ConversationState:
     return msgspec.structs.replace(state, model=model)
+
+
+def with_new_session(state: ConversationState, in_seq: int) -> ConversationState:
+    """`/new` (SPEC §12.4): the next foreground session. Applied once per inbound message, so a
+    redelivered `/new` (the same `in_seq`) finds it done and changes nothing."""
+    if state.new_session_seq == in_seq:
+        return state
+    counter = state.session_counter + 1
+    return msgspec.structs.replace(
+        state,
+        foreground=foreground_session(state.conversation_id, counter),
+        session_counter=counter,
+        new_session_seq=in_seq,
+    )
+
+
+def replaced_session(state: ConversationState) -> SessionId:
+    """The foreground session that the last `/new` replaced."""
+    return foreground_session(state.conversation_id, state.session_counter - 1)
 
 
 def settings(state: ConversationState) -> ConversationSettings:

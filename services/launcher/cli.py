@@ -40,6 +40,11 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
         found[name] = commands.add_parser(name, help=HELP[name], description=HELP[name])
         if name == "run":
             found[name].add_argument("service", choices=supervisor.SERVICES)
+            found[name].add_argument(
+                "--owner-id",
+                default=None,
+                help="stable slot id for session leases (default <host>/<workdir hash>/<service>/0)",
+            )
         if name == "chat":
             found[name].add_argument("--name", default="terminal", help="conversation cli_<name>")
         found[name].add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -73,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             case "run":  # exactly `python -m services.<name>`, in this process's place
                 rest = ["--config", str(args.config)]
                 rest += ["--workdir", str(args.workdir)] if args.workdir else []
+                rest += ["--owner-id", args.owner_id] if args.owner_id else []
                 os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}", *rest])
             case "chat":
                 sys.exit(chat.main(args.config, args.workdir, args.name))

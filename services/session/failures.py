@@ -1,6 +1,11 @@
-"""What the user reads when a turn fails (SPEC §3.8), one line each."""
+"""What the user reads when a turn fails (SPEC §3.8), is cancelled (§3.6) or continued (§3.7)."""
 
 MAX_REASON_CHARS = 160
+CANCELLED_NOTICE = "[Cancelled] The user cancelled the previous turn."
+NOTHING_RUNNING = "Nothing is running."
+CONTINUING = "▶️ Continuing…"
+NOTHING_TO_CONTINUE = "There is no interrupted turn to continue right now."
+ALREADY_RUNNING = "A turn is already running. Send a message to steer it or /cancel to stop it."
 
 
 def reason_line(reason: str) -> str:
@@ -10,13 +15,17 @@ def reason_line(reason: str) -> str:
 
 def provider_failed(reason: str) -> str:
     return (
-        f"⚠️ The model call failed: {reason_line(reason)}. Progress so far is kept; "
-        "send a message to try again from here."
+        f"⚠️ The model call failed: {reason_line(reason)}. Progress so far is kept. "
+        "Send /continue to retry from here."
     )
 
 
 def empty_twice() -> str:
-    return "⚠️ The model returned an empty answer twice. Send a message to try again."
+    return "⚠️ The model returned an empty answer twice. Send /continue to retry."
+
+
+def restarts() -> str:
+    return "⚠️ This turn was interrupted by repeated restarts. Send /continue to try again."
 
 
 def internal(error_id: str) -> str:
@@ -29,5 +38,23 @@ def internal(error_id: str) -> str:
 def tools_unavailable(pool: str) -> str:
     return (
         f"⚠️ No tool runner of pool {pool!r} answered, so the turn was stopped. "
-        "Send your message again once the tools service is running."
+        "Send /continue once the tools service is running."
+    )
+
+
+def cancelled(queued: int, background: int = 0, *, everything: bool = False) -> str:
+    text = (
+        f"⏹ Cancelled the turn and {background} background task(s)."
+        if everything
+        else "⏹ Cancelled."
+    )
+    if queued:
+        text += f" {queued} queued message(s) were kept and will be read with your next message."
+    return text
+
+
+def broken() -> str:
+    return (
+        "⚠️ This session's history cannot be read, so it cannot go on. "
+        "Send /new to start a fresh session (files are kept)."
     )

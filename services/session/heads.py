@@ -1,10 +1,17 @@
-"""The session head in KV `sc_session/<session>` (DESIGN §5): the input cursor and the owner's
-fencing revision.
+"""The session head in KV `sc_session/<session>` (DESIGN §5, SPEC §3.10): the input cursor, the
+owner's fencing revision, the turn journal, the session's type and its totals.
 
 An owner writes its lease revision into the head by compare-and-set when it takes the session,
 and every later write is a compare-and-set on the head's revision: once another owner has taken
 over, a stale owner's write fails (FencedError) and it stops at once.
+
+The journal is written when a turn starts (phase `calling_model`) and before each group of tool
+calls is sent (`running_tools`, the calls `sent`, earlier ones `finished`); history tells the rest
+(an answer stored is being delivered). It is cleared when the actor lets the session go idle.
 """
+
+from datetime import datetime
+from typing import Literal
 
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -12,13 +19,49 @@ from nats.js.kv import KeyValue
 
 from services.session.history_store import FencedError
 from shared import bus, subjects
+from shared.messages.contract import Chat
+from shared.messages.history import Usage
+from shared.messages.session import ConversationSettings
+
+Phase = Literal["calling_model", "running_tools", "delivering"]
+SessionType = Literal["foreground", "background", "subagent"]
+
+
+class CallEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A call of the running batch: sent to a runner (maybe run), or finished."""
+
+    call_id: str
+    tool: str
+    state: Literal["sent", "finished"]
+    idempotent: bool
+
+
+class Journal(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the running turn is, for whoever takes the session over."""
+
+    turn_id: str
+    phase: Phase
+    batch: list[CallEntry] = msgspec.field(default_factory=list)
+    hist_seq: int = 0  # the SC_HIST sequence reached when this was written
+    takeovers: int = 0  # owners that took this turn over after a crash (SPEC §3.9)
+    handed_over: bool = False  # the last owner stopped gracefully and recorded this
+    started_at: datetime | None = None
+    chat: Chat | None = None  # where the turn answers, and with which settings it runs
+    settings: ConversationSettings | None = None
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
-    """What survives the owner: how far the inputs were taken, and by which lease."""
+    """What survives the owner."""
 
-    cursor: int = 0  # the SC_SESS sequence of the last input taken
+    cursor: int = 0  # the SC_SESS sequence up to which every input was taken
     owner_revision: int = 0
+    session_type: SessionType = "foreground"
+    journal: Journal | None = None
+    turns: int = 0
+    usage: Usage = Usage()
+    started_at: datetime | None = None
+    can_continue: bool = False  # the last turn failed recoverably or was cut (`/continue`)
+    broken: str = ""  # why the history cannot be rebuilt (an event that cannot be read)
 
 
 class Held(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,39 +71,39 @@ class Held(msgspec.Struct, frozen=True, kw_only=True):
     revision: int
 
 
-_HEAD: msgspec.json.Decoder[Head] = msgspec.json.Decoder(Head)
+HEAD: msgspec.json.Decoder[Head] = msgspec.json.Decoder(Head)
+
+
+async def read(conn: bus.Connection, kv: KeyValue, session_id: str) -> Held:
+    """The head as stored (an empty one at revision 0 for a new session)."""
+    try:
+        entry = await kv.get(session_id)
+    except KeyNotFoundError:
+        return Held(head=Head(), revision=0)
+    if not entry.value:
+        return Held(head=Head(), revision=entry.revision or 0)
+    where = f"{subjects.SESSION_BUCKET}/{session_id}"
+    found = await bus.decoded(conn, HEAD, entry.value, where, entry.revision or 0)
+    if found is None:
+        raise RuntimeError(f"the head of session {session_id!r} ({where}) cannot be read")
+    return Held(head=found, revision=entry.revision or 0)
 
 
 async def take(conn: bus.Connection, kv: KeyValue, session_id: str, lease_revision: int) -> Held:
     """The head, now naming this owner's lease (FencedError when a newer owner wrote it)."""
-    try:
-        entry = await kv.get(session_id)
-    except KeyNotFoundError:
-        entry = None
-    head, revision = Head(), 0
-    if entry is not None and entry.value:
-        where = f"{subjects.SESSION_BUCKET}/{session_id}"
-        found = await bus.decoded(conn, _HEAD, entry.value, where, entry.revision or 0)
-        if found is None:
-            raise RuntimeError(f"the head of session {session_id!r} ({where}) cannot be read")
-        head, revision = found, entry.revision or 0
-    if head.owner_revision > lease_revision:
+    held = await read(conn, kv, session_id)
+    if held.head.owner_revision > lease_revision:
         raise FencedError(f"session {session_id} was taken by a newer lease")
-    updated = msgspec.structs.replace(head, owner_revision=lease_revision)
-    return await _store(kv, session_id, updated, revision)
+    return await store(kv, session_id, held, owner_revision=lease_revision)
 
 
-async def advance(kv: KeyValue, session_id: str, held: Held, cursor: int) -> Held:
-    return await _store(
-        kv, session_id, msgspec.structs.replace(held.head, cursor=cursor), held.revision
-    )
-
-
-async def _store(kv: KeyValue, session_id: str, head: Head, revision: int) -> Held:
+async def store(kv: KeyValue, session_id: str, held: Held, **changes: object) -> Held:
+    """The head with `changes`, written only if nobody wrote it since `held` was read."""
+    head = msgspec.structs.replace(held.head, **changes)
     value = msgspec.json.encode(head)
     try:
-        if revision:
-            revision = await kv.update(session_id, value, last=revision)
+        if held.revision:
+            revision = await kv.update(session_id, value, last=held.revision)
         else:
             revision = await kv.create(session_id, value)
     except KeyWrongLastSequenceError:

@@ -25,12 +25,18 @@ class History:
     """The events of one session, in order; `append` stores an event before it counts."""
 
     def __init__(
-        self, conn: bus.Connection, session_id: SessionId, events: list[HistoryEvent], last_seq: int
+        self,
+        conn: bus.Connection,
+        session_id: SessionId,
+        events: list[HistoryEvent],
+        last_seq: int,
+        bad_seqs: list[int] | None = None,
     ) -> None:
         self.conn = conn
         self.session_id = session_id
         self.events = events
         self.last_seq = last_seq  # the stream sequence of the subject's last message
+        self.bad_seqs = bad_seqs or []  # events that cannot be decoded: the session is broken
         self.writer = new_id("w")
 
     async def append(self, event: HistoryEvent) -> None:
@@ -62,11 +68,13 @@ class History:
 
 
 async def load(conn: bus.Connection, session_id: SessionId) -> History:
-    """Every stored event of the session, oldest first; bad data is reported, not kept."""
+    """Every stored event of the session, oldest first; the sequences of bad data (reported)
+    are kept aside: a history with a hole cannot be rebuilt into what the model was sent."""
     subject = subjects.history(session_id)
     info = await conn.js.stream_info(subjects.HISTORY_STREAM, subjects_filter=subject)
     count = sum((info.state.subjects or {}).values())
     events: list[HistoryEvent] = []
+    bad_seqs: list[int] = []
     last_seq = 0
     if count:
         sub = await conn.js.subscribe(
@@ -77,8 +85,10 @@ async def load(conn: bus.Connection, session_id: SessionId) -> History:
                 msg = await sub.next_msg(timeout=10.0)
                 last_seq = msg.metadata.sequence.stream
                 event = await bus.decoded(conn, HISTORY, msg.data, msg.subject, last_seq)
-                if event is not None:
+                if event is None:
+                    bad_seqs.append(last_seq)
+                else:
                     events.append(event)
         finally:
             await sub.unsubscribe()
-    return History(conn, session_id, events, last_seq)
+    return History(conn, session_id, events, last_seq, bad_seqs)

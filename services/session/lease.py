@@ -77,6 +77,15 @@ async def acquire(kv: KeyValue, session_id: str, owner: Owner) -> Lease | None:
     return None
 
 
+async def holder(kv: KeyValue, session_id: str) -> Owner | None:
+    """Who holds the session's lease now (None when nobody does)."""
+    try:
+        entry = await kv.get(subjects.session_lease_key(session_id))
+    except KeyNotFoundError:
+        return None
+    return _OWNER.decode(entry.value) if entry.value else None
+
+
 def _is_takeover(holder: Owner, claimant: Owner) -> bool:
     """The same slot after a restart, with its predecessor gone: take over without waiting."""
     return holder.owner_id == claimant.owner_id and not is_running(holder.pid)

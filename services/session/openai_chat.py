@@ -16,7 +16,9 @@ from shared.errors import TransientError
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
+    Notice,
     SessionStarted,
+    ToolCall,
     ToolResults,
     TurnFinished,
     TurnStarted,
@@ -120,22 +122,27 @@ ENCODER = msgspec.json.Encoder()
 
 
 def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dict[str, object]]:
-    """The `messages` of a request: the system prompt, then the conversation as stored."""
+    """The `messages` of a request: the system prompt, then the conversation as stored.
+
+    Notices are user-role text, each its own message (chat completions take consecutive user
+    messages). `history` has a closed tool protocol (`history_repair.closed`).
+    """
     messages: list[dict[str, object]] = [{"role": "system", "content": system_prompt}]
-    provider_ids: dict[str, str] = {}  # our call id → the provider's, for the tool messages
+    wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
         match event:
-            case UserMessage():
+            case UserMessage() | Notice():
                 messages.append({"role": "user", "content": event.text})
+            case AssistantMessage() if not event.tool_calls and not event.text.strip():
+                pass  # nothing said; providers refuse an empty assistant message
             case AssistantMessage():
-                provider_ids |= {call.call_id: call.provider_call_id for call in event.tool_calls}
-                messages.append(_assistant(event))
+                wire_ids = _wire_ids(event.tool_calls)
+                messages.append(_assistant(event, wire_ids))
             case ToolResults():
-                # a call id not mapped is the provider's own (it was subject-safe, so we kept it)
                 messages += [
                     {
                         "role": "tool",
-                        "tool_call_id": provider_ids.get(result.call_id, result.call_id),
+                        "tool_call_id": wire_ids.get(result.call_id, result.call_id),
                         "content": result.content,
                     }
                     for result in event.results
@@ -147,12 +154,22 @@ def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dic
     return messages
 
 
-def _assistant(event: AssistantMessage) -> dict[str, object]:
+def _wire_ids(calls: Sequence[ToolCall]) -> dict[str, str]:
+    """The provider's call ids, unless one is empty or repeats within the message (a server that
+    sends no id leaves it empty): the results could not say which call they answer, so such a
+    message goes with our ids, which are distinct within a message."""
+    provider_ids = [call.provider_call_id for call in calls]
+    if all(provider_ids) and len(set(provider_ids)) == len(provider_ids):
+        return {call.call_id: call.provider_call_id for call in calls}
+    return {call.call_id: call.call_id for call in calls}
+
+
+def _assistant(event: AssistantMessage, wire_ids: dict[str, str]) -> dict[str, object]:
     if not event.tool_calls:
         return {"role": "assistant", "content": event.text}
     calls = [
         {
-            "id": call.provider_call_id,
+            "id": wire_ids[call.call_id],
             "type": "function",
             "function": {"name": call.name, "arguments": call.arguments},
         }

@@ -1,12 +1,16 @@
 """Session service: one SessionActor per session whose lease this process holds (DESIGN §5).
 
 Consumes: wakes (SC_WAKE, one durable shared by the replicas); each actor reads its session's
-          inputs from SC_SESS past its cursor; tool starts and results (SC_TOOLRES, one ordered
-          consumer per actor); tool catalogs (request/reply).
-Produces: RunTool (SC_TOOL), history events (SC_HIST), typing and answers (SC_OUT, SC_OUT_CLI),
-          wakes of its own sessions that got input while it let them go.
-Owns:     session leases (KV sc_lease), session heads (KV sc_session: cursor, owner revision),
-          the actors' tasks and their in-memory histories (rebuilt from SC_HIST on takeover).
+          inputs from SC_SESS past its cursor when nudged on `sc.ctl.sess.<session>`; tool starts
+          and results (SC_TOOLRES, one ordered consumer per actor); tool catalogs (request/reply);
+          status queries (the live actor, or any instance for an idle session); lease expiries
+          (a watch on sc_lease).
+Produces: RunTool (SC_TOOL), tool cancels, history events (SC_HIST), typing, answers and
+          control replies (SC_OUT, SC_OUT_CLI), wakes of sessions that were cut or got input
+          while their actor let them go.
+Owns:     session leases (KV sc_lease), session heads (KV sc_session: cursor, owner revision,
+          turn journal, totals), the actors' tasks and their in-memory histories (rebuilt from
+          SC_HIST on takeover, dropped when an actor goes idle).
 """
 
 import asyncio
@@ -36,7 +40,6 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         bus.connected(runtime.bus, "session") as conn,
         httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
     ):
-        await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
         stores = Stores(
             leases=await bus.bucket(conn, subjects.LEASE_BUCKET),
             heads=await bus.bucket(conn, subjects.SESSION_BUCKET),
@@ -44,8 +47,15 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         actors = ActorPool(conn, runtime.config, http, stores)
         actors.owner = lease.Owner(owner_id=runtime.owner_id, pid=os.getpid())
         await wake_orphans(conn, stores.leases, actors.owner)
+        control = await conn.nc.subscribe(subjects.SESSION_CONTROL_ALL, cb=actors.on_control)
+        await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
+        watcher = asyncio.create_task(actors.watch_leases())
         [wakes] = layout.durables(runtime.config.bus)["session"]
-        await bus.consume(conn, wakes, WAKE, actors.wake, stop)
+        try:
+            await bus.consume(conn, wakes, WAKE, actors.wake, stop)
+        finally:
+            watcher.cancel()
+            await control.unsubscribe()
         await actors.finish(grace_s=runtime.config.shutdown_grace_s)
 
 

@@ -7,20 +7,33 @@ margin; a call no runner has started yet, until its own timeout plus the margin.
 """
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal, TypeVar
 
 import msgspec
+import nats.errors
 
+from services.session.heads import CallEntry
 from services.session.tool_results import Results
 from shared import bus, subjects
 from shared.ids import ConversationId, SessionId, ToolCallId
 from shared.messages.contract import Workspace
 from shared.messages.history import ToolCall, ToolResult
-from shared.messages.tools import RunTool, ToolFailed, ToolFinished, ToolStarted, ToolTraits
+from shared.messages.tools import (
+    CancelCall,
+    RunTool,
+    ToolFailed,
+    ToolFinished,
+    ToolStarted,
+    ToolTraits,
+)
 
 MAX_RESULTS_BYTES = 900 * 1024  # one batch's results are one history event; NATS takes <= 1 MiB
 RESULT_MARGIN_S = 30.0  # past a call's own limit: the runner's kill grace and the result's way back
+CANCEL_TIMEOUT_S = 2.0  # SPEC §15: a cancelled call's processes are gone within 2 s
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -97,36 +110,94 @@ class Pending(msgspec.Struct, kw_only=True):
     deadline: float
 
 
-async def run(
-    batch: Batch, calls: list[ToolCall], results: Results, traits: Mapping[str, ToolTraits]
-) -> list[ToolResult]:
-    """Run every call of the batch; a call the model malformed is answered without running."""
-    done: dict[ToolCallId, ToolResult] = {}
+class TurnCancelledError(Exception):
+    """The user cancelled the turn (SPEC §3.6)."""
+
+
+Journal = Callable[[list[CallEntry]], Awaitable[None]]
+
+
+class Run(msgspec.Struct, kw_only=True):
+    """How one batch runs: the session's tool events, traits, the turn's cancel flag, the journal
+    hook that records calls before they are sent; on a takeover, calls a runner has already
+    started (waited for, not sent again) and the attempt number that gives re-sent calls a
+    fresh msg id."""
+
+    results: Results
+    traits: Mapping[str, ToolTraits]
+    cancel: asyncio.Event
+    journal: Journal
+    started: Mapping[ToolCallId, float] = msgspec.field(default_factory=dict)
+    attempt: int = 0
+
+
+class _State(msgspec.Struct, kw_only=True):
+    arguments: dict[ToolCallId, msgspec.Raw] = msgspec.field(default_factory=dict)
+    running: dict[ToolCallId, Pending] = msgspec.field(default_factory=dict)
+    done: dict[ToolCallId, ToolResult] = msgspec.field(default_factory=dict)
+
+
+async def run(batch: Batch, calls: list[ToolCall], how: Run) -> list[ToolResult]:
+    """Run every call of the batch; a call the model malformed is answered without running.
+    When the turn is cancelled, running calls are stopped and every unfinished one is answered
+    `cancelled by user`."""
+    state = _State()
     valid: list[ToolCall] = []
-    arguments: dict[ToolCallId, msgspec.Raw] = {}
     for call in calls:
         parsed = arguments_of(call)
         if isinstance(parsed, str):
-            done[call.call_id] = failed(call, parsed, "invalid_arguments")
+            state.done[call.call_id] = failed(call, parsed, "invalid_arguments")
         else:
-            arguments[call.call_id] = parsed
+            state.arguments[call.call_id] = parsed
             valid.append(call)
     if valid:
-        await results.open()
-    for group in groups(valid, traits):
-        waiting = list(group)
-        running: dict[ToolCallId, Pending] = {}
-        while waiting or running:
-            while waiting and len(running) < batch.max_parallel:
-                call = waiting.pop(0)
-                await _send(results.conn, batch, call, arguments[call.call_id])
-                deadline = _now() + batch.timeout_s + RESULT_MARGIN_S
-                running[call.call_id] = Pending(call=call, deadline=deadline)
-            await _settle(results, running, done)
-    return [done[call.call_id] for call in calls]
+        await how.results.open()
+    try:
+        for group in groups(valid, how.traits):
+            waiting = list(group)
+            while waiting or state.running:
+                sending: list[ToolCall] = []
+                while waiting and len(state.running) + len(sending) < batch.max_parallel:
+                    sending.append(waiting.pop(0))
+                if sending:
+                    await _send_group(batch, how, sending, state)
+                await _settle(how, state.running, state.done)
+    except TurnCancelledError:
+        await _cancel_running(how.results.conn, batch, list(state.running))
+        for call in calls:
+            state.done.setdefault(call.call_id, cancelled(call))
+    return [state.done[call.call_id] for call in calls]
 
 
-async def _send(conn: bus.Connection, batch: Batch, call: ToolCall, arguments: msgspec.Raw) -> None:
+async def _send_group(batch: Batch, how: Run, sending: list[ToolCall], state: _State) -> None:
+    """Journal the calls as sent, then send those no runner has started yet."""
+    entries = [_entry(how, p.call.call_id, p.call.name, "sent") for p in state.running.values()]
+    entries += [_entry(how, call.call_id, call.name, "sent") for call in sending]
+    entries += [_entry(how, r.call_id, r.tool, "finished") for r in state.done.values()]
+    await how.journal(entries)
+    for call in sending:
+        limit = how.started.get(call.call_id)
+        if limit is None:
+            arguments = state.arguments[call.call_id]
+            await _send(how.results.conn, batch, call, arguments, how.attempt)
+            limit = batch.timeout_s
+        deadline = _now() + limit + RESULT_MARGIN_S
+        state.running[call.call_id] = Pending(call=call, deadline=deadline)
+
+
+def _entry(how: Run, call_id: str, tool: str, state: Literal["sent", "finished"]) -> CallEntry:
+    idempotent = how.traits.get(tool, ToolTraits()).is_idempotent
+    return CallEntry(call_id=call_id, tool=tool, state=state, idempotent=idempotent)
+
+
+def cancelled(call: ToolCall) -> ToolResult:
+    content = msgspec.json.encode({"error": "cancelled by user", "cancelled": True}).decode()
+    return ToolResult(call_id=call.call_id, tool=call.name, content=content, is_error=True)
+
+
+async def _send(
+    conn: bus.Connection, batch: Batch, call: ToolCall, arguments: msgspec.Raw, attempt: int
+) -> None:
     request = RunTool(
         session_id=batch.session_id,
         conversation_id=batch.conversation_id,
@@ -137,16 +208,33 @@ async def _send(conn: bus.Connection, batch: Batch, call: ToolCall, arguments: m
         timeout_s=batch.timeout_s,
     )
     subject = subjects.tool_request(batch.workspace.pool, batch.session_id)
-    msg_id = subjects.tool_request_msg_id(batch.session_id, call.call_id)
+    msg_id = subjects.tool_request_msg_id(batch.session_id, call.call_id, attempt)
     await bus.publish(conn, subject, request, msg_id=msg_id)
 
 
+async def _cancel_running(conn: bus.Connection, batch: Batch, call_ids: list[ToolCallId]) -> None:
+    """Ask the runners holding the calls to end them (their process groups are killed)."""
+
+    async def cancel_one(call_id: ToolCallId) -> None:
+        request = CancelCall(session_id=batch.session_id, call_id=call_id)
+        subject = subjects.tool_cancel(batch.session_id, call_id)
+        try:
+            await conn.nc.request(subject, bus.encode(request), timeout=CANCEL_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("no runner confirmed the cancel of %s: %r", call_id, exc)
+
+    await asyncio.gather(*(cancel_one(call_id) for call_id in call_ids))
+
+
 async def _settle(
-    results: Results, running: dict[ToolCallId, Pending], done: dict[ToolCallId, ToolResult]
+    how: Run, running: dict[ToolCallId, Pending], done: dict[ToolCallId, ToolResult]
 ) -> None:
     """Take the next start or result of a running call, or end the calls past their deadline."""
+    if how.cancel.is_set():
+        raise TurnCancelledError
     try:
-        event = await results.next(min(p.deadline for p in running.values()) - _now())
+        timeout_s = min(p.deadline for p in running.values()) - _now()
+        event = await until_cancelled(how.cancel, how.results.next(timeout_s))
     except TimeoutError:
         for call_id, late in list(running.items()):
             if late.deadline <= _now():
@@ -163,6 +251,25 @@ async def _settle(
             done[event.call_id] = as_result(pending.call, event)
         case _:  # bad data, or a call of another batch (a late result): not ours to wait for
             pass
+
+
+async def until_cancelled(cancel: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result, or TurnCancelledError as soon as `cancel` is set (the work is abandoned)."""
+    if cancel.is_set():
+        work.close()
+        raise TurnCancelledError
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise TurnCancelledError
+    return task.result()
 
 
 def _now() -> float:

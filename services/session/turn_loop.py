@@ -1,7 +1,9 @@
 """The turn loop (SPEC §3.2 to 3.4): call the model, run the tool batch, repeat until answered."""
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 import httpx
 import msgspec
@@ -12,14 +14,14 @@ from services.session.tool_results import Results
 from shared.config import ModelConfig
 from shared.ids import ToolCallId, TurnId
 from shared.messages.history import AssistantMessage, ToolCall, ToolResult, ToolResults
-from shared.messages.tools import ToolSpec
+from shared.messages.tools import ToolSpec, ToolTraits
 
 EMPTY_NOTICE = "[Empty Response] The previous model response was empty. Continue."
 LIMIT_NOTICE = (
     "[Tool Limit Reached] You have used {n} tool rounds in this turn. Do not call tools. "
     "Answer now: what is done, what remains, and what you would do next."
 )
-LIMIT_FOOTER = "\n\n(Stopped after {n} tool rounds.)"
+LIMIT_FOOTER = "\n\n(Stopped after {n} tool rounds. Send /continue to let me keep going.)"
 NOT_RUN = "not run: tool round limit reached"
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ class Ending(msgspec.Struct, frozen=True, kw_only=True):
     can_continue: bool = False
 
 
+class Running(msgspec.Struct, kw_only=True):
+    """The turn in progress as others see it: `/status` reads it, `/cancel` sets its flag."""
+
+    turn_id: TurnId
+    started_at: float  # loop time
+    activity: str = "calling the model"
+    cancel: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
+    cancel_seq: int = 0  # the SC_IN seq of the /cancel that set the flag
+
+
+async def _no_follow_ups() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Turn:
     """Everything one turn works with; the history is the one piece it changes."""
@@ -50,15 +66,23 @@ class Turn:
     http: httpx.AsyncClient
     batch: tool_batch.Batch
     results: Results  # the session's tool starts and results
+    running: Running
+    journal: tool_batch.Journal  # records a group of calls before they are sent
+    fold: Callable[[], Awaitable[None]] = _no_follow_ups  # follow-ups in, at a safe boundary
     max_round_trips: int = 120
+    started: dict[ToolCallId, float] = field(default_factory=dict)  # see tool_batch.Run
+    attempt: int = 0
 
 
 async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
-    """Round trips until the model answers without tool calls (or the round limit is reached)."""
-    round_trips = 0
+    """Round trips until the model answers without tool calls (or the round limit is reached).
+    TurnCancelledError once the user cancels: the batch's results are stored first."""
+    round_trips = _rounds_so_far(turn)
     notice: str | None = None
     traits = {spec.name: spec.traits for spec in tools}
     while True:
+        if round_trips:  # a safe boundary: the batch's results are stored
+            await turn.fold()
         at_limit = round_trips >= turn.max_round_trips
         if at_limit:
             notice = LIMIT_NOTICE.format(n=turn.max_round_trips)
@@ -78,9 +102,41 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
                 turn, [tool_batch.failed(c, NOT_RUN, "limit_reached") for c in calls]
             )
             footer = LIMIT_FOOTER.format(n=turn.max_round_trips)
-            return Ending(text=reply.text.strip() + footer, outcome="failed", error="round_limit")
-        await _append_results(turn, await tool_batch.run(turn.batch, calls, turn.results, traits))
+            return Ending(
+                text=reply.text.strip() + footer,
+                outcome="failed",
+                error="round_limit",
+                can_continue=True,
+            )
+        await run_batch(turn, calls, traits)
         round_trips += 1
+
+
+def _rounds_so_far(turn: Turn) -> int:
+    """The batches this turn already ran (a turn resumed after a restart keeps its count, and
+    its call ids stay unique)."""
+    return sum(
+        isinstance(e, ToolResults) and e.turn_id == turn.turn_id for e in turn.history.events
+    )
+
+
+async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, ToolTraits]) -> None:
+    """Run the batch and store its results (also when the user cancelled it)."""
+    turn.running.activity = f"running {len(calls)} tool{'s' if len(calls) != 1 else ''}"
+    how = tool_batch.Run(
+        results=turn.results,
+        traits=traits,
+        cancel=turn.running.cancel,
+        journal=turn.journal,
+        started=turn.started,
+        attempt=turn.attempt,
+    )
+    results = await tool_batch.run(turn.batch, calls, how)
+    turn.started.clear()
+    await _append_results(turn, results)
+    turn.running.activity = "calling the model"
+    if turn.running.cancel.is_set():
+        raise tool_batch.TurnCancelledError
 
 
 async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> openai_chat.ModelReply:
@@ -88,7 +144,8 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> openai
     messages = openai_chat.to_messages(turn.system_prompt, events)
     if notice:  # request-only notices are not stored in history
         messages.append({"role": "user", "content": notice})
-    return await openai_chat.complete(turn.http, turn.model, messages, tools)
+    call = openai_chat.complete(turn.http, turn.model, messages, tools)
+    return await tool_batch.until_cancelled(turn.running.cancel, call)
 
 
 def _calls(turn: Turn, round_trip: int, reply: openai_chat.ModelReply) -> list[ToolCall]:

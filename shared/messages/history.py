@@ -40,13 +40,23 @@ class SessionStarted(BusMessage, frozen=True, kw_only=True, tag="session_started
 
 class TurnStarted(BusMessage, frozen=True, kw_only=True, tag="turn_started"):
     turn_id: TurnIdField
-    input_seq: int
+    input_seq: int  # the input that started it: a user message, or a `/continue`
+    continues: TurnIdField | None = None  # `/continue`: the failed or cut turn it resumes
 
 
 class UserMessage(BusMessage, frozen=True, kw_only=True, tag="user_message"):
     turn_id: TurnIdField
     text: str
     sender: Sender
+    follow_ups: list[int] = msgspec.field(default_factory=list)  # input seqs folded in (SPEC §3.5)
+
+
+class Notice(BusMessage, frozen=True, kw_only=True, tag="notice"):
+    """A stored notice (SPEC §3.11), sent to the model as user-role text."""
+
+    turn_id: TurnIdField
+    tag: str  # `Cancelled`, …
+    text: str  # the whole line, tag included
 
 
 class AssistantMessage(BusMessage, frozen=True, kw_only=True, tag="assistant_message"):
@@ -69,9 +79,16 @@ class TurnFinished(BusMessage, frozen=True, kw_only=True, tag="turn_finished"):
     outcome: Literal["answered", "cancelled", "failed"]
     error: str | None = None
     can_continue: bool = False
+    cancel_seq: int = 0  # `cancelled`: the input seq (SC_IN) of the /cancel that ended it
 
 
 HistoryEvent = (
-    SessionStarted | TurnStarted | UserMessage | AssistantMessage | ToolResults | TurnFinished
+    SessionStarted
+    | TurnStarted
+    | UserMessage
+    | Notice
+    | AssistantMessage
+    | ToolResults
+    | TurnFinished
 )
 HISTORY: msgspec.json.Decoder[HistoryEvent] = msgspec.json.Decoder(HistoryEvent)

@@ -1,9 +1,14 @@
-"""Session inputs on `sc.sess.<session>` (stream SC_SESS), stamped by the conversation service."""
+"""Session inputs on `sc.sess.<session>` (stream SC_SESS), stamped by the conversation service, and
+the session's control lane `sc.ctl.sess.<session>` (core: nudges and status queries)."""
+
+from datetime import datetime
+from typing import Literal
 
 import msgspec
 
 from shared.ids import SessionIdField
-from shared.messages.contract import BusMessage, Value, Workspace
+from shared.messages.contract import BusMessage, Chat, Value, Workspace
+from shared.messages.history import Usage
 from shared.messages.inbound import MessageReceived
 
 
@@ -23,12 +28,67 @@ class HandleMessage(BusMessage, frozen=True, kw_only=True, tag="handle_message")
     settings: ConversationSettings
 
 
+class CancelTurn(BusMessage, frozen=True, kw_only=True, tag="cancel_turn"):
+    """`/cancel` (SPEC §3.6), or `/new` ending the old session's running turn (`reason="new"`:
+    nothing is said when nothing runs). Acted on as soon as the actor reads it, ahead of the
+    inputs queued before it."""
+
+    session_id: SessionIdField
+    input_seq: int
+    chat: Chat
+    everything: bool = False  # `/cancel all`
+    reason: Literal["cancel", "new"] = "cancel"
+
+
+class ContinueTurn(BusMessage, frozen=True, kw_only=True, tag="continue_turn"):
+    """`/continue` (SPEC §3.7): resume the last turn if it failed recoverably or was cut."""
+
+    session_id: SessionIdField
+    input_seq: int
+    chat: Chat
+    settings: ConversationSettings
+
+
 class WakeSession(BusMessage, frozen=True, kw_only=True, tag="wake_session"):
     """The session has input in SC_SESS: whoever takes its lease reads it from its cursor."""
 
     session_id: SessionIdField
 
 
+class NudgeSession(BusMessage, frozen=True, kw_only=True, tag="nudge_session"):
+    """Core, no reply: input is waiting in SC_SESS (sent after its wake); the live actor reads it
+    at once, so a follow-up or a cancel reaches a running turn without waiting for it to end."""
+
+    session_id: SessionIdField
+
+
+class StatusQuery(BusMessage, frozen=True, kw_only=True, tag="status_query"):
+    """Core request: the session's part of `/status`, answered by its live actor or, when none
+    is live, by any session instance from `sc_session`."""
+
+    session_id: SessionIdField
+
+
+SessionState = Literal["new", "idle", "running", "failed", "broken"]
+
+
+class SessionStatus(BusMessage, frozen=True, kw_only=True, tag="session_status"):
+    """The answer to a StatusQuery (SPEC §12.4's `Session`, `State` and usage lines)."""
+
+    session_id: SessionIdField
+    session_type: Literal["foreground", "background", "subagent"] = "foreground"
+    state: SessionState
+    turns: int = 0
+    started_at: datetime | None = None
+    running_s: float | None = None  # how long the running turn has run
+    activity: str = ""  # `calling the model`, `running 2 tools`, `recovering`
+    usage: Usage = Usage()
+    broken_reason: str = ""  # state `broken`: the history event that cannot be read
+
+
 WAKE: msgspec.json.Decoder[WakeSession] = msgspec.json.Decoder(WakeSession)
-SessionInput = HandleMessage
+SessionInput = HandleMessage | CancelTurn | ContinueTurn
 SESSION_INPUT: msgspec.json.Decoder[SessionInput] = msgspec.json.Decoder(SessionInput)
+Control = NudgeSession | StatusQuery
+CONTROL: msgspec.json.Decoder[Control] = msgspec.json.Decoder(Control)
+STATUS: msgspec.json.Decoder[SessionStatus] = msgspec.json.Decoder(SessionStatus)

@@ -1,24 +1,49 @@
 """`stellaclaw up` as a real subprocess against the kit's fakes: for end-to-end tests and bench/."""
 
 import asyncio
+import contextlib
 import os
 import signal
+import sys
 import sysconfig
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.errors import NoRespondersError, NoServersError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
-from shared import lifecycle
+from shared import lifecycle, subjects
 from shared.bus import BusAccess, Credential
+from shared.messages.history import HISTORY, HistoryEvent
+from tests.kit.llm_api import OpenAIChatServer, llm_api
 from tests.kit.nats import connect_as
+from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 
 SERVICES = ("conversation", "session", "tools", "delivery", "ingress_telegram")
 KEY_VARIABLE = "STELLACLAW_E2E_KEY"
 TOKEN_VARIABLE = "STELLACLAW_E2E_BOT_TOKEN"
+KEY = "sk-e2e-stack"
+
+
+class LeaseValue(msgspec.Struct, frozen=True, kw_only=True):
+    """A session lease's value (KV `subjects.LEASE_BUCKET`) as the session service writes it."""
+
+    owner_id: str
+    pid: int
+
+
+class Pong(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of a `$SRV.PING` answer that tells instances apart."""
+
+    instance_id: str = msgspec.field(name="id")
+
+
+_LEASE: msgspec.json.Decoder[LeaseValue] = msgspec.json.Decoder(LeaseValue)
+_PONG: msgspec.json.Decoder[Pong] = msgspec.json.Decoder(Pong)
 
 
 def stellaclaw() -> str:
@@ -27,13 +52,18 @@ def stellaclaw() -> str:
 
 
 def write_config(
-    path: Path, *, llm_base_url: str, telegram_base_url: str, user_ids: Sequence[int]
+    path: Path,
+    *,
+    llm_base_url: str,
+    telegram_base_url: str,
+    user_ids: Sequence[int],
+    shutdown_grace_s: float = 5,
 ) -> None:
     allowed = ", ".join(str(user_id) for user_id in user_ids)
     path.write_text(
         f"""
 default_model = "main"
-shutdown_grace_s = 5
+shutdown_grace_s = {shutdown_grace_s:g}
 
 [models.main]
 provider = "openai_chat"
@@ -121,6 +151,70 @@ class Stack:
                     return
                 await asyncio.sleep(0.05)
 
+    async def wait_instances(self, service: str, count: int, timeout_s: float = 30.0) -> None:
+        """Until `count` instances of `service` answer one `$SRV.PING.<service>`."""
+        assert self.nc is not None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                inbox = self.nc.new_inbox()
+                pongs = await self.nc.subscribe(inbox)
+                found: set[str] = set()
+                try:
+                    await self.nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+                    with contextlib.suppress(TimeoutError):
+                        while len(found) < count:
+                            found.add(
+                                _PONG.decode((await pongs.next_msg(timeout=0.5)).data).instance_id
+                            )
+                finally:
+                    await pongs.unsubscribe()
+                if len(found) >= count:
+                    return
+
+    async def sessions(self, conversation_id: str) -> list[str]:
+        """The ids of the conversation's sessions that have history, sorted."""
+        assert self.nc is not None
+        info = await self.nc.jetstream().stream_info(
+            subjects.HISTORY_STREAM, subjects_filter=subjects.HISTORY_ALL
+        )
+        prefix = subjects.history(f"{conversation_id}_")
+        found = [name for name in info.state.subjects or {} if name.startswith(prefix)]
+        return sorted(name.removeprefix(subjects.history("")) for name in found)
+
+    async def history(self, session_id: str) -> list[HistoryEvent]:
+        """The session's events as SC_HIST stores them, oldest first."""
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        subject = subjects.history(session_id)
+        events: list[HistoryEvent] = []
+        seq = 0
+        while True:
+            try:
+                stored = await js.get_msg(
+                    subjects.HISTORY_STREAM, seq=seq + 1, subject=subject, next=True
+                )
+            except NotFoundError:
+                return events
+            seq = stored.seq or 0
+            events.append(HISTORY.decode(stored.data or b""))
+
+    async def lease_holders(self) -> dict[str, int]:
+        """Session id: the pid holding its lease, for every lease held now (none expired)."""
+        assert self.nc is not None
+        leases = await self.nc.jetstream().key_value(subjects.LEASE_BUCKET)
+        try:
+            keys = await leases.keys()
+        except NoKeysError:
+            return {}
+        found: dict[str, int] = {}
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):  # released or expired meanwhile
+                entry = await leases.get(key)
+                if entry.value:
+                    session_id = key.removeprefix(subjects.session_lease_key(""))
+                    found[session_id] = _LEASE.decode(entry.value).pid
+        return found
+
     def kill(self, service: str) -> int:
         pid = self.pid(service)
         os.kill(pid, signal.SIGKILL)
@@ -201,3 +295,60 @@ async def stack(config: Path, workdir: Path) -> AsyncIterator[Stack]:
     finally:
         code = await running.stop()
         assert code == 0, f"stellaclaw up exited with {code}; see {workdir.parent / 'up.log'}"
+
+
+@asynccontextmanager
+async def replica(
+    running: Stack, service: str, config: Path, owner_id: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A second process of `service` on the stack's bus and workdir, outside the launcher, with
+    a slot id of its own (`--owner-id`), logging to `logs/<service>-replica.log`. It runs the
+    module, as `stellaclaw run` does (whose parser takes no `--owner-id`). Stopped on exit."""
+    argv = ["-m", f"services.{service}", "--config", str(config)]
+    argv += ["--workdir", str(running.workdir), "--owner-id", owner_id]
+    with (running.workdir / "logs" / f"{service}-replica.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class Fakes(msgspec.Struct, frozen=True, kw_only=True):
+    """The kit's Bot API and model servers, and a config that points `stellaclaw up` at them."""
+
+    telegram: TelegramAPIServer
+    llm: OpenAIChatServer
+    config: Path
+    workdir: Path
+
+
+@asynccontextmanager
+async def fakes(
+    root: Path,
+    setenv: Callable[[str, str], None],
+    user_ids: Sequence[int],
+    shutdown_grace_s: float = 5,
+) -> AsyncIterator[Fakes]:
+    """The fakes, and `root/stellaclaw.toml` for `root/workdir`; `setenv` (a test's
+    `monkeypatch.setenv`) puts the secrets where `up` and its children read them."""
+    async with telegram_api() as telegram, llm_api(api_key=KEY) as llm:
+        setenv(KEY_VARIABLE, KEY)
+        setenv(TOKEN_VARIABLE, telegram.token)
+        config = root / "stellaclaw.toml"
+        write_config(
+            config,
+            llm_base_url=llm.base_url,
+            telegram_base_url=telegram.base_url,
+            user_ids=user_ids,
+            shutdown_grace_s=shutdown_grace_s,
+        )
+        yield Fakes(telegram=telegram, llm=llm, config=config, workdir=root / "workdir")

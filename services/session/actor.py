@@ -1,0 +1,280 @@
+"""A SessionActor: one session while this process holds its lease (DESIGN §5).
+
+It writes its lease revision into the session head, rebuilds the history, resumes a turn its
+last owner left open, then takes the inputs past the head's cursor one after another. Inputs
+that come during a turn are read at once (a nudge on its control subject): a cancel stops the
+turn, a continue is answered, user messages wait for the turn's next safe boundary. With no input
+for IDLE_S it clears its journal, releases the lease and wakes its session again if input came
+in between. On SIGTERM it ends the step it is in within the grace, else records where it is and
+hands the session over.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nats.errors
+
+from services.session import failures, heads, history_store, inbox, lease, status, turns
+from services.session.heads import CallEntry, Journal
+from services.session.tool_results import Results
+from services.session.turn_loop import Running
+from shared import bus, subjects
+from shared import logging as service_logging
+from shared.errors import TransientError
+from shared.ids import SessionId, TurnId
+from shared.messages.contract import Chat
+from shared.messages.session import (
+    CancelTurn,
+    ContinueTurn,
+    ConversationSettings,
+    HandleMessage,
+)
+
+if TYPE_CHECKING:
+    from services.session.actors import ActorPool
+
+IDLE_S = 30.0  # an actor with no input this long gives its session up
+RETRY_MAX_S = 5.0
+HAND_OVER_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
+
+
+class SessionActor:
+    """One session while this process owns it: its history in memory, its turns in order."""
+
+    FATAL = (history_store.FencedError,)  # not a turn's failure: the actor must stop
+
+    def __init__(self, pool: "ActorPool", session_id: SessionId, held: lease.Lease) -> None:
+        self.pool = pool
+        self.conn = pool.conn
+        self.session_id = session_id
+        self.lease = held
+        self.held = heads.Held(head=heads.Head(), revision=0)
+        self.history = history_store.History(pool.conn, session_id, [], 0)
+        self.inbox = inbox.Inbox(pool.conn, session_id, 0)
+        self.results = Results(pool.conn, session_id)  # opened by the first tool batch
+        self.running: Running | None = None
+        self.cancel_entry: inbox.Entry | None = None
+        self.consumed: set[int] = set()
+        self.nudged = asyncio.Event()
+        self.is_stopping = False
+        self.is_fenced = False
+        self.was_cut = False  # cancelled in the middle of a turn (SIGTERM past the grace)
+        self.task: asyncio.Task[None] | None = None
+        self._replies: set[asyncio.Task[None]] = set()
+
+    async def live(self) -> None:
+        service_logging.session_var.set(self.session_id)
+        keeper = asyncio.create_task(self.keep_lease())
+        listener = asyncio.create_task(self.listen())
+        try:
+            await self.work_through_trouble()
+        except history_store.FencedError as exc:
+            self.is_fenced = True
+            log.error("stopping the actor of %s: %s", self.session_id, exc)
+        finally:
+            keeper.cancel()
+            listener.cancel()
+            self.pool.actors.pop(self.session_id, None)
+            await self.results.close()
+            await asyncio.shield(self.give_up())
+
+    def stop(self) -> None:
+        """SIGTERM: end after the step in progress (the pool cancels it past the grace)."""
+        self.is_stopping = True
+        self.inbox.arrived.set()
+
+    async def work_through_trouble(self) -> None:
+        """`work()`, resumed from the head after bus trouble (a restarting server) for as long
+        as the lease is ours: an actor that gave up then could not wake its session again."""
+        delay_s = 0.5
+        while True:
+            try:
+                await self.work()
+                return
+            except history_store.FencedError:
+                raise
+            except (TimeoutError, nats.errors.Error, TransientError) as exc:
+                log.warning(
+                    "bus trouble in %s (%r); resuming in %.1f s", self.session_id, exc, delay_s
+                )
+            self.running = None
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    async def keep_lease(self) -> None:
+        """Renew the lease; losing it stops the actor at once."""
+        while True:
+            await asyncio.sleep(lease.RENEW_S)
+            try:
+                is_ours = await lease.renew(self.pool.stores.leases, self.lease)
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("could not renew the lease of %s: %r", self.session_id, exc)
+                continue
+            if not is_ours and self.task is not None:
+                log.error("lost the lease of %s; stopping its actor", self.session_id)
+                self.is_fenced = True
+                self.task.cancel()
+                return
+
+    async def work(self) -> None:
+        """Resume what was cut, then take the inputs past the cursor until idle."""
+        kv = self.pool.stores.heads
+        self.held = await heads.take(self.conn, kv, self.session_id, self.lease.revision)
+        self.history = await history_store.load(self.conn, self.session_id)
+        self.consumed = inbox.consumed(self.history.events)
+        self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
+        await self.inbox.read()
+        if self.history.bad_seqs:
+            await self.mark_broken()
+        opened = turns.open_turn(self)
+        if opened is not None and not self.is_broken:
+            await self.in_turn(turns.resume(self, *opened))
+        while not self.is_stopping:
+            entry = self.inbox.next()
+            if entry is None:
+                if not await self.wait_for_input():
+                    break
+                continue
+            await self.handle(entry)
+
+    async def handle(self, entry: inbox.Entry) -> None:
+        inbox.set_context(entry)
+        match entry.input:
+            case None:  # bad data: reported when it was read
+                self.inbox.done(entry)
+            case HandleMessage(input_seq=seq) | ContinueTurn(input_seq=seq) if seq in self.consumed:
+                self.inbox.done(entry)  # its effect is in history: a takeover re-read it
+            case _ if self.is_broken:
+                await self.refuse_broken(entry)
+            case HandleMessage() as message:
+                await self.in_turn(turns.start(self, entry, message))
+            case ContinueTurn() as message:
+                await self.in_turn(turns.continue_turn(self, entry, message))
+            case CancelTurn() as cancel:  # nothing runs (a running turn takes it at once)
+                if cancel.reason == "cancel":
+                    text = failures.NOTHING_RUNNING
+                    await turns.reply(self, cancel.chat, cancel.input_seq, text)
+                self.inbox.done(entry)
+
+    async def in_turn(self, turn: Coroutine[Any, Any, None]) -> None:
+        try:
+            await turn
+        except asyncio.CancelledError:
+            self.was_cut = self.running is not None
+            raise
+        finally:
+            self.running = None
+            self.cancel_entry = None
+
+    def begin_running(self, turn_id: TurnId) -> None:
+        self.running = Running(turn_id=turn_id, started_at=asyncio.get_running_loop().time())
+        self.take_controls()  # a cancel read before the turn began applies to it
+
+    async def wait_for_input(self) -> bool:
+        """Wait up to IDLE_S for an input; False when none came (or the process stops)."""
+        self.inbox.arrived.clear()
+        if self.inbox.next() is not None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(IDLE_S):
+                await self.inbox.arrived.wait()
+        return self.inbox.next() is not None and not self.is_stopping
+
+    async def listen(self) -> None:
+        """Read new inputs whenever nudged; controls act on a running turn at once."""
+        while True:
+            await self.nudged.wait()
+            self.nudged.clear()
+            try:
+                await self.inbox.read()
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("could not read the inputs of %s: %r", self.session_id, exc)
+                continue
+            self.take_controls()
+
+    def take_controls(self) -> None:
+        running = self.running
+        if running is None:
+            return
+        for entry in self.inbox.waiting():
+            match entry.input:
+                case CancelTurn(input_seq=seq) if not running.cancel.is_set():
+                    log.info("cancelling turn %s", running.turn_id)
+                    running.cancel_seq, self.cancel_entry = seq, entry
+                    running.cancel.set()
+                case ContinueTurn(chat=chat, input_seq=seq) if seq not in self.consumed:
+                    self.inbox.done(entry)
+                    self._reply(chat, seq, failures.ALREADY_RUNNING)
+
+    def _reply(self, chat: Chat, input_seq: int, text: str) -> None:
+        task = asyncio.create_task(turns.reply(self, chat, input_seq, text))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def journal_turn(
+        self, turn_id: TurnId, chat: Chat, settings: ConversationSettings, *, takeovers: int
+    ) -> None:
+        """Record a turn that starts (or is taken over), with the inputs taken so far."""
+        journal = Journal(
+            turn_id=turn_id,
+            phase="calling_model",
+            hist_seq=self.history.last_seq,
+            takeovers=takeovers,
+            started_at=datetime.now(UTC),
+            chat=chat,
+            settings=settings,
+        )
+        started_at = self.held.head.started_at or datetime.now(UTC)
+        await self.store_head(cursor=self.inbox.cursor, journal=journal, started_at=started_at)
+
+    async def journal_batch(self, calls: list[CallEntry]) -> None:
+        """Record a group of calls as sent before they go out (the ledger of a takeover)."""
+        journal = self.held.head.journal
+        if journal is None:
+            return
+        changes = {"phase": "running_tools", "batch": calls, "hist_seq": self.history.last_seq}
+        await self.store_head(journal=msgspec.structs.replace(journal, **changes))
+
+    async def store_head(self, **changes: object) -> None:
+        kv = self.pool.stores.heads
+        self.held = await heads.store(kv, self.session_id, self.held, **changes)
+
+    @property
+    def is_broken(self) -> bool:
+        return bool(self.held.head.broken)
+
+    async def mark_broken(self) -> None:
+        seqs = ", ".join(str(seq) for seq in self.history.bad_seqs)
+        reason = f"history event {seqs} of {subjects.HISTORY_STREAM} cannot be read"
+        log.error("session %s is broken: %s", self.session_id, reason)
+        await bus.report_bad(self.conn, subjects.history(self.session_id), reason)
+        if self.held.head.broken != reason:
+            await self.store_head(broken=reason)
+
+    async def refuse_broken(self, entry: inbox.Entry) -> None:
+        match entry.input:
+            case HandleMessage(message=message, input_seq=seq):
+                await turns.reply(self, message.chat, seq, failures.broken())
+            case ContinueTurn(chat=chat, input_seq=seq) | CancelTurn(chat=chat, input_seq=seq):
+                await turns.reply(self, chat, seq, failures.broken())
+        self.inbox.done(entry)
+
+    async def give_up(self) -> None:
+        """Hand the session back: journal closed (or marked handed over), lease released, and
+        the session woken again if a turn was cut or input is waiting."""
+        if self.is_fenced:
+            return
+        is_cut = self.was_cut
+        with contextlib.suppress(TimeoutError, nats.errors.Error, TransientError):
+            async with asyncio.timeout(HAND_OVER_TIMEOUT_S):
+                await self.store_head(**status.closing(self, handed_over=is_cut))
+                await lease.release(self.pool.stores.leases, self.lease)
+                if is_cut or self.inbox.next() is not None or await self.inbox.read():
+                    rewake = subjects.rewake_msg_id(self.session_id, self.lease.revision)
+                    await bus.wake(self.conn, self.session_id, rewake)

@@ -1,0 +1,118 @@
+"""A session's inputs past its cursor, as its actor reads them from SC_SESS.
+
+Inputs are read (`get_msg`, next by subject) when the actor is nudged (a NudgeSession on its
+control subject, or a wake this process pulled), not after every turn: a turn costs no extra
+round trip to learn that nothing more came. An input is *done* once its effect is recorded
+(a turn started, a follow-up folded in, a cancel carried out, a reply sent); controls may be
+done ahead of earlier inputs. The cursor stored in the head is the end of the done prefix, so a
+new owner re-reads only what may not be done; history tells it what was (`consumed`).
+"""
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+from nats.js.errors import NotFoundError
+
+from shared import bus, subjects
+from shared import logging as service_logging
+from shared.ids import SessionId
+from shared.messages.history import HistoryEvent, TurnFinished, TurnStarted, UserMessage
+from shared.messages.session import SESSION_INPUT, HandleMessage, SessionInput
+
+
+class Entry(msgspec.Struct, kw_only=True):
+    """One stored input (None when it is bad data) and whether its effect is recorded."""
+
+    seq: int  # its SC_SESS sequence
+    input: SessionInput | None
+    trace: str = "-"
+    done: bool = False
+
+
+class Inbox:
+    """The inputs read and not yet part of the done prefix, oldest first."""
+
+    def __init__(self, conn: bus.Connection, session_id: SessionId, cursor: int) -> None:
+        self.conn = conn
+        self.session_id = session_id
+        self.cursor = cursor  # every input up to here is done
+        self.seen = cursor  # every input up to here is read
+        self.entries: list[Entry] = []
+        self.arrived = asyncio.Event()  # set when a read finds new inputs
+        self._reading = asyncio.Lock()
+
+    async def read(self) -> bool:
+        """Read every input stored past what was seen; True if any came."""
+        async with self._reading:
+            found = False
+            while (entry := await self._next(self.seen)) is not None:
+                self.seen = entry.seq
+                self.entries.append(entry)
+                found = True
+            if found:
+                self.arrived.set()
+            return found
+
+    async def _next(self, after: int) -> Entry | None:
+        subject = subjects.session_input(self.session_id)
+        try:
+            stored = await self.conn.js.get_msg(
+                subjects.SESSION_STREAM, seq=after + 1, subject=subject, next=True
+            )
+        except NotFoundError:
+            return None
+        seq = stored.seq or 0
+        message = await bus.decoded(self.conn, SESSION_INPUT, stored.data or b"", subject, seq)
+        trace = (stored.headers or {}).get(subjects.TRACE_HEADER, "-")
+        return Entry(seq=seq, input=message, trace=trace)
+
+    def next(self) -> Entry | None:
+        """The oldest input not done."""
+        return next((e for e in self.entries if not e.done), None)
+
+    def waiting(self) -> list[Entry]:
+        """The inputs not done, oldest first."""
+        return [e for e in self.entries if not e.done]
+
+    def done(self, entry: Entry) -> None:
+        """Mark an input done; the cursor moves over the done prefix."""
+        entry.done = True
+        while self.entries and self.entries[0].done:
+            self.cursor = self.entries.pop(0).seq
+
+    def follow_ups(self) -> list[Entry]:
+        """The user messages waiting at the front (a control behind them stops the run)."""
+        found: list[Entry] = []
+        for entry in self.waiting():
+            if not isinstance(entry.input, HandleMessage):
+                break
+            found.append(entry)
+        return found
+
+
+def consumed(events: Sequence[HistoryEvent]) -> set[int]:
+    """The input seqs (SC_IN) whose effect history holds: started or continued turns, folded
+    follow-ups, carried-out cancels."""
+    found: set[int] = set()
+    for event in events:
+        match event:
+            case TurnStarted(input_seq=seq):
+                found.add(seq)
+            case UserMessage(follow_ups=seqs):
+                found.update(seqs)
+            case TurnFinished(cancel_seq=seq) if seq:
+                found.add(seq)
+    return found
+
+
+def set_context(entry: Entry) -> None:
+    """Log lines name the input's trace and conversation."""
+    service_logging.trace_var.set(entry.trace)
+    match entry.input:
+        case HandleMessage(message=message):
+            service_logging.conv_var.set(message.chat.conversation_id)
+        case None:
+            pass
+        case control:
+            service_logging.conv_var.set(control.chat.conversation_id)

@@ -1,0 +1,107 @@
+"""The session's part of `/status` (SPEC §12.4), and the totals its head keeps for it.
+
+A live actor answers from memory; for a session no actor holds, any session instance answers
+from its head in `sc_session` (DESIGN §4), so no other service reads that bucket.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from services.session.heads import Held
+from shared.ids import SessionId
+from shared.messages.history import (
+    AssistantMessage,
+    HistoryEvent,
+    TurnFinished,
+    TurnStarted,
+    Usage,
+)
+from shared.messages.session import SessionStatus
+
+if TYPE_CHECKING:
+    from services.session.actor import SessionActor
+
+
+def usage_of(events: Sequence[HistoryEvent]) -> Usage:
+    totals = {"input": 0, "cache_read": 0, "cache_write": 0, "output": 0, "reasoning": 0}
+    for event in events:
+        if isinstance(event, AssistantMessage):
+            for name in totals:
+                totals[name] += getattr(event.usage, name)
+    return Usage(**totals)
+
+
+def can_continue(events: Sequence[HistoryEvent]) -> bool:
+    """Did the last turn end failed and recoverably (or get cut)?"""
+    for event in reversed(events):
+        if isinstance(event, TurnFinished):
+            return event.outcome == "failed" and event.can_continue
+        if isinstance(event, TurnStarted):
+            return True  # started and never finished: cut
+    return False
+
+
+def of_actor(actor: "SessionActor") -> SessionStatus:
+    events = actor.history.events
+    head = actor.held.head
+    common = {
+        "session_id": actor.session_id,
+        "session_type": head.session_type,
+        "turns": sum(isinstance(e, TurnStarted) for e in events),
+        "started_at": head.started_at,
+        "usage": usage_of(events),
+    }
+    running = actor.running
+    if head.broken:
+        return SessionStatus(state="broken", broken_reason=head.broken, **common)  # type: ignore[arg-type]
+    if running is not None:
+        elapsed_s = asyncio.get_running_loop().time() - running.started_at
+        return SessionStatus(
+            state="running",
+            running_s=elapsed_s,
+            activity=running.activity,
+            **common,  # type: ignore[arg-type]
+        )
+    state = "failed" if can_continue(events) else "idle"
+    return SessionStatus(state=state, **common)  # type: ignore[arg-type]
+
+
+def of_head(session_id: SessionId, held: Held) -> SessionStatus:
+    """The status of a session no actor holds, from its head."""
+    head = held.head
+    if not held.revision:
+        return SessionStatus(session_id=session_id, state="new")
+    state = "broken" if head.broken else "failed" if head.can_continue else "idle"
+    activity = ""
+    if head.journal is not None and not head.broken:
+        state, activity = "running", "recovering"
+    return SessionStatus(
+        session_id=session_id,
+        session_type=head.session_type,
+        state=state,  # type: ignore[arg-type]
+        turns=head.turns,
+        started_at=head.started_at,
+        activity=activity,
+        usage=head.usage,
+        broken_reason=head.broken,
+    )
+
+
+def closing(actor: "SessionActor", *, handed_over: bool) -> dict[str, object]:
+    """The head's changes when the actor lets the session go."""
+    events = actor.history.events
+    journal = actor.held.head.journal
+    if journal is not None and handed_over:
+        journal = msgspec.structs.replace(journal, handed_over=True)
+    elif not handed_over:
+        journal = None
+    return {
+        "cursor": actor.inbox.cursor,
+        "journal": journal,
+        "turns": sum(isinstance(e, TurnStarted) for e in events),
+        "usage": usage_of(events),
+        "can_continue": can_continue(events),
+    }

@@ -1,0 +1,367 @@
+"""One turn of a session actor, from its input to its end (SPEC §3.2 to 3.9).
+
+A turn starts from a user message or a `/continue`, or is resumed by a new owner after a crash
+(from its journal and history, collecting the tool calls of a cut batch through the ledger). It
+folds follow-ups in at safe boundaries, stops at once on `/cancel`, and ends by publishing one
+answer (its out id is the turn's, so delivery sends it once) and a TurnFinished.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from services.session import answers, failures, ledger, tool_batch, turn_loop
+from services.session.heads import CallEntry, Journal
+from services.session.inbox import Entry
+from services.session.openai_chat import ProviderError
+from services.session.prompt import system_prompt
+from shared import bus, redaction, subjects
+from shared.ids import TurnId, new_id
+from shared.messages.contract import Chat
+from shared.messages.history import (
+    AssistantMessage,
+    Notice,
+    SessionStarted,
+    TurnFinished,
+    TurnStarted,
+    UserMessage,
+)
+from shared.messages.outbound import SendReply, ShowTyping
+from shared.messages.session import ContinueTurn, ConversationSettings, HandleMessage
+from shared.messages.tools import ToolSpec
+
+if TYPE_CHECKING:
+    from services.session.actor import SessionActor
+
+MAX_TAKEOVERS = 3  # SPEC §3.8 `restarts`
+log = logging.getLogger(__name__)
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """A turn to drive: where it answers, how it runs, and what a takeover found of its batch."""
+
+    turn_id: TurnId
+    number: int
+    chat: Chat
+    settings: ConversationSettings
+    ledger: list[CallEntry] = msgspec.field(default_factory=list)
+    attempt: int = 0  # takeovers so far: re-sent calls get fresh msg ids
+
+
+async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> None:
+    """A new turn for a user message."""
+    history = actor.history
+    if not history.events:
+        started = SessionStarted(
+            session_id=actor.session_id,
+            session_type=actor.held.head.session_type,
+            model=message.settings.model,
+        )
+        await history.append(started)
+    turn_id, number = _next_turn(actor)
+    chat, text, sender = message.message.chat, message.message.text, message.message.sender
+    typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
+    actor.begin_running(turn_id)
+
+    async def record() -> None:
+        await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
+        await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
+        actor.inbox.done(entry)
+        await actor.journal_turn(turn_id, chat, message.settings, takeovers=0)
+
+    outbound = subjects.outbound(chat.channel, chat.conversation_id)
+    _, _, tools = await together(
+        bus.publish(actor.conn, outbound, typing, msg_id=typing.out_id),
+        record(),
+        actor.pool.tools(message.settings.workspace.pool),
+    )
+    plan = Plan(turn_id=turn_id, number=number, chat=chat, settings=message.settings)
+    await drive(actor, plan, tools)
+
+
+async def together(*work: Awaitable[Any]) -> list[Any]:
+    """Run the work concurrently; the first error is raised as it is (a bus error stays a bus
+    error for the actor's retry), the rest of the work cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def continue_turn(actor: "SessionActor", entry: Entry, message: ContinueTurn) -> None:
+    """`/continue`: a fresh turn on the stored history, no new user input, a fresh budget."""
+    last = last_finished(actor)
+    chat = message.chat
+    if last is None or last.outcome != "failed" or not last.can_continue:
+        await reply(actor, chat, message.input_seq, failures.NOTHING_TO_CONTINUE)
+        actor.inbox.done(entry)
+        return
+    await reply(actor, chat, message.input_seq, failures.CONTINUING)
+    turn_id, number = _next_turn(actor)
+    actor.inbox.done(entry)  # before the turn runs: it is not a control of this turn
+    actor.begin_running(turn_id)
+    started = TurnStarted(turn_id=turn_id, input_seq=message.input_seq, continues=last.turn_id)
+    await actor.history.append(started)
+    await actor.journal_turn(turn_id, chat, message.settings, takeovers=0)
+    tools = await actor.pool.tools(message.settings.workspace.pool)
+    plan = Plan(turn_id=turn_id, number=number, chat=chat, settings=message.settings)
+    await drive(actor, plan, tools)
+
+
+async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> None:
+    """Take over a turn its owner left open (SPEC §3.9)."""
+    turn_id = opened.turn_id
+    journal = actor.held.head.journal
+    if journal is not None and journal.turn_id != turn_id:
+        journal = None
+    where = _where(actor, opened, journal)
+    if where is None:
+        log.error("turn %s was left open and its input is gone; ending it", turn_id)
+        finished = TurnFinished(turn_id=turn_id, outcome="failed", error="internal")
+        await actor.history.append(finished)
+        return
+    chat, settings = where
+    takeovers = 0 if journal is None else journal.takeovers
+    if journal is None or not journal.handed_over:
+        takeovers += 1
+    log.warning("resuming turn %s (takeover %d)", turn_id, takeovers)
+    actor.begin_running(turn_id)
+    await actor.journal_turn(turn_id, chat, settings, takeovers=takeovers)
+    if takeovers >= MAX_TAKEOVERS:
+        ending = turn_loop.Ending(
+            text=failures.restarts(), outcome="failed", error="restarts", can_continue=True
+        )
+        await finish(actor, turn_id, chat, ending)
+        return
+    tools = await actor.pool.tools(settings.workspace.pool)
+    plan = Plan(
+        turn_id=turn_id,
+        number=number,
+        chat=chat,
+        settings=settings,
+        ledger=journal.batch if journal is not None else [],
+        attempt=takeovers,
+    )
+    await drive(actor, plan, tools)
+
+
+def _where(
+    actor: "SessionActor", opened: TurnStarted, journal: Journal | None
+) -> tuple[Chat, ConversationSettings] | None:
+    """The chat and settings of an open turn: from its journal, else from its input (the owner
+    died before it wrote the journal, so the input is still past the cursor)."""
+    if journal is not None and journal.chat is not None and journal.settings is not None:
+        return journal.chat, journal.settings
+    for entry in actor.inbox.waiting():
+        found = entry.input
+        if isinstance(found, HandleMessage | ContinueTurn) and found.input_seq == opened.input_seq:
+            actor.inbox.done(entry)
+            if isinstance(found, HandleMessage):
+                return found.message.chat, found.settings
+            return found.chat, found.settings
+    return None
+
+
+async def drive(actor: "SessionActor", plan: Plan, tools: list[ToolSpec] | None) -> None:
+    """Run the turn to its end, whichever way it ends."""
+    started_at = asyncio.get_running_loop().time()
+    answered = _answer_of(actor, plan.turn_id)
+    if answered is not None:  # the answer is stored: its delivery was cut
+        ending = answered
+    elif tools is None:
+        text = failures.tools_unavailable(plan.settings.workspace.pool)
+        ending = turn_loop.Ending(text=text, outcome="failed", error="tools", can_continue=True)
+    else:
+        ending = await _ending(actor, _turn(actor, plan), tools, plan.ledger)
+    if ending.outcome == "cancelled":
+        await cancelled(actor, plan.turn_id, plan.chat)
+    else:
+        await finish(actor, plan.turn_id, plan.chat, ending)
+    elapsed_s = asyncio.get_running_loop().time() - started_at
+    log.info("turn %s %s in %.2f s", plan.turn_id, ending.outcome, elapsed_s)
+
+
+def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
+    config = actor.pool.config
+    # A model this process's config lacks (a rolling config change) falls back as the
+    # conversation service does: to the default model.
+    model = plan.settings.model
+    model_name = model if model in config.models else config.default_model
+    assert actor.running is not None
+    return turn_loop.Turn(
+        turn_id=plan.turn_id,
+        turn_number=plan.number,
+        model_name=model_name,
+        model=config.models[model_name],
+        system_prompt=system_prompt(plan.chat.conversation_id, model_name),
+        history=actor.history,
+        http=actor.pool.http,
+        batch=tool_batch.Batch(
+            session_id=actor.session_id,
+            conversation_id=plan.chat.conversation_id,
+            workspace=plan.settings.workspace,
+            max_parallel=config.agent.max_parallel_tools,
+        ),
+        results=actor.results,
+        running=actor.running,
+        journal=actor.journal_batch,
+        fold=lambda: fold(actor, plan.turn_id),
+        max_round_trips=config.agent.max_round_trips,
+        attempt=plan.attempt,
+    )
+
+
+async def _ending(
+    actor: "SessionActor",
+    turn: turn_loop.Turn,
+    tools: list[ToolSpec],
+    ledger_of: Sequence[CallEntry],
+) -> turn_loop.Ending:
+    """Run the turn; every way it can end becomes an Ending the user reads."""
+    try:
+        await ledger.settle(actor, turn, tools, ledger_of)
+        return await turn_loop.run(turn, tools)
+    except tool_batch.TurnCancelledError:
+        return turn_loop.Ending(text="", outcome="cancelled")
+    except ProviderError as exc:  # its body may echo a key: scrubbed before it is cut short
+        text = failures.provider_failed(redaction.scrub(exc.reason, actor.conn.secrets))
+        return turn_loop.Ending(text=text, outcome="failed", error="provider", can_continue=True)
+    except turn_loop.EmptyResponseError:
+        text = failures.empty_twice()
+        return turn_loop.Ending(
+            text=text, outcome="failed", error="empty_response", can_continue=True
+        )
+    except actor.FATAL:
+        raise  # not the turn's failure: another owner, or this process stopping
+    except Exception:  # a bug of ours: the user hears of it, the history stays intact
+        error_id = new_id("err_")
+        log.exception("internal error %s in turn %s", error_id, turn.turn_id)
+        return turn_loop.Ending(
+            text=failures.internal(error_id), outcome="failed", error="internal"
+        )
+
+
+async def finish(
+    actor: "SessionActor", turn_id: TurnId, chat: Chat, ending: turn_loop.Ending
+) -> None:
+    """Publish the answer (or the failure text), then record the turn's end."""
+    answer = SendReply(
+        chat=chat,
+        out_id=subjects.answer_out_id(turn_id),
+        text=ending.text,
+        turn_id=turn_id,
+        is_failure=ending.outcome != "answered",
+    )
+    await answers.publish(actor.conn, answer)
+    await actor.history.append(
+        TurnFinished(
+            turn_id=turn_id,
+            outcome="answered" if ending.outcome == "answered" else "failed",
+            error=ending.error,
+            can_continue=ending.can_continue,
+        )
+    )
+
+
+async def cancelled(actor: "SessionActor", turn_id: TurnId, chat: Chat) -> None:
+    """Record the cancellation and the messages queued before it, then confirm (SPEC §3.6)."""
+    running = actor.running
+    assert running is not None
+    cancel_entry = actor.cancel_entry
+    queued = [
+        e for e in actor.inbox.follow_ups() if cancel_entry is None or e.seq < cancel_entry.seq
+    ]
+    await actor.history.append(
+        Notice(turn_id=turn_id, tag="Cancelled", text=failures.CANCELLED_NOTICE)
+    )
+    if queued:
+        await actor.history.append(_folded(turn_id, queued, tag=False))
+    await actor.history.append(
+        TurnFinished(turn_id=turn_id, outcome="cancelled", cancel_seq=running.cancel_seq)
+    )
+    for entry in queued:
+        actor.inbox.done(entry)
+    everything = False
+    if cancel_entry is not None:
+        actor.inbox.done(cancel_entry)
+        everything = getattr(cancel_entry.input, "everything", False)
+    text = failures.cancelled(len(queued), everything=everything)
+    out = SendReply(chat=chat, out_id=subjects.answer_out_id(turn_id), text=text, turn_id=turn_id)
+    await answers.publish(actor.conn, out)
+
+
+async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
+    """Take the follow-ups waiting into the turn (SPEC §3.5), one user message for all."""
+    entries = actor.inbox.follow_ups()
+    if not entries:
+        return
+    await actor.history.append(_folded(turn_id, entries, tag=True))
+    for entry in entries:
+        actor.inbox.done(entry)
+    log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
+
+
+def _folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
+    messages = [e.input for e in entries if isinstance(e.input, HandleMessage)]
+    seqs = [m.input_seq for m in messages]
+    if len(messages) == 1:
+        text = messages[0].message.text
+        if tag:
+            text = "[Interrupted Follow-up]\n" + text
+    else:
+        parts = ["[Queued User Updates]"]
+        for n, message in enumerate(messages, 1):
+            at = message.message.received_at.astimezone(UTC).strftime("%H:%M:%S")
+            parts.append(f"--- update {n} of {len(messages)} ({at}) ---")
+            parts.append(message.message.text)
+        text = "\n".join(parts)
+    return UserMessage(
+        turn_id=turn_id, text=text, sender=messages[0].message.sender, follow_ups=seqs
+    )
+
+
+async def reply(actor: "SessionActor", chat: Chat, input_seq: int, text: str) -> None:
+    """A short reply to a control input (its out id is the input's: sent once)."""
+    out = SendReply(chat=chat, out_id=subjects.reply_out_id(input_seq), text=text)
+    await answers.publish(actor.conn, out)
+
+
+def _next_turn(actor: "SessionActor") -> tuple[TurnId, int]:
+    number = 1 + sum(isinstance(e, TurnStarted) for e in actor.history.events)
+    return TurnId(f"{actor.session_id}_t{number}"), number
+
+
+def open_turn(actor: "SessionActor") -> tuple[TurnStarted, int] | None:
+    """The last turn started and not finished (its owner was cut), and its number."""
+    opened: TurnStarted | None = None
+    number = 0
+    for event in actor.history.events:
+        if isinstance(event, TurnStarted):
+            opened, number = event, number + 1
+        elif isinstance(event, TurnFinished) and opened and event.turn_id == opened.turn_id:
+            opened = None
+    return (opened, number) if opened is not None else None
+
+
+def last_finished(actor: "SessionActor") -> TurnFinished | None:
+    for event in reversed(actor.history.events):
+        if isinstance(event, TurnFinished):
+            return event
+    return None
+
+
+def _answer_of(actor: "SessionActor", turn_id: TurnId) -> turn_loop.Ending | None:
+    """The final answer a cut turn had already received (its delivery was cut), if any."""
+    events = actor.history.events
+    last = events[-1] if events else None
+    if isinstance(last, AssistantMessage) and last.turn_id == turn_id and not last.tool_calls:
+        return turn_loop.Ending(text=last.text)
+    return None

@@ -1,0 +1,156 @@
+"""Command parsing and the replies composed from the state, the config and the session's answer."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.conversation import commands, state
+from shared import config as config_file
+from shared.ids import SessionId
+from shared.messages.history import Usage
+from shared.messages.session import SessionStatus
+from tests.unit.shared.samples import message_received
+
+MODEL = {"provider": "openai_chat", "model": "gpt-test", "base_url": "http://x/v1"}
+CONFIG = config_file.parse({"default_model": "main", "models": {"main": MODEL}}, {})
+SESSION = SessionId("cli_ada_fg1")
+STARTED = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def conversation() -> state.ConversationState:
+    return state.new_state(message_received("cli_ada", "hi").chat, "Ada", "main", STARTED)
+
+
+def answer(**fields) -> SessionStatus:
+    return SessionStatus(session_id=SESSION, **{"state": "idle", **fields})
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("/cancel all", commands.Command(name="cancel", argument="all")),
+        ("/Status@my_bot  now ", commands.Command(name="status", argument="now")),
+        ("/new", commands.Command(name="new", argument="")),
+        ("hello /new", None),
+        ("//not a command", None),
+        ("/", None),
+    ],
+)
+def test_parse(text, parsed):
+    assert commands.parse(text) == parsed
+
+
+@pytest.mark.parametrize(("argument", "everything"), [("", False), ("all", True), ("ALL", True)])
+def test_cancel_takes_nothing_or_all(argument, everything):
+    command = commands.Command(name="cancel", argument=argument)
+    assert commands.cancels_everything(command) is everything
+
+
+def test_cancel_with_another_argument_is_a_usage_error():
+    assert commands.cancels_everything(commands.Command(name="cancel", argument="now")) is None
+
+
+def test_help_and_start_list_the_commands_that_exist():
+    help_text = commands.reply(commands.Command(name="help", argument=""))
+    lines = help_text.splitlines()
+    assert lines[0] == "Stellaclaw — commands"
+    assert [line.split(" ")[0] for line in lines[1:-1]] == [
+        "/status",
+        "/cancel",
+        "/continue",
+        "/new",
+        "/help",
+    ]
+    assert lines[-1] == "Send a message while I work to steer me; I read it at the next step."
+    start = commands.reply(commands.Command(name="start", argument=""))
+    assert start == "👋 Hi, I'm Stellaclaw.\n" + help_text
+
+
+def test_an_unknown_command_points_to_help():
+    reply = commands.reply(commands.Command(name="model", argument="x"))
+    assert reply == "Unknown command: /model. Send /help for the list."
+
+
+def test_status_without_an_answer_says_the_session_state_is_unknown():
+    assert commands.status(conversation(), CONFIG, None).splitlines() == [
+        "📊 Status",
+        "Model: main (openai_chat · gpt-test)",
+        "Session: cli_ada_fg1 · state unknown (no session service answered)",
+        "Workspace: workspaces/cli_ada (pool local)",
+    ]
+
+
+def test_status_of_an_idle_session_leaves_out_usage_when_there_is_none():
+    idle = answer(turns=1, started_at=STARTED)
+    assert commands.status(conversation(), CONFIG, idle).splitlines()[2:] == [
+        "Session: cli_ada_fg1 · 1 turn · since 2025-03-01",
+        "State: idle",
+        "Workspace: workspaces/cli_ada (pool local)",
+    ]
+
+
+def test_status_of_a_running_session_shows_its_time_activity_and_usage():
+    busy = answer(
+        state="running",
+        turns=12,
+        started_at=STARTED,
+        running_s=42.9,
+        activity="running 2 tools",
+        usage=Usage(input=800, cache_read=0, output=95),
+    )
+    assert commands.session_lines(SESSION, busy) == [
+        "Session: cli_ada_fg1 · 12 turns · since 2025-03-01",
+        "State: running 42s (running 2 tools)",
+        "Usage, this session: 800 in (0 cached) · 95 out",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "session", "state_line"),
+    [
+        ({"state": "new"}, "Session: cli_ada_fg1 · new", "State: idle"),
+        (
+            {"state": "failed", "turns": 2},
+            "Session: cli_ada_fg1 · 2 turns",
+            "State: failed — /continue to resume",
+        ),
+        (
+            {"state": "broken", "turns": 2, "broken_reason": "event 17 cannot be read"},
+            "Session: cli_ada_fg1 · 2 turns",
+            "State: broken — event 17 cannot be read",
+        ),
+        ({"state": "running"}, "Session: cli_ada_fg1 · 0 turns", "State: running 0s"),
+    ],
+)
+def test_status_session_and_state_lines(fields, session, state_line):
+    assert commands.session_lines(SESSION, answer(**fields)) == [session, state_line]
+
+
+def test_usage_counts_every_prompt_token_and_shows_the_cached_part():
+    usage = Usage(input=5_000, cache_read=40_000, cache_write=200, output=1_234, reasoning=9)
+    assert commands.usage_line(usage) == "Usage, this session: 45.2k in (40k cached) · 1.2k out"
+    assert commands.usage_line(Usage(reasoning=3)) is None
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0"),
+        (999, "999"),
+        (1_000, "1k"),
+        (45_249, "45.2k"),
+        (200_000, "200k"),
+        (999_960, "1M"),
+        (1_340_000, "1.3M"),
+    ],
+)
+def test_tokens(count, shown):
+    assert commands.tokens(count) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(-1.0, "0s"), (42.9, "42s"), (60, "1m 00s"), (65.4, "1m 05s"), (7_380, "2h 03m")],
+)
+def test_duration(seconds, shown):
+    assert commands.duration(seconds) == shown
