@@ -43,7 +43,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
             found[name].add_argument(
                 "--owner-id",
                 default=None,
-                help="stable slot id for session leases (default <host>/<workdir hash>/<service>/0)",
+                help="stable slot id for leases (default <host>/<workdir hash>/<service>/0)",
             )
         if name == "chat":
             found[name].add_argument("--name", default="terminal", help="conversation cli_<name>")
