@@ -196,7 +196,7 @@ def session_input_msg_id(in_seq: int) -> str:
 
 
 def wake_msg_id(input_seq: int) -> str:
-    """The wake of one session input, by its SC_SESS sequence."""
+    """The wake of one session input, by its SC_IN sequence."""
     return f"wake:{input_seq}"
 
 

@@ -67,6 +67,8 @@ class SessionActor:
         self.was_cut = False  # cancelled in the middle of a turn (SIGTERM past the grace)
         self.task: asyncio.Task[None] | None = None
         self._replies: set[asyncio.Task[None]] = set()
+        self._head_write: asyncio.Task[None] | None = None
+        self.renewed_at = asyncio.get_running_loop().time()  # the lease was just taken
 
     async def live(self) -> None:
         service_logging.session_var.set(self.session_id)
@@ -81,6 +83,8 @@ class SessionActor:
             keeper.cancel()
             listener.cancel()
             self.pool.actors.pop(self.session_id, None)
+            if self._head_write is not None and self.is_fenced:
+                self._head_write.cancel()
             await self.results.close()
             await asyncio.shield(self.give_up())
 
@@ -116,17 +120,32 @@ class SessionActor:
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("could not renew the lease of %s: %r", self.session_id, exc)
                 continue
-            if not is_ours and self.task is not None:
+            if is_ours:
+                self.renewed_at = asyncio.get_running_loop().time()
+            elif self.task is not None:
                 log.error("lost the lease of %s; stopping its actor", self.session_id)
                 self.is_fenced = True
                 self.task.cancel()
                 return
+
+    async def ensure_lease(self) -> None:
+        """Before a write or an answer: a lease not renewed for a while (this process was
+        stopped, or the bus slow) is renewed first, so a stale owner cannot append or speak
+        before its renewal would have told it."""
+        now = asyncio.get_running_loop().time()
+        if now - self.renewed_at < lease.TTL_S - lease.RENEW_S:  # surely still ours
+            return
+        if not await lease.renew(self.pool.stores.leases, self.lease):
+            self.is_fenced = True
+            raise history_store.FencedError(f"the lease of {self.session_id} was taken over")
+        self.renewed_at = now
 
     async def work(self) -> None:
         """Resume what was cut, then take the inputs past the cursor until idle."""
         kv = self.pool.stores.heads
         self.held = await heads.take(self.conn, kv, self.session_id, self.lease.revision)
         self.history = await history_store.load(self.conn, self.session_id)
+        self.history.guard = self.ensure_lease
         self.consumed = inbox.consumed(self.history.events)
         self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
         await self.inbox.read()
@@ -217,10 +236,11 @@ class SessionActor:
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
-    async def journal_turn(
+    def journal_turn(
         self, turn_id: TurnId, chat: Chat, settings: ConversationSettings, *, takeovers: int
     ) -> None:
-        """Record a turn that starts (or is taken over), with the inputs taken so far."""
+        """Record a turn that starts (or is taken over), with the inputs taken so far. The write
+        runs beside the model call; the next head write and the answer wait for it."""
         journal = Journal(
             turn_id=turn_id,
             phase="calling_model",
@@ -231,7 +251,21 @@ class SessionActor:
             settings=settings,
         )
         started_at = self.held.head.started_at or datetime.now(UTC)
-        await self.store_head(cursor=self.inbox.cursor, journal=journal, started_at=started_at)
+        changes = {"cursor": self.inbox.cursor, "journal": journal, "started_at": started_at}
+        previous = self._head_write
+
+        async def write() -> None:
+            if previous is not None:
+                await previous
+            await self._store(**changes)
+
+        self._head_write = asyncio.create_task(write())
+
+    async def head_written(self) -> None:
+        """Wait for the head write in flight (a fencing error surfaces here)."""
+        task, self._head_write = self._head_write, None
+        if task is not None:
+            await task
 
     async def journal_batch(self, calls: list[CallEntry]) -> None:
         """Record a group of calls as sent before they go out (the ledger of a takeover)."""
@@ -242,6 +276,10 @@ class SessionActor:
         await self.store_head(journal=msgspec.structs.replace(journal, **changes))
 
     async def store_head(self, **changes: object) -> None:
+        await self.head_written()
+        await self._store(**changes)
+
+    async def _store(self, **changes: object) -> None:
         kv = self.pool.stores.heads
         self.held = await heads.store(kv, self.session_id, self.held, **changes)
 

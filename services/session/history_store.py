@@ -7,6 +7,8 @@ already stored under this writer's own msg id was an earlier attempt of the same
 server checks the sequence before the msg id) and counts as done.
 """
 
+from collections.abc import Awaitable, Callable
+
 from nats.js.errors import BadRequestError, NotFoundError
 
 from shared import bus, subjects
@@ -19,6 +21,10 @@ WRONG_LAST_SEQUENCE = 10071
 
 class FencedError(TransientError):
     """Another writer appended to this session's history: this one's view is stale."""
+
+
+async def _unguarded() -> None:
+    return None
 
 
 class History:
@@ -38,8 +44,10 @@ class History:
         self.last_seq = last_seq  # the stream sequence of the subject's last message
         self.bad_seqs = bad_seqs or []  # events that cannot be decoded: the session is broken
         self.writer = new_id("w")
+        self.guard: Callable[[], Awaitable[None]] = _unguarded  # the owner's lease check
 
     async def append(self, event: HistoryEvent) -> None:
+        await self.guard()
         subject = subjects.history(self.session_id)
         msg_id = subjects.history_msg_id(self.session_id, len(self.events), self.writer)
         expected = {subjects.EXPECTED_LAST_SUBJECT_SEQ_HEADER: str(self.last_seq)}

@@ -49,9 +49,8 @@ class Inbox:
             while (entry := await self._next(self.seen)) is not None:
                 self.seen = entry.seq
                 self.entries.append(entry)
+                self.arrived.set()  # the actor may start on it while the rest is read
                 found = True
-            if found:
-                self.arrived.set()
             return found
 
     async def _next(self, after: int) -> Entry | None:
