@@ -2,13 +2,13 @@
 
 A wake (SC_WAKE) makes a replica try the session's lease; the one that takes it runs the actor
 (`actor.py`). The pool serves the control lane of every session (nudges and status queries for
-its actors; a status read from the head for sessions nobody holds) and watches the leases: one
-that expired (its owner died without letting go) while its journal says a turn ran gets its
-session woken again.
+its actors; a status read from the head for sessions nobody holds) and watches the leases: a
+session whose lease expired (its owner died without letting go) is woken again.
 """
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 import httpx
@@ -20,7 +20,7 @@ from nats.js.kv import KV_PURGE, KeyValue
 
 from services.session import heads, lease, status
 from services.session.actor import SessionActor
-from shared import bus, subjects
+from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
 from shared.messages.session import CONTROL, NudgeSession, StatusQuery, WakeSession
@@ -67,7 +67,15 @@ class ActorPool:
         task = asyncio.create_task(actor.live(), name=f"actor {session_id}")
         actor.task = task
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self.released)
+
+    def released(self, task: "asyncio.Task[None]") -> None:
+        """An actor ended; when none is left, give the freed memory back to the system (the
+        histories idle actors dropped would otherwise stay in the heap)."""
+        self.tasks.discard(task)
+        if not self.actors:
+            gc.collect()
+            memory.trim()
 
     async def tools(self, pool: str) -> list[ToolSpec] | None:
         """The pool's tool catalog, asked again after CATALOG_TTL_S; None if no runner answers."""
@@ -108,19 +116,21 @@ class ActorPool:
                 pass
 
     async def watch_leases(self) -> None:
-        """Wake sessions whose lease expired while their journal says a turn ran."""
+        """Wake every session whose lease expired: its owner died without letting go (a release
+        is a delete, not an expiry), with a turn running or input it took the wake of; a wake
+        that finds nothing to do costs one idle actor."""
         watcher = await self.stores.leases.watchall(meta_only=True)
         try:
             async for entry in watcher:
                 if entry is None or entry.operation != KV_PURGE:
                     continue  # the end of the initial values, a write or a release
                 session_id = SessionId(entry.key.removeprefix(subjects.session_lease_key("")))
-                with contextlib.suppress(TimeoutError, nats.errors.Error, RuntimeError):
-                    held = await heads.read(self.conn, self.stores.heads, session_id)
-                    if held.head.journal is not None and session_id not in self.actors:
-                        log.warning("the lease of %s expired mid-turn; waking it", session_id)
-                        rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
-                        await bus.wake(self.conn, session_id, rewake)
+                if session_id in self.actors:
+                    continue
+                log.warning("the lease of %s expired; waking it", session_id)
+                rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
+                with contextlib.suppress(TimeoutError, nats.errors.Error):
+                    await bus.wake(self.conn, session_id, rewake)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]

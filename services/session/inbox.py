@@ -49,6 +49,8 @@ class Inbox:
             while (entry := await self._next(self.seen)) is not None:
                 self.seen = entry.seq
                 self.entries.append(entry)
+                if entry.input is None:  # bad data, reported as it was read: nothing to do
+                    self.done(entry)
                 self.arrived.set()  # the actor may start on it while the rest is read
                 found = True
             return found

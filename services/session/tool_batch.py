@@ -262,6 +262,9 @@ async def until_cancelled(cancel: asyncio.Event, work: Coroutine[Any, Any, T]) -
     stop = asyncio.ensure_future(cancel.wait())
     try:
         await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the actor itself stops: the work goes with it
+        task.cancel()
+        raise
     finally:
         stop.cancel()
     if not task.done():

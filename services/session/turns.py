@@ -123,7 +123,7 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
     journal = actor.held.head.journal
     if journal is not None and journal.turn_id != turn_id:
         journal = None
-    where = _where(actor, opened, journal)
+    where = await _where(actor, opened, journal)
     if where is None:
         log.error("turn %s was left open and its input is gone; ending it", turn_id)
         finished = TurnFinished(turn_id=turn_id, outcome="failed", error="internal")
@@ -155,7 +155,7 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
     await drive(actor, plan, tools)
 
 
-def _where(
+async def _where(
     actor: "SessionActor", opened: TurnStarted, journal: Journal | None
 ) -> tuple[Chat, ConversationSettings] | None:
     """The chat and settings of an open turn: from its journal, else from its input (the owner
@@ -167,9 +167,22 @@ def _where(
         if isinstance(found, HandleMessage | ContinueTurn) and found.input_seq == opened.input_seq:
             actor.inbox.done(entry)
             if isinstance(found, HandleMessage):
+                await _record_message(actor, opened.turn_id, found)
                 return found.message.chat, found.settings
             return found.chat, found.settings
     return None
+
+
+async def _record_message(actor: "SessionActor", turn_id: TurnId, message: HandleMessage) -> None:
+    """The user's message of a turn whose owner died right after starting it (before the
+    message was stored): the model must be sent it."""
+    has_it = any(
+        isinstance(e, UserMessage) and e.turn_id == turn_id and not e.follow_ups
+        for e in actor.history.events
+    )
+    if not has_it:
+        text, sender = message.message.text, message.message.sender
+        await actor.history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
 
 
 async def drive(actor: "SessionActor", plan: Plan, tools: list[ToolSpec] | None) -> None:

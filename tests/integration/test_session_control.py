@@ -279,3 +279,29 @@ async def test_an_unreadable_history_marks_the_session_broken(bus, workdir, nats
     assert broken.state == "broken"
     assert "cannot be read" in broken.broken_reason
     assert llm.requests == []
+
+
+async def test_a_turn_cut_before_its_message_was_stored_is_resumed_with_it(
+    bus, workdir, nats_access
+):
+    started: list[HistoryEvent] = [
+        SessionStarted(session_id=SESSION, session_type="foreground", model="main"),
+        TurnStarted(turn_id=T1, input_seq=1),
+    ]  # the owner died here: no UserMessage, no journal, the input still past the cursor
+    for event in started:
+        await bus.publish(subjects.history(SESSION), event)
+    await bus.publish(subjects.session_input(SESSION), handle("the lost words", 1))
+    async with session_stack(bus, workdir, nats_access, reply("Heard you.")) as llm:
+        await nudge(bus)
+        final = await answer(bus)
+    assert final.text == "Heard you."
+    assert final.out_id == subjects.answer_out_id(T1)
+    assert llm.requests[0].last_user_text == "the lost words"
+    kinds = [type(e).__name__ for e in await history(bus)]
+    assert kinds == [
+        "SessionStarted",
+        "TurnStarted",
+        "UserMessage",
+        "AssistantMessage",
+        "TurnFinished",
+    ]
