@@ -330,13 +330,13 @@ async def dead_letter(conn: Connection, msg: Msg, last_error: str) -> None:
         log.warning("could not report the dead letter on %s", subjects.DEAD_LETTER_EVENT)
 
 
-async def wake(conn: Connection, session_id: SessionId, msg_id: str) -> None:
-    """Tell the session replicas a session has input (SC_WAKE). SC_WAKE keeps one wake per
-    session, so a refusal as "already woken" (err 10077) means the same and is success."""
+async def wake(conn: Connection, session_id: SessionId, msg_id: str, seq: int = 0) -> None:
+    """Tell the session replicas a session has input (SC_WAKE), the one stored at `seq` if
+    known. SC_WAKE keeps one wake per session, so a refusal as "already woken" (err 10077)
+    means the same and is success."""
     try:
-        await publish(
-            conn, subjects.wake(session_id), WakeSession(session_id=session_id), msg_id=msg_id
-        )
+        wake = WakeSession(session_id=session_id, seq=seq)
+        await publish(conn, subjects.wake(session_id), wake, msg_id=msg_id)
     except ServiceUnavailableError as exc:
         if exc.err_code != ALREADY_WOKEN:
             raise

@@ -228,6 +228,11 @@ def answer_out_id(turn_id: str) -> OutId:
     return OutId(f"ans_{turn_id}")
 
 
+def reaction_out_id(input_seq: int) -> OutId:
+    """The reaction to one user message, by its SC_IN sequence."""
+    return OutId(f"rct_{input_seq}")
+
+
 def typing_out_id(turn_id: str) -> OutId:
     return OutId(f"typ_{turn_id}")
 

@@ -141,22 +141,21 @@ class Router:
         await self.send(handle)
 
     async def send(self, message: SessionInput) -> None:
-        """A session input, stored once per inbound message (`in:<seq>`), and a wake for
-        whichever replica takes the session, both at once (a wake taken before its input is
-        stored finds nothing yet; the nudge brings the actor back); then, with both stored, a
-        nudge for the session's live actor, if any."""
+        """A session input, stored once per inbound message (`in:<seq>`), then a wake for
+        whichever replica takes the session and a nudge for its live actor, if any; both name
+        the input's sequence, so the actor reads exactly that far."""
         session = message.session_id
-        await asyncio.gather(
-            bus.publish(
-                self.conn,
-                subjects.session_input(session),
-                message,
-                msg_id=subjects.session_input_msg_id(message.input_seq),
-            ),
-            bus.wake(self.conn, session, subjects.wake_msg_id(message.input_seq)),
+        stored = await bus.publish(
+            self.conn,
+            subjects.session_input(session),
+            message,
+            msg_id=subjects.session_input_msg_id(message.input_seq),
         )
-        nudge = NudgeSession(session_id=session)
-        await self.conn.nc.publish(subjects.session_control(session), bus.encode(nudge))
+        nudge = NudgeSession(session_id=session, seq=stored.seq)
+        await asyncio.gather(
+            bus.wake(self.conn, session, subjects.wake_msg_id(message.input_seq), stored.seq),
+            self.conn.nc.publish(subjects.session_control(session), bus.encode(nudge)),
+        )
         log.info(
             "sent to session",
             extra={

@@ -7,7 +7,8 @@ Errors are sorted by whose fault they are (shared.errors), and decide what the s
     FloodWaitError  429 Too Many Requests              wait `retry_after_s`, then resend
     TransientError  5xx, network errors, timeouts      nak: the output is retried later
     EntityError     400 about the message's entities   resend the part as plain text
-    RejectedError   any other 4xx                      give up: tell the user, record it
+    RejectedError   any other 4xx                      give up and record it: a send tells the
+                                                       user, a reaction is only logged
 
 Every URL carries the bot token, so no error text ever contains it (it reads `***`), and httpx's
 own exceptions, which carry the request and its URL, are never chained onto ours.
@@ -68,6 +69,18 @@ class SendChatAction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     message_thread_id: int | None = None
 
 
+class ReactionTypeEmoji(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="emoji"):
+    emoji: str
+
+
+class SetMessageReaction(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of `setMessageReaction`: replaces the bot's reaction on one message."""
+
+    chat_id: int
+    message_id: int
+    reaction: tuple[ReactionTypeEmoji, ...]  # bots may set one; empty removes the bot's own
+
+
 class ResponseParameters(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: float | None = None
     migrate_to_chat_id: int | None = None
@@ -120,6 +133,8 @@ class TelegramApi(Protocol):
 
     async def send_chat_action(self, request: SendChatAction) -> None: ...
 
+    async def set_message_reaction(self, request: SetMessageReaction) -> None: ...
+
 
 class HttpTelegramApi:
     """The Bot API over one pooled httpx client. Open it with `open_api`."""
@@ -139,6 +154,10 @@ class HttpTelegramApi:
     async def send_chat_action(self, request: SendChatAction) -> None:
         body = await self._call("sendChatAction", _ENCODER.encode(request), ACTION_TIMEOUT)
         _decode(BOOL_RESPONSE, "sendChatAction", body)
+
+    async def set_message_reaction(self, request: SetMessageReaction) -> None:
+        body = await self._call("setMessageReaction", _ENCODER.encode(request), ACTION_TIMEOUT)
+        _decode(BOOL_RESPONSE, "setMessageReaction", body)
 
     async def _call(
         self, method: str, payload: bytes, http_timeout: httpx.Timeout

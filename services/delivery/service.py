@@ -3,7 +3,8 @@
 Consumes: Telegram outputs (SC_OUT, `sc.out.telegram.*`) with one durable, one output at a time
           (order per chat); nothing when the config has no [telegram] section (bus clients such as
           `stellaclaw chat` read their outputs from SC_OUT themselves).
-Produces: Telegram Bot API calls: sendMessage (answers, failure notices), sendChatAction (typing).
+Produces: Telegram Bot API calls: sendMessage (answers, failure notices), sendChatAction (typing),
+          setMessageReaction (👀 on a follow-up read during a turn).
 Owns:     sent-message records (KV sc_delivery), the typing loops' tasks.
 """
 

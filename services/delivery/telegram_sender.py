@@ -2,11 +2,15 @@
 
 A reply is rendered, split and sent part by part; the `sc_delivery` record is stored after every
 part, and the handler returns (so the output is acked) only once the record says it is complete.
+A reaction is one setMessageReaction, recorded the same way; Telegram refusing it is only logged:
+a missing 👀 is not worth a message to the user.
 """
 
 import asyncio
 import logging
-from typing import Final, assert_never
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Final, TypeVar, assert_never
 
 from msgspec import structs
 from nats.js.kv import KeyValue
@@ -16,10 +20,12 @@ from services.delivery.bot_api import (
     NO_PREVIEW,
     EntityError,
     FloodWaitError,
+    ReactionTypeEmoji,
     RejectedError,
     ReplyParameters,
     SendChatAction,
     SendMessage,
+    SetMessageReaction,
     TelegramApi,
 )
 from services.delivery.records import DeliveryRecord
@@ -28,11 +34,12 @@ from shared import files, subjects
 from shared.bus import Connection, Envelope
 from shared.errors import InputError, TransientError
 from shared.messages.contract import Chat
-from shared.messages.outbound import Output, SendReply, ShowTyping
+from shared.messages.outbound import Output, SendReply, SetReaction, ShowTyping
 
 MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
 MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def failure_notice(reason: str) -> str:
@@ -68,6 +75,8 @@ class TelegramSender:
                 if message.turn_id:
                     self._typing.end(message.turn_id)
                 await self._reply(message, envelope)
+            case SetReaction():
+                await self._react(message, envelope)
             case unhandled:
                 assert_never(unhandled)
 
@@ -104,6 +113,22 @@ class TelegramSender:
             await records.store(self._kv, key, structs.replace(record, is_complete=True))
         log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
 
+    async def _react(self, reaction: SetReaction, envelope: Envelope) -> None:
+        key = subjects.delivery_key(reaction.chat.conversation_id, reaction.out_id)
+        if (await records.load(self._conn, self._kv, key)).is_complete:
+            log.info("reaction %s was set before; not set again", reaction.out_id)
+            return
+        request = SetMessageReaction(
+            chat_id=_chat_id(reaction.chat),
+            message_id=reaction.message_id,
+            reaction=(ReactionTypeEmoji(emoji=reaction.emoji),),
+        )
+        try:
+            await self._call(partial(self._api.set_message_reaction, request), envelope)
+        except RejectedError as exc:  # reactions off in that chat, the message gone, ...
+            log.info("reaction %s refused by telegram, left out: %s", reaction.out_id, exc)
+        await records.store(self._kv, key, DeliveryRecord(is_complete=True))
+
     async def _text(self, reply: SendReply) -> str:
         """The answer's Markdown, from `sc_files` when it was too long for the bus."""
         if reply.text_file is None:
@@ -119,17 +144,20 @@ class TelegramSender:
             return await self._send(structs.replace(request, entities=()), envelope)
 
     async def _send(self, request: SendMessage, envelope: Envelope) -> int:
-        """sendMessage, waiting out up to MAX_FLOOD_WAITS short 429s in between."""
+        return await self._call(partial(self._api.send_message, request), envelope)
+
+    async def _call(self, call: Callable[[], Awaitable[T]], envelope: Envelope) -> T:
+        """One Bot API call, waiting out up to MAX_FLOOD_WAITS short 429s in between."""
         for _ in range(MAX_FLOOD_WAITS):
             try:
-                return await self._api.send_message(request)
+                return await call()
             except FloodWaitError as exc:
                 if exc.retry_after_s > MAX_INLINE_WAIT_S:
                     raise
                 log.warning("telegram flood control: waiting %.1f s", exc.retry_after_s)
                 await envelope.in_progress()
                 await self._pause(exc.retry_after_s)
-        return await self._api.send_message(request)
+        return await call()
 
     async def _pause(self, delay_s: float) -> None:
         """Wait `delay_s`; a stop cuts it short and the output is retried by the next process."""

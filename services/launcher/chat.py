@@ -23,7 +23,7 @@ from shared.errors import ConfigError
 from shared.ids import ConversationId, new_id
 from shared.messages.contract import Chat, Sender
 from shared.messages.inbound import MessageReceived
-from shared.messages.outbound import MAX_TEXT_BYTES, OUTPUT, SendReply, ShowTyping
+from shared.messages.outbound import MAX_TEXT_BYTES, OUTPUT, SendReply, SetReaction, ShowTyping
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 ANSWER_WAIT_S = 300.0  # after the end of input, how long to wait for answers still owed
@@ -49,9 +49,9 @@ class Tally:
         self.replies = 0
         self.changed = asyncio.Condition()
 
-    async def count_reply(self) -> None:
+    async def count_reply(self, settles: int = 1) -> None:
         async with self.changed:
-            self.replies += 1
+            self.replies += settles
             self.changed.notify_all()
 
     async def owed(self) -> None:
@@ -70,7 +70,7 @@ async def _talk(access: bus.BusAccess, conv: ConversationId) -> int:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
-        printer = asyncio.create_task(_show(conn, outputs, tally))
+        printer = asyncio.create_task(show(conn, outputs, tally))
         _say(f"Talking to Stellaclaw as {conv}. Type a message; Ctrl-D ends.")
         try:
             await _read_lines(conn, chat, tally)
@@ -107,7 +107,8 @@ async def _read_lines(conn: bus.Connection, chat: Chat, tally: Tally) -> None:
         tally.sent += 1
 
 
-async def _show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> None:
+async def show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> None:
+    """Print each output as it arrives; only a reply pays for a message sent."""
     async for msg in outputs.messages:
         try:
             output = OUTPUT.decode(msg.data)
@@ -118,9 +119,15 @@ async def _show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> No
                 _say("… working")
             case SendReply():
                 _say(await _text(conn, output))
-                await tally.count_reply()
+                await tally.count_reply(output.settles)
+            case SetReaction():  # a follow-up was read: not an answer, so nothing owed is paid
+                _say(reaction_line(output))
             case unhandled:
                 assert_never(unhandled)
+
+
+def reaction_line(reaction: SetReaction) -> str:
+    return f"{reaction.emoji} (read; I'll take it in at the next step)"
 
 
 async def _text(conn: bus.Connection, reply: SendReply) -> str:

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import nats.errors
 
-from services.session import failures, heads, history_store, inbox, lease, status, turns
+from services.session import (
+    failures,
+    follow_ups,
+    heads,
+    history_store,
+    inbox,
+    lease,
+    status,
+    turns,
+)
 from services.session.heads import CallEntry, Journal
 from services.session.tool_results import Results
 from services.session.turn_loop import Running
@@ -61,7 +70,9 @@ class SessionActor:
         self.running: Running | None = None
         self.cancel_entry: inbox.Entry | None = None
         self.consumed: set[int] = set()
+        self.acknowledged: set[int] = set()  # follow-ups whose 👀 was sent
         self.nudged = asyncio.Event()
+        self.full_read = False  # a signal without a sequence came: read until nothing is left
         self.is_stopping = False
         self.is_fenced = False
         self.was_cut = False  # cancelled in the middle of a turn (SIGTERM past the grace)
@@ -191,8 +202,9 @@ class SessionActor:
             self.running = None
             self.cancel_entry = None
 
-    def begin_running(self, turn_id: TurnId) -> None:
-        self.running = Running(turn_id=turn_id, started_at=asyncio.get_running_loop().time())
+    def begin_running(self, turn_id: TurnId, *, settles: int = 1) -> None:
+        now = asyncio.get_running_loop().time()
+        self.running = Running(turn_id=turn_id, started_at=now, settles=settles)
         self.take_controls()  # a cancel read before the turn began applies to it
 
     async def wait_for_input(self) -> bool:
@@ -205,13 +217,22 @@ class SessionActor:
                 await self.inbox.arrived.wait()
         return self.inbox.next() is not None and not self.is_stopping
 
+    def signal(self, seq: int) -> None:
+        """A nudge or a wake: the input stored at `seq` (0: unknown) is waiting."""
+        if seq:
+            self.inbox.announce(seq)
+        else:
+            self.full_read = True
+        self.nudged.set()
+
     async def listen(self) -> None:
         """Read new inputs whenever nudged; controls act on a running turn at once."""
         while True:
             await self.nudged.wait()
             self.nudged.clear()
+            exact, self.full_read = not self.full_read, False
             try:
-                await self.inbox.read()
+                await self.inbox.read(exact=exact)
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("could not read the inputs of %s: %r", self.session_id, exc)
                 continue
@@ -230,9 +251,15 @@ class SessionActor:
                 case ContinueTurn(chat=chat, input_seq=seq) if seq not in self.consumed:
                     self.inbox.done(entry)
                     self._reply(chat, seq, failures.ALREADY_RUNNING)
+                case HandleMessage(input_seq=seq) as message if seq not in self.acknowledged:
+                    self.acknowledged.add(seq)  # a follow-up: the user sees it was read
+                    self._later(follow_ups.acknowledge(self, message))
 
     def _reply(self, chat: Chat, input_seq: int, text: str) -> None:
-        task = asyncio.create_task(turns.reply(self, chat, input_seq, text))
+        self._later(turns.reply(self, chat, input_seq, text))
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 

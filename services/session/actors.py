@@ -58,7 +58,7 @@ class ActorPool:
         session_id = message.session_id
         actor = self.actors.get(session_id)
         if actor is not None:
-            actor.nudged.set()
+            actor.signal(message.seq)
             return
         held = await lease.acquire(self.stores.leases, session_id, self.owner)
         if held is None:
@@ -101,8 +101,8 @@ class ActorPool:
             return
         actor = self.actors.get(found.session_id)
         match found:
-            case NudgeSession() if actor is not None:
-                actor.nudged.set()
+            case NudgeSession(seq=seq) if actor is not None:
+                actor.signal(seq)
             case StatusQuery() if msg.reply and actor is not None:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.respond(bus.encode(status.of_actor(actor)))

@@ -39,14 +39,24 @@ class Inbox:
         self.cursor = cursor  # every input up to here is done
         self.seen = cursor  # every input up to here is read
         self.entries: list[Entry] = []
+        self.announced = 0  # the newest input seq a nudge named
         self.arrived = asyncio.Event()  # set when a read finds new inputs
         self._reading = asyncio.Lock()
 
-    async def read(self) -> bool:
-        """Read every input stored past what was seen; True if any came."""
+    def announce(self, seq: int) -> None:
+        """A nudge named the input stored at `seq`."""
+        self.announced = max(self.announced, seq)
+
+    async def read(self, *, exact: bool = False) -> bool:
+        """Read every input stored past what was seen; True if any came. `exact`: stop at the
+        last input a nudge announced, without asking once more whether anything follows (a
+        nudge comes after every input; one lost in a reconnect is found by the next full read)."""
         async with self._reading:
             found = False
-            while (entry := await self._next(self.seen)) is not None:
+            while not (exact and self.announced and self.seen >= self.announced):
+                entry = await self._next(self.seen)
+                if entry is None:
+                    break
                 self.seen = entry.seq
                 self.entries.append(entry)
                 if entry.input is None:  # bad data, reported as it was read: nothing to do

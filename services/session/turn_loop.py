@@ -47,6 +47,7 @@ class Running(msgspec.Struct, kw_only=True):
     activity: str = "calling the model"
     cancel: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
     cancel_seq: int = 0  # the SC_IN seq of the /cancel that set the flag
+    settles: int = 1  # the user inputs its answer settles (its message, follow-ups taken in)
 
 
 async def _no_follow_ups() -> None:

@@ -9,12 +9,11 @@ answer (its out id is the turn's, so delivery sends it once) and a TurnFinished.
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.session import answers, failures, ledger, tool_batch, turn_loop
+from services.session import answers, failures, follow_ups, ledger, tool_batch, turn_loop
 from services.session.heads import CallEntry, Journal
 from services.session.inbox import Entry
 from services.session.openai_chat import ProviderError
@@ -31,7 +30,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.outbound import SendReply, ShowTyping
-from shared.messages.session import ContinueTurn, ConversationSettings, HandleMessage
+from shared.messages.session import CancelTurn, ContinueTurn, ConversationSettings, HandleMessage
 from shared.messages.tools import ToolSpec
 
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
     turn_id, number = _next_turn(actor)
     chat, text, sender = message.message.chat, message.message.text, message.message.sender
     typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
+    actor.acknowledged.add(message.input_seq)  # the turn's own message is no follow-up
     actor.begin_running(turn_id)
 
     async def record() -> None:
@@ -107,7 +107,7 @@ async def continue_turn(actor: "SessionActor", entry: Entry, message: ContinueTu
     await reply(actor, chat, message.input_seq, failures.CONTINUING)
     turn_id, number = _next_turn(actor)
     actor.inbox.done(entry)  # before the turn runs: it is not a control of this turn
-    actor.begin_running(turn_id)
+    actor.begin_running(turn_id, settles=0)  # `▶️ Continuing…` answered the input
     started = TurnStarted(turn_id=turn_id, input_seq=message.input_seq, continues=last.turn_id)
     await actor.history.append(started)
     actor.journal_turn(turn_id, chat, message.settings, takeovers=0)
@@ -228,7 +228,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         results=actor.results,
         running=actor.running,
         journal=actor.journal_batch,
-        fold=lambda: fold(actor, plan.turn_id),
+        fold=lambda: follow_ups.fold(actor, plan.turn_id),
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
     )
@@ -276,6 +276,7 @@ async def finish(
         text=ending.text,
         turn_id=turn_id,
         is_failure=ending.outcome != "answered",
+        settles=actor.running.settles if actor.running is not None else 1,
     )
     await answers.publish(actor.conn, answer)
     await actor.history.append(
@@ -302,49 +303,26 @@ async def cancelled(actor: "SessionActor", turn_id: TurnId, chat: Chat) -> None:
         Notice(turn_id=turn_id, tag="Cancelled", text=failures.CANCELLED_NOTICE)
     )
     if queued:
-        await actor.history.append(_folded(turn_id, queued, tag=False))
+        await actor.history.append(follow_ups.folded(turn_id, queued, tag=False))
     await actor.history.append(
         TurnFinished(turn_id=turn_id, outcome="cancelled", cancel_seq=running.cancel_seq)
     )
     for entry in queued:
         actor.inbox.done(entry)
-    everything = False
+    cancel = cancel_entry.input if cancel_entry is not None else None
     if cancel_entry is not None:
         actor.inbox.done(cancel_entry)
-        everything = getattr(cancel_entry.input, "everything", False)
+    everything = isinstance(cancel, CancelTurn) and cancel.everything
+    by_command = isinstance(cancel, CancelTurn) and cancel.reason == "cancel"
     text = failures.cancelled(len(queued), everything=everything)
-    out = SendReply(chat=chat, out_id=subjects.answer_out_id(turn_id), text=text, turn_id=turn_id)
-    await answers.publish(actor.conn, out)
-
-
-async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
-    """Take the follow-ups waiting into the turn (SPEC §3.5), one user message for all."""
-    entries = actor.inbox.follow_ups()
-    if not entries:
-        return
-    await actor.history.append(_folded(turn_id, entries, tag=True))
-    for entry in entries:
-        actor.inbox.done(entry)
-    log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
-
-
-def _folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
-    messages = [e.input for e in entries if isinstance(e.input, HandleMessage)]
-    seqs = [m.input_seq for m in messages]
-    if len(messages) == 1:
-        text = messages[0].message.text
-        if tag:
-            text = "[Interrupted Follow-up]\n" + text
-    else:
-        parts = ["[Queued User Updates]"]
-        for n, message in enumerate(messages, 1):
-            at = message.message.received_at.astimezone(UTC).strftime("%H:%M:%S")
-            parts.append(f"--- update {n} of {len(messages)} ({at}) ---")
-            parts.append(message.message.text)
-        text = "\n".join(parts)
-    return UserMessage(
-        turn_id=turn_id, text=text, sender=messages[0].message.sender, follow_ups=seqs
+    out = SendReply(
+        chat=chat,
+        out_id=subjects.answer_out_id(turn_id),
+        text=text,
+        turn_id=turn_id,
+        settles=running.settles + len(queued) + by_command,  # /new answered itself
     )
+    await answers.publish(actor.conn, out)
 
 
 async def reply(actor: "SessionActor", chat: Chat, input_seq: int, text: str) -> None:

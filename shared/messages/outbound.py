@@ -30,7 +30,17 @@ class SendReply(BusMessage, frozen=True, kw_only=True, tag="send_reply"):
     is_failure: bool = False
     reply_to_message_id: int | None = None
     text_file: str | None = None  # the whole text is this `sc_files` object; `text` is empty
+    settles: int = 1  # the user inputs it answers: a turn's message and the follow-ups it took in
 
 
-Output = ShowTyping | SendReply
+class SetReaction(BusMessage, frozen=True, kw_only=True, tag="set_reaction"):
+    """React to a user's message (SPEC §12.5): 👀 when a follow-up was read during a turn."""
+
+    chat: Chat
+    out_id: OutIdField
+    message_id: int  # the platform message reacted to
+    emoji: str
+
+
+Output = ShowTyping | SendReply | SetReaction
 OUTPUT: msgspec.json.Decoder[Output] = msgspec.json.Decoder(Output)

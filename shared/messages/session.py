@@ -53,6 +53,7 @@ class WakeSession(BusMessage, frozen=True, kw_only=True, tag="wake_session"):
     """The session has input in SC_SESS: whoever takes its lease reads it from its cursor."""
 
     session_id: SessionIdField
+    seq: int = 0  # the SC_SESS sequence of the input (0: a re-wake, read everything)
 
 
 class NudgeSession(BusMessage, frozen=True, kw_only=True, tag="nudge_session"):
@@ -60,6 +61,7 @@ class NudgeSession(BusMessage, frozen=True, kw_only=True, tag="nudge_session"):
     at once, so a follow-up or a cancel reaches a running turn without waiting for it to end."""
 
     session_id: SessionIdField
+    seq: int = 0  # the SC_SESS sequence of the input (0: unknown, read until nothing is left)
 
 
 class StatusQuery(BusMessage, frozen=True, kw_only=True, tag="status_query"):

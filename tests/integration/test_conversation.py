@@ -20,7 +20,6 @@ from shared.messages.session import (
     ContinueTurn,
     Control,
     HandleMessage,
-    NudgeSession,
     SessionStatus,
     StatusQuery,
 )
@@ -195,7 +194,11 @@ async def test_cancel_and_continue_reach_the_foreground_session_with_a_wake_and_
     assert resume.input_seq == seqs[2]
     assert resume.settings.model == "main"
     assert {wake.session_id for wake in wakes} == {session}
-    assert nudges == [NudgeSession(session_id=SessionId(session))] * 3
+    assert [n.session_id for n in nudges] == [session] * 3
+    seqs_stored = [n.seq for n in nudges]  # each names its input's place in the stream
+    assert seqs_stored == sorted(set(seqs_stored))
+    assert seqs_stored[0] > 0
+    assert [w.seq for w in wakes] == seqs_stored
     assert isinstance(usage, SendReply)
     assert usage.text == "Usage: /cancel [all]"
     assert usage.out_id == subjects.reply_out_id(seqs[3])
@@ -228,7 +231,8 @@ async def test_new_binds_a_fresh_session_and_cancels_the_old_ones_turn(bus, work
     )
     assert isinstance(after, HandleMessage)
     assert after.message.text == "after"
-    assert nudges == [NudgeSession(session_id=SessionId(old))] * 2
+    assert [n.session_id for n in nudges] == [old] * 2
+    assert 0 < nudges[0].seq < nudges[1].seq
     entry = await (await bus.js.key_value(subjects.CONV_BUCKET)).get("cli_hal")
     assert entry.value is not None
     conversation = STATE.decode(entry.value)

@@ -16,7 +16,7 @@ from shared.bus import BusAccess
 from shared.ids import ConversationId, OutId, TurnId
 from shared.lifecycle import Runtime
 from shared.messages.contract import Chat
-from shared.messages.outbound import SendReply, ShowTyping
+from shared.messages.outbound import SendReply, SetReaction, ShowTyping
 from tests.kit.services import make_runtime, running
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.waiting import eventually
@@ -36,6 +36,11 @@ def runtime_for(tg: TelegramAPIServer, workdir: Path, nats_access: BusAccess) ->
 def reply(out_id: str, text: str, *, turn_id: str | None = None, chat: Chat = PRIVATE):
     turn = TurnId(turn_id) if turn_id else None
     return SendReply(chat=chat, out_id=OutId(out_id), text=text, turn_id=turn)
+
+
+def eyes(input_seq: int, message_id: int) -> SetReaction:
+    out_id = subjects.reaction_out_id(input_seq)
+    return SetReaction(chat=PRIVATE, out_id=out_id, message_id=message_id, emoji="👀")
 
 
 def numbered_answer(paragraphs: int) -> str:
@@ -173,6 +178,56 @@ async def test_typing_shows_while_the_turn_runs_and_stops_with_its_answer(
     methods = [c.method for c in tg.calls]
     assert methods[0] == "sendChatAction"
     assert "sendChatAction" not in methods[methods.index("sendMessage") :]
+
+
+async def test_a_reaction_is_set_once_even_when_published_twice(bus, workdir, nats_access):
+    reaction = eyes(7, message_id=55)
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        await bus.publish(OUT, reaction, msg_id=reaction.out_id)
+        await bus.publish(OUT, reaction, msg_id=f"{reaction.out_id}-again")  # not deduped
+        await bus.publish(OUT, reply("ans_t1", "next"), msg_id="ans_t1")
+        await tg.next_sent(CHAT_ID)  # outputs go in order: both reactions were handled before
+    assert tg.reactions(CHAT_ID) == [(55, "👀")]
+    [call] = [c for c in tg.calls if c.method == "setMessageReaction"]
+    assert call.params == {
+        "chat_id": CHAT_ID,
+        "message_id": 55,
+        "reaction": [{"type": "emoji", "emoji": "👀"}],
+    }
+    assert await record_of(bus, reaction.out_id) == DeliveryRecord(is_complete=True)
+
+
+async def test_a_429_on_a_reaction_is_waited_out(bus, workdir, nats_access):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        tg.fail_next("setMessageReaction", status=429, retry_after=1)
+        await bus.publish(OUT, eyes(7, message_id=55), msg_id="rct_7")
+        await eventually(lambda: tg.reactions(CHAT_ID))
+    assert tg.reactions(CHAT_ID) == [(55, "👀")]
+    refused, accepted = [c.at_s for c in tg.calls if c.method == "setMessageReaction"]
+    assert 0.99 <= accepted - refused < 3.0
+
+
+async def test_a_refused_reaction_is_acked_and_never_told_to_the_user(
+    bus, workdir, nats_access, caplog
+):
+    caplog.set_level(logging.INFO, logger="services.delivery.telegram_sender")
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        tg.fail_next("setMessageReaction", status=400, description="Bad Request: REACTION_INVALID")
+        await bus.publish(OUT, eyes(7, message_id=55), msg_id="rct_7")
+        await bus.publish(OUT, reply("ans_t1", "next"), msg_id="ans_t1")
+        await tg.next_sent(CHAT_ID)
+        seen = await counters(bus)
+    assert tg.transcript(CHAT_ID) == ["next"]  # no failure notice
+    assert tg.reactions(CHAT_ID) == []
+    assert [c.method for c in tg.calls] == ["setMessageReaction", "sendMessage"]  # not retried
+    assert seen.get("handled", 0) >= 1
+    assert "bad_messages" not in seen
+    assert "delivery_failed" not in seen
+    [refusal] = [r for r in caplog.records if "REACTION_INVALID" in r.getMessage()]
+    assert refusal.levelno == logging.INFO
+    assert (await record_of(bus, "rct_7")).is_complete
+    info = await bus.js.consumer_info(subjects.OUT_STREAM, subjects.durable("delivery", "telegram"))
+    assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
 
 
 async def test_without_telegram_it_registers_and_consumes_nothing(

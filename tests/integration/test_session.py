@@ -23,7 +23,7 @@ from shared.messages.history import (
     TurnStarted,
     UserMessage,
 )
-from shared.messages.outbound import OUTPUT, SendReply, ShowTyping
+from shared.messages.outbound import OUTPUT, SendReply, SetReaction, ShowTyping
 from shared.messages.session import ConversationSettings, HandleMessage, WakeSession
 from tests.kit.llm_api import OpenAIChatServer, Step, http_error, llm_api, reply, tool_call
 from tests.kit.services import make_runtime, running
@@ -84,7 +84,7 @@ async def answer(bus) -> SendReply:
         output = await bus.next(OUT, OUTPUT, timeout_s=10)
         if isinstance(output, SendReply):
             return output
-        assert isinstance(output, ShowTyping)
+        assert isinstance(output, ShowTyping | SetReaction)
 
 
 async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_access):

@@ -23,6 +23,7 @@ from shared.messages.history import (
     TurnStarted,
     UserMessage,
 )
+from shared.messages.outbound import OUTPUT, SetReaction
 from shared.messages.session import (
     STATUS,
     CancelTurn,
@@ -31,7 +32,16 @@ from shared.messages.session import (
     NudgeSession,
     StatusQuery,
 )
-from tests.integration.test_session import CONV, SESSION, answer, handle, say, session_stack, wake
+from tests.integration.test_session import (
+    CONV,
+    OUT,
+    SESSION,
+    answer,
+    handle,
+    say,
+    session_stack,
+    wake,
+)
 from tests.kit.llm_api import http_error, reply, tool_call
 from tests.kit.waiting import eventually, eventually_async
 
@@ -99,28 +109,34 @@ async def test_a_follow_up_during_a_tool_reaches_the_next_model_request(bus, wor
         await say(bus, "also mention the weather", 2)
         final = await answer(bus)
     assert final.text == "Done, and I saw your update."
+    assert final.settles == 2  # the question and the follow-up it took in
     assert len(llm.requests) == 2
     assert llm.requests[1].last_user_text == "[Interrupted Follow-up]\nalso mention the weather"
     events = await history(bus)
     folded = [e for e in events if isinstance(e, UserMessage) and e.follow_ups]
     assert [f.follow_ups for f in folded] == [[2]]
     assert sum(isinstance(e, TurnStarted) for e in events) == 1  # not a second turn
+    outputs = await bus.stored(subjects.OUT_CLI_STREAM, OUT, OUTPUT)
+    reactions = [(o.out_id, o.emoji) for o in outputs if isinstance(o, SetReaction)]
+    assert reactions == [(subjects.reaction_out_id(2), "👀")]  # the follow-up only
 
 
 async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, workdir, nats_access):
     pid_file = workdir / "workspaces" / CONV / "pid"
     async with session_stack(
-        bus, workdir, nats_access, tool_call("shell", {"command": "echo $$ > pid; sleep 30"})
+        bus, workdir, nats_access, tool_call("shell", {"command": "echo $$ > pid; sleep 30; true"})
     ) as llm:
         await say(bus, "wait a long time", 1)
         await eventually(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
-        pid = int(pid_file.read_text())
+        group = _group_of(int(pid_file.read_text()))
+        await eventually(lambda: len(_members(group)) >= 2, 5)  # the shell and its sleep
         await control(bus, CancelTurn(session_id=SESSION, input_seq=2, chat=CHAT))
         final = await answer(bus)
-        await eventually(lambda: not _alive(pid), timeout_s=2)
+        await eventually(lambda: not _members(group), timeout_s=2, what="the group gone")
         await control(bus, CancelTurn(session_id=SESSION, input_seq=3, chat=CHAT))
         nothing = await answer(bus)
     assert final.text == "⏹ Cancelled."
+    assert final.settles == 2  # the question and the /cancel
     assert final.out_id == subjects.answer_out_id(T1)
     assert nothing.text == "Nothing is running."
     assert len(llm.requests) == 1
@@ -136,12 +152,27 @@ async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, wor
     assert (events[-1].outcome, events[-1].cancel_seq) == ("cancelled", 2)
 
 
-def _alive(pid: int) -> bool:
+def _stat(path: Path) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return path.read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _group_of(pid: int) -> int:
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    assert fields is not None
+    return int(fields[2])
+
+
+def _members(group: int) -> list[int]:
+    """The live (not zombie) processes of a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(entry / "stat") if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 async def test_continue_resumes_a_recoverable_failure_and_only_that(bus, workdir, nats_access):

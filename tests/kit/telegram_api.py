@@ -1,11 +1,12 @@
 """A Telegram Bot API server speaking the wire as aiogram 3 and delivery's httpx client call it.
 
 `POST /bot<token>/<method>` for getMe, deleteWebhook, setMyCommands, getUpdates (long poll with
-offsets), sendMessage, editMessageText and sendChatAction, with Telegram's checks and envelopes
-(`{"ok": false, "error_code": N, "description": ...}`); a wrong token is 401, any other method 404.
-Tests act as a user (`user_says`, `user_sends`, `replay`), inject faults (`fail_next`, `delay`) and
-read what the bot did: `sent` (sends and edits), `next_sent()`, `transcript()`, `actions()`,
-`calls` (every request with its decoded parameters) and `confirmed_offset`.
+offsets), sendMessage, editMessageText, sendChatAction and setMessageReaction, with Telegram's
+checks and envelopes (`{"ok": false, "error_code": N, "description": ...}`); a wrong token is 401,
+any other method 404. Tests act as a user (`user_says`, `user_sends`, `replay`, `message_id`),
+inject faults (`fail_next`, `delay`) and read what the bot did: `sent` (sends and edits),
+`next_sent()`, `transcript()`, `actions()`, `reactions()`, `calls` (every request with its decoded
+parameters) and `confirmed_offset`.
 """
 
 import asyncio
@@ -36,6 +37,7 @@ from tests.kit.telegram_wire import (
     SendChatAction,
     SendMessage,
     SentMessage,
+    SetMessageReaction,
     checked,
     default_chat,
     now_s,
@@ -67,6 +69,7 @@ class TelegramAPIServer:
         self._latest: dict[tuple[int, int], SentMessage] = {}
         self._untaken: list[int] = []  # indices into `sent` that next_sent has not returned
         self._actions: list[tuple[int, str]] = []
+        self._reactions: list[tuple[int, int, str]] = []  # chat, message, emoji
         self._sent_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._polls = 0
@@ -148,6 +151,14 @@ class TelegramAPIServer:
         self.replay(update_id)
         return update_id
 
+    def message_id(self, update_id: int) -> int:
+        """The message_id of the user's message queued as `update_id`."""
+        message = self._queued[update_id]["message"]
+        assert isinstance(message, dict)
+        message_id = message["message_id"]
+        assert isinstance(message_id, int)
+        return message_id
+
     def replay(self, update_id: int) -> None:
         """Offer a queued update again, as if Telegram had lost its confirmation."""
         if all(pending_id != update_id for pending_id, _ in self._pending):
@@ -184,6 +195,10 @@ class TelegramAPIServer:
     def actions(self, chat_id: int) -> list[str]:
         """The chat actions (`typing`, ...) sent to a chat, in order."""
         return [action for chat, action in self._actions if chat == chat_id]
+
+    def reactions(self, chat_id: int) -> list[tuple[int, str]]:
+        """The reactions the bot set in a chat as `(message_id, emoji)`, in order; no removals."""
+        return [(message, emoji) for chat, message, emoji in self._reactions if chat == chat_id]
 
     def transcript(self, chat_id: int) -> list[str]:
         """The bot's messages in a chat as the user sees them now (edits applied), oldest first."""
@@ -246,6 +261,8 @@ class TelegramAPIServer:
                 action = typed(params, SendChatAction)
                 self._actions.append((action.chat_id, action.action))
                 return True
+            case "setmessagereaction":
+                return self._set_message_reaction(typed(params, SetMessageReaction))
             case _:
                 raise BotApiError(404, "Not Found")
 
@@ -290,6 +307,17 @@ class TelegramAPIServer:
         )
         self._accept(sent)
         return self._message(sent)
+
+    def _set_message_reaction(self, params: SetMessageReaction) -> bool:
+        """Telegram's checks for a bot: one reaction at most, a real emoji; the message is not
+        looked up (a test reacts to any id it likes; a missing message is a `fail_next`)."""
+        if len(params.reaction) > 1:
+            raise BotApiError(400, "Bad Request: REACTIONS_TOO_MANY")
+        if any(not reaction.emoji.strip() for reaction in params.reaction):
+            raise BotApiError(400, "Bad Request: REACTION_INVALID")
+        for reaction in params.reaction:
+            self._reactions.append((params.chat_id, params.message_id, reaction.emoji))
+        return True
 
     def _edit_message_text(self, params: EditMessageText) -> dict[str, object]:
         entities = checked(params.text, params.entities)

@@ -91,6 +91,20 @@ class SendChatAction(Params, frozen=True, kw_only=True):
     message_thread_id: int | None = None
 
 
+class ReactionTypeEmoji(msgspec.Struct, frozen=True, kw_only=True):
+    """The one ReactionType the kit accepts; custom emoji and paid reactions are refused."""
+
+    type: Literal["emoji"]  # required on the wire, so a plain field rather than a msgspec tag
+    emoji: str
+
+
+class SetMessageReaction(Params, frozen=True, kw_only=True):
+    chat_id: int
+    message_id: int
+    reaction: list[ReactionTypeEmoji] = msgspec.field(default_factory=list)  # none: removes
+    is_big: bool = False
+
+
 class Fault(msgspec.Struct, frozen=True, kw_only=True):
     status: int
     description: str

@@ -10,10 +10,12 @@ from services.delivery.bot_api import (
     FloodWaitError,
     HttpTelegramApi,
     MessageEntity,
+    ReactionTypeEmoji,
     RejectedError,
     ReplyParameters,
     SendChatAction,
     SendMessage,
+    SetMessageReaction,
 )
 from shared.errors import InputError, TransientError
 
@@ -71,6 +73,28 @@ async def test_send_chat_action_sends_typing_with_a_10_s_timeout():
     assert request.url.path.endswith("/sendChatAction")
     assert msgspec.json.decode(request.content) == {"chat_id": 42, "action": "typing"}
     assert request.extensions["timeout"]["read"] == 10.0
+
+
+async def test_set_message_reaction_sends_one_emoji_reaction():
+    seen: list[httpx.Request] = []
+    api = api_answering(200, {"ok": True, "result": True}, seen)
+    eyes = (ReactionTypeEmoji(emoji="👀"),)
+    await api.set_message_reaction(SetMessageReaction(chat_id=42, message_id=5, reaction=eyes))
+    [request] = seen
+    assert request.url.path.endswith("/setMessageReaction")
+    assert msgspec.json.decode(request.content) == {
+        "chat_id": 42,
+        "message_id": 5,
+        "reaction": [{"type": "emoji", "emoji": "👀"}],
+    }
+    assert request.extensions["timeout"]["read"] == 10.0
+
+
+async def test_a_refused_reaction_is_permanent():
+    api = api_answering(400, refusal(400, "Bad Request: REACTION_INVALID"))
+    eyes = (ReactionTypeEmoji(emoji="👀"),)
+    with pytest.raises(RejectedError, match="REACTION_INVALID"):
+        await api.set_message_reaction(SetMessageReaction(chat_id=42, message_id=5, reaction=eyes))
 
 
 async def test_429_is_a_flood_wait_with_retry_after():

@@ -1,11 +1,17 @@
 """Typing loops: repeated while a turn runs, ended by its answer, by stop, or by the cap.
 
-The Bot API is a recording fake of the `TelegramApi` seam; its `sendMessage` is never called here.
+The Bot API is a recording fake of the `TelegramApi` seam; its `sendMessage` and
+`setMessageReaction` are never called here.
 """
 
 import asyncio
 
-from services.delivery.bot_api import RejectedError, SendChatAction, SendMessage
+from services.delivery.bot_api import (
+    RejectedError,
+    SendChatAction,
+    SendMessage,
+    SetMessageReaction,
+)
 from services.delivery.typing_indicator import TypingIndicators
 from shared.errors import TransientError
 from tests.kit.waiting import eventually
@@ -27,6 +33,9 @@ class RecordingApi:
         self.actions.append(request)
         if self.failures:
             raise self.failures.pop(0)
+
+    async def set_message_reaction(self, request: SetMessageReaction) -> None:
+        raise AssertionError(f"unexpected setMessageReaction in {request.chat_id}")
 
 
 async def test_typing_repeats_until_the_turn_ends():

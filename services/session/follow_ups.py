@@ -1,0 +1,68 @@
+"""Follow-ups (SPEC §3.5): messages that come while a turn runs are acknowledged at once (👀)
+and taken into the turn at its next safe boundary, one user message for all of them."""
+
+import contextlib
+import logging
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+import nats.errors
+
+from services.session.inbox import Entry
+from shared import bus, subjects
+from shared.ids import TurnId
+from shared.messages.history import UserMessage
+from shared.messages.outbound import SetReaction
+from shared.messages.session import HandleMessage
+
+if TYPE_CHECKING:
+    from services.session.actor import SessionActor
+
+FOLLOW_UP_REACTION = "👀"
+log = logging.getLogger(__name__)
+
+
+async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
+    """Take the follow-ups waiting into the turn (SPEC §3.5), one user message for all."""
+    entries = actor.inbox.follow_ups()
+    if not entries:
+        return
+    await actor.history.append(folded(turn_id, entries, tag=True))
+    for entry in entries:
+        actor.inbox.done(entry)
+    if actor.running is not None:
+        actor.running.settles += len(entries)
+    log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
+
+
+def folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
+    messages = [e.input for e in entries if isinstance(e.input, HandleMessage)]
+    seqs = [m.input_seq for m in messages]
+    if len(messages) == 1:
+        text = messages[0].message.text
+        if tag:
+            text = "[Interrupted Follow-up]\n" + text
+    else:
+        parts = ["[Queued User Updates]"]
+        for n, message in enumerate(messages, 1):
+            at = message.message.received_at.astimezone(UTC).strftime("%H:%M:%S")
+            parts.append(f"--- update {n} of {len(messages)} ({at}) ---")
+            parts.append(message.message.text)
+        text = "\n".join(parts)
+    return UserMessage(
+        turn_id=turn_id, text=text, sender=messages[0].message.sender, follow_ups=seqs
+    )
+
+
+async def acknowledge(actor: "SessionActor", message: HandleMessage) -> None:
+    """👀 on a follow-up read during a turn (SPEC §3.5, §12.5): it is taken in at the next step."""
+    received = message.message
+    reaction = SetReaction(
+        chat=received.chat,
+        out_id=subjects.reaction_out_id(message.input_seq),
+        message_id=received.platform_message_id or 0,
+        emoji=FOLLOW_UP_REACTION,
+    )
+    outbound = subjects.outbound(received.chat.channel, received.chat.conversation_id)
+    with contextlib.suppress(TimeoutError, nats.errors.Error):
+        await bus.publish(actor.conn, outbound, reaction, msg_id=reaction.out_id)
