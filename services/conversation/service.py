@@ -13,6 +13,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+import nats.errors
 from nats.errors import NoRespondersError
 from nats.js.kv import KeyValue
 
@@ -25,6 +26,7 @@ from shared.lifecycle import Runtime
 from shared.messages.inbound import INBOUND, MessageReceived
 from shared.messages.outbound import SendReply
 from shared.messages.session import (
+    NUDGE_TAKEN,
     STATUS,
     CancelTurn,
     ContinueTurn,
@@ -36,6 +38,7 @@ from shared.messages.session import (
 )
 
 VERSION = "0.1.0"
+NUDGE_TIMEOUT_S = 0.5  # a live session answers in a millisecond; else the wake is the way
 STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
 log = logging.getLogger(__name__)
 
@@ -141,9 +144,9 @@ class Router:
         await self.send(handle)
 
     async def send(self, message: SessionInput) -> None:
-        """A session input, stored once per inbound message (`in:<seq>`), then a wake for
-        whichever replica takes the session and a nudge for its live actor, if any; both name
-        the input's sequence, so the actor reads exactly that far."""
+        """A session input, stored once per inbound message (`in:<seq>`), then a nudge for the
+        session's live actor; when no process says it holds one, a wake for whichever replica
+        takes the session. Both name the input's sequence, so the actor reads exactly that far."""
         session = message.session_id
         stored = await bus.publish(
             self.conn,
@@ -151,11 +154,8 @@ class Router:
             message,
             msg_id=subjects.session_input_msg_id(message.input_seq),
         )
-        nudge = NudgeSession(session_id=session, seq=stored.seq)
-        await asyncio.gather(
-            bus.wake(self.conn, session, subjects.wake_msg_id(message.input_seq), stored.seq),
-            self.conn.nc.publish(subjects.session_control(session), bus.encode(nudge)),
-        )
+        if not await self.nudged(session, stored.seq):
+            await bus.wake(self.conn, session, subjects.wake_msg_id(message.input_seq), stored.seq)
         log.info(
             "sent to session",
             extra={
@@ -164,6 +164,18 @@ class Router:
                 "input": type(message).__name__,
             },
         )
+
+    async def nudged(self, session: SessionId, seq: int) -> bool:
+        """Did the process holding the session's live actor take the nudge? (No answer, an
+        answer of another process first, or bad data: no, and the caller wakes the session.)"""
+        nudge = bus.encode(NudgeSession(session_id=session, seq=seq))
+        subject = subjects.session_control(session)
+        try:
+            answer = await self.conn.nc.request(subject, nudge, timeout=NUDGE_TIMEOUT_S)
+        except (NoRespondersError, TimeoutError, nats.errors.Error):
+            return False
+        taken = await bus.decoded(self.conn, NUDGE_TAKEN, answer.data, subject)
+        return taken is not None and taken.held
 
     async def session_status(self, session: SessionId) -> SessionStatus | None:
         """The session's part of `/status`, or None when no session service answers in time."""

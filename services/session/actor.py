@@ -78,7 +78,7 @@ class SessionActor:
         self.was_cut = False  # cancelled in the middle of a turn (SIGTERM past the grace)
         self.task: asyncio.Task[None] | None = None
         self._replies: set[asyncio.Task[None]] = set()
-        self._head_write: asyncio.Task[None] | None = None
+        self.next_journal: Journal | None = None  # the running turn's, until it is written
         self.renewed_at = asyncio.get_running_loop().time()  # the lease was just taken
 
     async def live(self) -> None:
@@ -94,8 +94,6 @@ class SessionActor:
             keeper.cancel()
             listener.cancel()
             self.pool.actors.pop(self.session_id, None)
-            if self._head_write is not None and self.is_fenced:
-                self._head_write.cancel()
             await self.results.close()
             await asyncio.shield(self.give_up())
 
@@ -263,12 +261,13 @@ class SessionActor:
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
 
-    def journal_turn(
+    def journal_for(
         self, turn_id: TurnId, chat: Chat, settings: ConversationSettings, *, takeovers: int
-    ) -> None:
-        """Record a turn that starts (or is taken over), with the inputs taken so far. The write
-        runs beside the model call; the next head write and the answer wait for it."""
-        journal = Journal(
+    ) -> Journal:
+        """A turn's journal as it starts (or is taken over). A new turn's is kept in memory
+        until its first tool calls: until then its history says all a new owner needs (the
+        input is still past the cursor), so a text turn writes no head at all."""
+        return Journal(
             turn_id=turn_id,
             phase="calling_model",
             hist_seq=self.history.last_seq,
@@ -277,36 +276,24 @@ class SessionActor:
             chat=chat,
             settings=settings,
         )
+
+    async def write_journal(self, journal: Journal) -> None:
+        """Store the journal, with the inputs taken so far."""
         started_at = self.held.head.started_at or datetime.now(UTC)
-        changes = {"cursor": self.inbox.cursor, "journal": journal, "started_at": started_at}
-        previous = self._head_write
-
-        async def write() -> None:
-            if previous is not None:
-                await previous
-            await self._store(**changes)
-
-        self._head_write = asyncio.create_task(write())
-
-    async def head_written(self) -> None:
-        """Wait for the head write in flight (a fencing error surfaces here)."""
-        task, self._head_write = self._head_write, None
-        if task is not None:
-            await task
+        await self.store_head(cursor=self.inbox.cursor, journal=journal, started_at=started_at)
 
     async def journal_batch(self, calls: list[CallEntry]) -> None:
         """Record a group of calls as sent before they go out (the ledger of a takeover)."""
+        running = self.running
         journal = self.held.head.journal
-        if journal is None:
+        if running is not None and (journal is None or journal.turn_id != running.turn_id):
+            journal = self.next_journal
+        if running is None or journal is None or journal.turn_id != running.turn_id:
             return
         changes = {"phase": "running_tools", "batch": calls, "hist_seq": self.history.last_seq}
-        await self.store_head(journal=msgspec.structs.replace(journal, **changes))
+        await self.write_journal(msgspec.structs.replace(journal, **changes))
 
     async def store_head(self, **changes: object) -> None:
-        await self.head_written()
-        await self._store(**changes)
-
-    async def _store(self, **changes: object) -> None:
         kv = self.pool.stores.heads
         self.held = await heads.store(kv, self.session_id, self.held, **changes)
 

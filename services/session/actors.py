@@ -23,7 +23,7 @@ from services.session.actor import SessionActor
 from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
-from shared.messages.session import CONTROL, NudgeSession, StatusQuery, WakeSession
+from shared.messages.session import CONTROL, NudgeSession, NudgeTaken, StatusQuery, WakeSession
 from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
 
 CATALOG_TIMEOUT_S = 5.0
@@ -101,8 +101,8 @@ class ActorPool:
             return
         actor = self.actors.get(found.session_id)
         match found:
-            case NudgeSession(seq=seq) if actor is not None:
-                actor.signal(seq)
+            case NudgeSession():
+                await self.nudge(found, msg)
             case StatusQuery() if msg.reply and actor is not None:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.respond(bus.encode(status.of_actor(actor)))
@@ -114,6 +114,18 @@ class ActorPool:
                     await msg.respond(bus.encode(status.of_head(session_id, held)))
             case _:
                 pass
+
+    async def nudge(self, nudge: NudgeSession, msg: Msg) -> None:
+        """Signal the actor, if it lives here, and say so: the sender wakes the session only
+        when nobody holds it (a stopping actor does not count: the next owner needs the wake)."""
+        actor = self.actors.get(nudge.session_id)
+        if actor is not None:
+            actor.signal(nudge.seq)
+        if msg.reply:
+            is_held = actor is not None and not actor.is_stopping
+            answer = NudgeTaken(session_id=nudge.session_id, held=is_held)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.respond(bus.encode(answer))
 
     async def watch_leases(self) -> None:
         """Wake every session whose lease expired: its owner died without letting go (a release

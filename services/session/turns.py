@@ -71,7 +71,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
         await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
         await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
         actor.inbox.done(entry)
-        actor.journal_turn(turn_id, chat, message.settings, takeovers=0)
+        actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
 
     outbound = subjects.outbound(chat.channel, chat.conversation_id)
     _, _, tools = await together(
@@ -110,8 +110,7 @@ async def continue_turn(actor: "SessionActor", entry: Entry, message: ContinueTu
     actor.begin_running(turn_id, settles=0)  # `▶️ Continuing…` answered the input
     started = TurnStarted(turn_id=turn_id, input_seq=message.input_seq, continues=last.turn_id)
     await actor.history.append(started)
-    actor.journal_turn(turn_id, chat, message.settings, takeovers=0)
-    await actor.head_written()
+    actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
     tools = await actor.pool.tools(message.settings.workspace.pool)
     plan = Plan(turn_id=turn_id, number=number, chat=chat, settings=message.settings)
     await drive(actor, plan, tools)
@@ -135,8 +134,7 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
         takeovers += 1
     log.warning("resuming turn %s (takeover %d)", turn_id, takeovers)
     actor.begin_running(turn_id)
-    actor.journal_turn(turn_id, chat, settings, takeovers=takeovers)
-    await actor.head_written()
+    await actor.write_journal(actor.journal_for(turn_id, chat, settings, takeovers=takeovers))
     if takeovers >= MAX_TAKEOVERS:
         ending = turn_loop.Ending(
             text=failures.restarts(), outcome="failed", error="restarts", can_continue=True
@@ -268,7 +266,6 @@ async def finish(
     actor: "SessionActor", turn_id: TurnId, chat: Chat, ending: turn_loop.Ending
 ) -> None:
     """Publish the answer (or the failure text), then record the turn's end."""
-    await actor.head_written()  # a stale owner learns it here, before it says anything
     await actor.ensure_lease()
     answer = SendReply(
         chat=chat,
@@ -291,7 +288,6 @@ async def finish(
 
 async def cancelled(actor: "SessionActor", turn_id: TurnId, chat: Chat) -> None:
     """Record the cancellation and the messages queued before it, then confirm (SPEC §3.6)."""
-    await actor.head_written()
     await actor.ensure_lease()
     running = actor.running
     assert running is not None

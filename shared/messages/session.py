@@ -57,11 +57,20 @@ class WakeSession(BusMessage, frozen=True, kw_only=True, tag="wake_session"):
 
 
 class NudgeSession(BusMessage, frozen=True, kw_only=True, tag="nudge_session"):
-    """Core, no reply: input is waiting in SC_SESS (sent after its wake); the live actor reads it
-    at once, so a follow-up or a cancel reaches a running turn without waiting for it to end."""
+    """Core request: input is waiting in SC_SESS; the live actor reads it at once, so a follow-up
+    or a cancel reaches a running turn without waiting for it to end. Every session process
+    answers (NudgeTaken); unless one says it holds the actor, a wake follows."""
 
     session_id: SessionIdField
     seq: int = 0  # the SC_SESS sequence of the input (0: unknown, read until nothing is left)
+
+
+class NudgeTaken(BusMessage, frozen=True, kw_only=True, tag="nudge_taken"):
+    """The answer to a NudgeSession sent as a request: does this process hold the session's
+    live actor (which reads the input now, so no wake is needed)?"""
+
+    session_id: SessionIdField
+    held: bool
 
 
 class StatusQuery(BusMessage, frozen=True, kw_only=True, tag="status_query"):
@@ -94,3 +103,4 @@ SESSION_INPUT: msgspec.json.Decoder[SessionInput] = msgspec.json.Decoder(Session
 Control = NudgeSession | StatusQuery
 CONTROL: msgspec.json.Decoder[Control] = msgspec.json.Decoder(Control)
 STATUS: msgspec.json.Decoder[SessionStatus] = msgspec.json.Decoder(SessionStatus)
+NUDGE_TAKEN: msgspec.json.Decoder[NudgeTaken] = msgspec.json.Decoder(NudgeTaken)
