@@ -163,6 +163,7 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
         + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.SESSION_BUCKET))
         + allow(key_value_watch(subjects.LEASE_BUCKET))
         + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}")
+        + allow(ordered(subjects.SESSION_STREAM))
         + allow(subjects.TOOL_CANCEL_ALL),
         subscribe=serving + allow(subjects.SESSION_CONTROL_ALL),
         allow_responses=True,

@@ -95,6 +95,7 @@ class SessionActor:
             listener.cancel()
             self.pool.actors.pop(self.session_id, None)
             await self.results.close()
+            await self.inbox.close()
             await asyncio.shield(self.give_up())
 
     def stop(self) -> None:
@@ -156,8 +157,10 @@ class SessionActor:
         self.history = await history_store.load(self.conn, self.session_id)
         self.history.guard = self.ensure_lease
         self.consumed = inbox.consumed(self.history.events)
+        await self.inbox.close()
         self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
         await self.inbox.read()
+        await self.inbox.follow(self.take_controls)
         if self.history.bad_seqs:
             await self.mark_broken()
         opened = turns.open_turn(self)

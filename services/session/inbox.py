@@ -1,17 +1,25 @@
 """A session's inputs past its cursor, as its actor reads them from SC_SESS.
 
-Inputs are read (`get_msg`, next by subject) when the actor is nudged (a NudgeSession on its
-control subject, or a wake this process pulled), not after every turn: a turn costs no extra
-round trip to learn that nothing more came. An input is *done* once its effect is recorded
-(a turn started, a follow-up folded in, a cancel carried out, a reply sent); controls may be
-done ahead of earlier inputs. The cursor stored in the head is the end of the done prefix, so a
-new owner re-reads only what may not be done; history tells it what was (`consumed`).
+When the actor takes the session, the inputs past the cursor are read (`get_msg`, next by
+subject, until nothing is left); from then on they are pushed to it by an ordered consumer as
+they are stored, so a turn costs no request to fetch its input. A wake or nudge without a
+sequence makes it read once more (a consumer that lost its place is caught up that way).
+
+An input is *done* once its effect is recorded (a turn started, a follow-up folded in, a cancel
+carried out, a reply sent); controls may be done ahead of earlier inputs. The cursor stored in
+the head is the end of the done prefix, so a new owner re-reads only what may not be done;
+history tells it what was (`consumed`).
 """
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 
 import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared import bus, subjects
@@ -30,6 +38,10 @@ class Entry(msgspec.Struct, kw_only=True):
     done: bool = False
 
 
+def _nothing() -> None:
+    return None
+
+
 class Inbox:
     """The inputs read and not yet part of the done prefix, oldest first."""
 
@@ -42,6 +54,46 @@ class Inbox:
         self.announced = 0  # the newest input seq a nudge named
         self.arrived = asyncio.Event()  # set when a read finds new inputs
         self._reading = asyncio.Lock()
+        self._sub: Subscription | None = None
+        self._on_new: Callable[[], None] = _nothing
+
+    async def follow(self, on_new: Callable[[], None]) -> None:
+        """From now on, inputs stored past what was read are pushed here as they are stored
+        (an ordered consumer from the next sequence): no request per input. `on_new` runs
+        after each, so a control reaches a running turn at once."""
+        self._on_new = on_new
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.seen + 1
+        )
+        self._sub = await self.conn.js.subscribe(
+            subjects.session_input(self.session_id),
+            stream=subjects.SESSION_STREAM,
+            ordered_consumer=True,
+            config=config,
+            cb=self._pushed,
+        )
+
+    async def close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _pushed(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        message = await bus.decoded(self.conn, SESSION_INPUT, msg.data, msg.subject, seq)
+        trace = (msg.headers or {}).get(subjects.TRACE_HEADER, "-")
+        async with self._reading:
+            if seq > self.seen:
+                self._add(Entry(seq=seq, input=message, trace=trace))
+        self._on_new()
+
+    def _add(self, entry: Entry) -> None:
+        self.seen = entry.seq
+        self.entries.append(entry)
+        if entry.input is None:  # bad data, reported as it was read: nothing to do
+            self.done(entry)
+        self.arrived.set()  # the actor may start on it while the rest is read
 
     def announce(self, seq: int) -> None:
         """A nudge named the input stored at `seq`."""
@@ -57,11 +109,7 @@ class Inbox:
                 entry = await self._next(self.seen)
                 if entry is None:
                     break
-                self.seen = entry.seq
-                self.entries.append(entry)
-                if entry.input is None:  # bad data, reported as it was read: nothing to do
-                    self.done(entry)
-                self.arrived.set()  # the actor may start on it while the rest is read
+                self._add(entry)
                 found = True
             return found
 
