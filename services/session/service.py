@@ -31,6 +31,9 @@ from shared.messages.session import WAKE
 
 VERSION = "0.1.0"
 HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+# Many sessions call the same provider at once: keep their connections (httpx keeps 20 by
+# default, and a new TLS connection per model call costs more than the call's bookkeeping).
+HTTP_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 _OWNER: msgspec.json.Decoder[lease.Owner] = msgspec.json.Decoder(lease.Owner)
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     async with (
         bus.connected(runtime.bus, "session") as conn,
-        httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
+        httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as http,
     ):
         stores = Stores(
             leases=await bus.bucket(conn, subjects.LEASE_BUCKET),
