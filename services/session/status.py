@@ -19,7 +19,7 @@ from shared.messages.history import (
     TurnStarted,
     Usage,
 )
-from shared.messages.session import SessionStatus
+from shared.messages.session import SessionState, SessionStatus
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
@@ -47,26 +47,25 @@ def can_continue(events: Sequence[HistoryEvent]) -> bool:
 def of_actor(actor: "SessionActor") -> SessionStatus:
     events = actor.history.events
     head = actor.held.head
-    common = {
-        "session_id": actor.session_id,
-        "session_type": head.session_type,
-        "turns": sum(isinstance(e, TurnStarted) for e in events),
-        "started_at": head.started_at,
-        "usage": usage_of(events),
-    }
     running = actor.running
+    state: SessionState = "failed" if can_continue(events) else "idle"
+    activity, running_s = "", None
     if head.broken:
-        return SessionStatus(state="broken", broken_reason=head.broken, **common)  # type: ignore[arg-type]
-    if running is not None:
-        elapsed_s = asyncio.get_running_loop().time() - running.started_at
-        return SessionStatus(
-            state="running",
-            running_s=elapsed_s,
-            activity=running.activity,
-            **common,  # type: ignore[arg-type]
-        )
-    state = "failed" if can_continue(events) else "idle"
-    return SessionStatus(state=state, **common)  # type: ignore[arg-type]
+        state = "broken"
+    elif running is not None:
+        state, activity = "running", running.activity
+        running_s = asyncio.get_running_loop().time() - running.started_at
+    return SessionStatus(
+        session_id=actor.session_id,
+        session_type=head.session_type,
+        state=state,
+        turns=sum(isinstance(e, TurnStarted) for e in events),
+        started_at=head.started_at,
+        running_s=running_s,
+        activity=activity,
+        usage=usage_of(events),
+        broken_reason=head.broken,
+    )
 
 
 def of_head(session_id: SessionId, held: Held) -> SessionStatus:
@@ -74,14 +73,14 @@ def of_head(session_id: SessionId, held: Held) -> SessionStatus:
     head = held.head
     if not held.revision:
         return SessionStatus(session_id=session_id, state="new")
-    state = "broken" if head.broken else "failed" if head.can_continue else "idle"
+    state: SessionState = "broken" if head.broken else "failed" if head.can_continue else "idle"
     activity = ""
     if head.journal is not None and not head.broken:
         state, activity = "running", "recovering"
     return SessionStatus(
         session_id=session_id,
         session_type=head.session_type,
-        state=state,  # type: ignore[arg-type]
+        state=state,
         turns=head.turns,
         started_at=head.started_at,
         activity=activity,
