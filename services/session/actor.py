@@ -285,12 +285,18 @@ class SessionActor:
         started_at = self.held.head.started_at or datetime.now(UTC)
         await self.store_head(cursor=self.inbox.cursor, journal=journal, started_at=started_at)
 
+    def turn_journal(self) -> Journal | None:
+        """The latest turn's journal: as stored when the head holds that turn's, else as kept in
+        memory (a turn that has sent no tool call yet)."""
+        stored, pending = self.held.head.journal, self.next_journal
+        if pending is not None and (stored is None or stored.turn_id != pending.turn_id):
+            return pending
+        return stored
+
     async def journal_batch(self, calls: list[CallEntry]) -> None:
         """Record a group of calls as sent before they go out (the ledger of a takeover)."""
         running = self.running
-        journal = self.held.head.journal
-        if running is not None and (journal is None or journal.turn_id != running.turn_id):
-            journal = self.next_journal
+        journal = self.turn_journal()
         if running is None or journal is None or journal.turn_id != running.turn_id:
             return
         changes = {"phase": "running_tools", "batch": calls, "hist_seq": self.history.last_seq}

@@ -92,10 +92,7 @@ def of_head(session_id: SessionId, held: Held) -> SessionStatus:
 def closing(actor: "SessionActor", *, handed_over: bool) -> dict[str, object]:
     """The head's changes when the actor lets the session go."""
     events = actor.history.events
-    journal = actor.held.head.journal
-    pending = actor.next_journal  # a turn that sent no tool call yet has not written its own
-    if pending is not None and (journal is None or journal.turn_id != pending.turn_id):
-        journal = pending
+    journal = actor.turn_journal()
     if journal is not None and handed_over:
         journal = msgspec.structs.replace(journal, handed_over=True)
     elif not handed_over:

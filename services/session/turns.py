@@ -134,7 +134,8 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
         takeovers += 1
     log.warning("resuming turn %s (takeover %d)", turn_id, takeovers)
     actor.begin_running(turn_id)
-    await actor.write_journal(actor.journal_for(turn_id, chat, settings, takeovers=takeovers))
+    actor.next_journal = actor.journal_for(turn_id, chat, settings, takeovers=takeovers)
+    await actor.write_journal(actor.next_journal)
     if takeovers >= MAX_TAKEOVERS:
         ending = turn_loop.Ending(
             text=failures.restarts(), outcome="failed", error="restarts", can_continue=True
