@@ -16,7 +16,7 @@ import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
-from nats.js.kv import KV_PURGE, KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.session import heads, lease, status
 from services.session.actor import SessionActor
@@ -128,24 +128,35 @@ class ActorPool:
                 await msg.respond(bus.encode(answer))
 
     async def watch_leases(self) -> None:
-        """Wake every session whose lease expired: its owner died without letting go (a release
-        is a delete, not an expiry), with a turn running or input it took the wake of; a wake
-        that finds nothing to do costs one idle actor."""
+        """Wake every session whose lease expired: its owner died without letting go, with a
+        turn running or input it took the wake of; a wake that finds nothing to do costs one
+        idle actor. An expiry is a `MaxAge` marker after a live lease; the server places the
+        same marker when a release (a delete) ages out, which is no death and wakes nothing."""
         watcher = await self.stores.leases.watchall(meta_only=True)
+        held: set[str] = set()  # keys whose last entry is a live lease
         try:
             async for entry in watcher:
-                if entry is None or entry.operation != KV_PURGE:
-                    continue  # the end of the initial values, a write or a release
-                session_id = SessionId(entry.key.removeprefix(subjects.session_lease_key("")))
-                if session_id in self.actors:
+                if entry is None:
+                    continue  # the end of the initial values
+                if entry.operation not in (KV_DEL, KV_PURGE):
+                    held.add(entry.key)
                     continue
-                log.warning("the lease of %s expired; waking it", session_id)
-                rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
-                with contextlib.suppress(TimeoutError, nats.errors.Error):
-                    await bus.wake(self.conn, session_id, rewake)
+                was_held = entry.key in held
+                held.discard(entry.key)
+                if was_held and entry.operation == KV_PURGE:
+                    await self.wake_expired(entry)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def wake_expired(self, entry: KeyValue.Entry) -> None:
+        session_id = SessionId(entry.key.removeprefix(subjects.session_lease_key("")))
+        if session_id in self.actors:
+            return
+        log.warning("the lease of %s expired; waking it", session_id)
+        rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await bus.wake(self.conn, session_id, rewake)
 
     async def finish(self, grace_s: float) -> None:
         """Let each actor end the step it is in for up to `grace_s`, then cancel it: it records

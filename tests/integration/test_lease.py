@@ -3,11 +3,16 @@
 import asyncio
 import os
 
+import httpx
 from nats.js.api import KeyValueConfig
 
 from services.session import lease
+from services.session.actors import ActorPool, Stores
 from shared import bus as sc_bus
+from shared import config as config_file
 from shared import subjects
+from shared.messages.session import WAKE
+from tests.integration.test_session import config
 from tests.kit.waiting import eventually_async
 
 SLOT_A = "host-a/0123abcd/session/0"
@@ -67,3 +72,32 @@ async def test_an_expired_lease_can_be_taken_by_anyone(bus, nats_access):
         is_renewed = await lease.renew(kv, held)  # the first holder learns it at its renewal
     assert taken.owner == elsewhere
     assert not is_renewed
+
+
+async def test_an_expired_lease_wakes_its_session_and_an_aged_release_does_not(bus, nats_access):
+    """The server marks both a lease that ran out and a release (a delete) that aged out with a
+    `MaxAge` marker; only the first means an owner died."""
+    await bus.js.delete_key_value(subjects.LEASE_BUCKET)  # the same bucket with a 1 s TTL
+    short = KeyValueConfig(bucket=subjects.LEASE_BUCKET, ttl=1.0, limit_marker_ttl=1.0)
+    await bus.js.create_key_value(short)
+    await bus.watch(subjects.WAKES_ALL)
+    owner = lease.Owner(owner_id=SLOT_A, pid=os.getpid())
+    async with sc_bus.connected(nats_access, "session") as conn, httpx.AsyncClient() as http:
+        kv = await sc_bus.bucket(conn, subjects.LEASE_BUCKET)
+        heads = await sc_bus.bucket(conn, subjects.SESSION_BUCKET)
+        settings = config_file.parse(config("http://127.0.0.1:9"), {})
+        actors = ActorPool(conn, settings, http, Stores(leases=kv, heads=heads))
+        watching = asyncio.create_task(actors.watch_leases())
+        entries = await kv.watch(subjects.session_lease_key("released"), meta_only=True)
+        try:
+            released = await lease.acquire(kv, "released", owner)
+            assert released is not None
+            await lease.release(kv, released)
+            seen = [await entries.updates(timeout=5.0) for _ in range(4)]  # put, delete, marker
+            assert [entry.operation for entry in seen if entry] == [None, "DEL", "PURGE"]
+            assert await lease.acquire(kv, "dead", owner) is not None  # never renewed
+            woken = await bus.next(subjects.WAKES_ALL, WAKE, timeout_s=10.0)
+        finally:
+            watching.cancel()
+            await entries.stop()  # type: ignore[no-untyped-call]
+    assert woken.session_id == "dead"  # the first wake: the aged release woke nothing
