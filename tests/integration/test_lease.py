@@ -5,6 +5,7 @@ import os
 
 import httpx
 from nats.js.api import KeyValueConfig
+from nats.js.kv import KeyValue
 
 from services.session import lease
 from services.session.actors import ActorPool, Stores
@@ -93,7 +94,7 @@ async def test_an_expired_lease_wakes_its_session_and_an_aged_release_does_not(b
             released = await lease.acquire(kv, "released", owner)
             assert released is not None
             await lease.release(kv, released)
-            seen = [await entries.updates(timeout=5.0) for _ in range(4)]  # put, delete, marker
+            seen = [await next_update(entries) for _ in range(4)]  # put, delete, marker
             assert [entry.operation for entry in seen if entry] == [None, "DEL", "PURGE"]
             assert await lease.acquire(kv, "dead", owner) is not None  # never renewed
             woken = await bus.next(subjects.WAKES_ALL, WAKE, timeout_s=10.0)
@@ -101,3 +102,9 @@ async def test_an_expired_lease_wakes_its_session_and_an_aged_release_does_not(b
             watching.cancel()
             await entries.stop()  # type: ignore[no-untyped-call]
     assert woken.session_id == "dead"  # the first wake: the aged release woke nothing
+
+
+async def next_update(watcher: KeyValue.KeyWatcher) -> KeyValue.Entry | None:
+    """The watcher's next entry (None marks the end of the initial values)."""
+    entry: KeyValue.Entry | None = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+    return entry
