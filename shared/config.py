@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from shared import variables
 from shared.errors import ConfigError
+from shared.sandbox import SandboxSetting
 
 CURRENT_VERSION = 1
 DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
@@ -35,6 +36,7 @@ BusRole = Literal[
     "observer",
 ]
 BUS_ROLES: tuple[str, ...] = get_args(BusRole)
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _T = TypeVar("_T")
 
 
@@ -46,6 +48,24 @@ class TelegramConfig(ConfigTable, frozen=True, kw_only=True):
     bot_token: Annotated[str, Meta(min_length=1)]
     api_base: str = "https://api.telegram.org"
     allowed_user_ids: list[int] = msgspec.field(default_factory=list)
+    admin_user_ids: list[int] = msgspec.field(default_factory=list)
+
+
+class SandboxConfig(ConfigTable, frozen=True, kw_only=True):
+    """How local commands are confined (SPEC §6.1-§6.5); the mode is per conversation."""
+
+    mode: SandboxSetting = "auto"
+    network: bool = False  # bubblewrap only
+    software_dir: str | None = None
+    software_mount_path: Annotated[str, Meta(pattern=r"^/.")] = "/opt"
+    bwrap_path: Annotated[str, Meta(min_length=1)] = "bwrap"
+    tmp_size_mb: Annotated[int, Meta(ge=1, le=1_048_576)] = 512
+    memory_limit_mb: Annotated[int, Meta(ge=64, le=16_777_216)] = 4096
+    file_size_limit_mb: Annotated[int, Meta(ge=1, le=16_777_216)] = 2048
+    pids_limit: Annotated[int, Meta(ge=8, le=4_194_304)] = 256
+    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = msgspec.field(
+        default_factory=dict
+    )
 
 
 class ModelConfig(ConfigTable, frozen=True, kw_only=True):
@@ -106,6 +126,7 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
     telegram: TelegramConfig | None = None
     agent: AgentConfig = AgentConfig()
+    sandbox: SandboxConfig = SandboxConfig()
     bus: BusConfig = BusConfig()
     logging: LogConfig = LogConfig()
 
@@ -167,6 +188,8 @@ def parse(raw: dict[str, Any], env: dict[str, str], service: str | None = None) 
         expanded["models"] = {name: _model(name, table) for name, table in models.items()}
     config = _convert(expanded, Config, "")
     _cross_check(config)
+    if service in (None, "tools"):  # the one service that mounts it
+        _check_software_dir(config.sandbox)
     return config
 
 
@@ -209,7 +232,7 @@ def secret_values(config: Config) -> list[str]:
     return [value for value in found if not variables.names_in(value)]
 
 
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_AT = re.compile(r"^(?P<what>.*?)(?: - at (?P<is_key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _ENUM = re.compile(r"^Invalid enum value (?P<value>.*)$")
@@ -229,6 +252,8 @@ def _validation_line(message: str, kind: type, prefix: str) -> str:
         what = f"expected one of {choices}, got {found['value']}"
     elif what.startswith("Expected"):
         what = "expected" + what[len("Expected") :]
+    if match and match["is_key"]:
+        what = f"a key: {what}"
     return f"config: {key or '<top level>'}: {what}"
 
 
@@ -268,4 +293,15 @@ def _cross_check(config: Config) -> None:
         raise ConfigError(
             f"config: default_model: {config.default_model!r} is not a configured model "
             f"(configured: {known})"
+        )
+
+
+def _check_software_dir(sandbox: SandboxConfig) -> None:
+    if sandbox.software_dir is None:
+        return
+    path = Path(sandbox.software_dir).expanduser()
+    if not path.is_absolute() or not path.is_dir():
+        raise ConfigError(
+            f"config: sandbox.software_dir: {sandbox.software_dir!r} is not an existing directory "
+            "(an absolute path)"
         )

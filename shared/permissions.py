@@ -112,6 +112,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         "conversation": Permissions(
             publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
             + allow(subjects.SESSION_CONTROL_ALL, subjects.EVENTS_ALL, binds("conversation"))
+            + allow(subjects.tool_probe("*"))
             + allow(key_value(subjects.CONV_BUCKET)),
             subscribe=service("conversation"),
             allow_responses=True,
@@ -119,7 +120,11 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         "session": _session(binds("session"), outputs, service("session")),
         "tools": Permissions(
             publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools")),
-            subscribe=service("tools", subjects.tool_catalog(layout.LOCAL_POOL))
+            subscribe=service(
+                "tools",
+                subjects.tool_catalog(layout.LOCAL_POOL),
+                subjects.tool_probe(layout.LOCAL_POOL),
+            )
             + allow(subjects.TOOL_CANCEL_ALL),
             allow_responses=True,
         ),

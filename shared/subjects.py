@@ -120,6 +120,11 @@ def tool_catalog(pool: str) -> str:
     return f"sc.tool.catalog.{pool}"
 
 
+def tool_probe(pool: str) -> str:
+    """Core request/reply: any runner of the pool says what its host offers (bubblewrap)."""
+    return f"sc.tool.probe.{pool}"
+
+
 def tool_cancel(session_id: str, call_id: str) -> str:
     """Core request/reply: the runner holding the call cancels it (call ids are per session)."""
     return f"sc.ctl.tool.cancel.{session_id}.{call_id}"

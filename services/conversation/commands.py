@@ -5,11 +5,13 @@ from typing import assert_never
 
 import msgspec
 
-from services.conversation.state import ConversationState
+from services.conversation import sandbox_command
+from services.conversation.state import ConversationState, sandbox_setting
 from shared.config import Config
 from shared.ids import SessionId
 from shared.messages.history import Usage
 from shared.messages.session import SessionStatus
+from shared.sandbox import SandboxSupport
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +33,7 @@ def parse(text: str) -> Command | None:
 HELP_LINES = (
     "Stellaclaw — commands",
     "/status — model, context, usage and running work",
+    "/sandbox [mode] — how commands are isolated",
     "/cancel — stop the running turn (/cancel all: background tasks too)",
     "/continue — resume an interrupted or failed turn",
     "/new — start a fresh session (files are kept)",
@@ -65,14 +68,22 @@ def reply(command: Command) -> str:
             return f"Unknown command: /{command.name}. Send /help for the list."
 
 
-def status(state: ConversationState, config: Config, answer: SessionStatus | None) -> str:
-    """`/status`: the conversation's lines and the session's (`answer`, None when none came)."""
+def status(
+    state: ConversationState,
+    config: Config,
+    answer: SessionStatus | None,
+    support: SandboxSupport | None,
+) -> str:
+    """`/status`: the conversation's lines, the session's (`answer`, None when none came) and the
+    sandbox as the pool's probe (`support`, None when no runner answered) resolves it."""
     model = config.models[state.model]
+    setting = sandbox_setting(state, config.sandbox.mode)
     return "\n".join(
         (
             "📊 Status",
             f"Model: {state.model} ({model.provider} · {model.model})",
             *session_lines(state.foreground, answer),
+            sandbox_command.status_line(setting, support),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
         )
     )

@@ -4,9 +4,10 @@ Consumes: SC_IN (`sc.in.<p>.<channel>.<conv>`), one durable per partition, one m
           time (order per conversation; any instance may pull any partition).
 Produces: session inputs (`HandleMessage`, `CancelTurn`, `ContinueTurn` on `sc.sess.<session>`),
           their wakes (SC_WAKE) and nudges (core `sc.ctl.sess.<session>`), status queries
-          (request on `sc.ctl.sess.<session>`), command replies (SC_OUT).
-Owns:     conversation state (KV sc_conv): model, workspace, session bindings; the only reader and
-          writer of sc_conv.
+          (request on `sc.ctl.sess.<session>`), sandbox probes (request on `sc.tool.probe.<pool>`),
+          command replies (SC_OUT).
+Owns:     conversation state (KV sc_conv): model, sandbox mode, workspace, session bindings; the
+          only reader and writer of sc_conv.
 """
 
 import asyncio
@@ -17,12 +18,13 @@ import nats.errors
 from nats.errors import NoRespondersError
 from nats.js.kv import KeyValue
 
-from services.conversation import commands, state, store
+from services.conversation import commands, sandbox_command, state, store
 from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
 from shared.ids import OutId, SessionId
 from shared.lifecycle import Runtime
+from shared.messages.contract import Sender
 from shared.messages.inbound import INBOUND, MessageReceived
 from shared.messages.outbound import SendReply
 from shared.messages.session import (
@@ -36,10 +38,13 @@ from shared.messages.session import (
     SessionStatus,
     StatusQuery,
 )
+from shared.messages.tools import PROBE_REPLY, ProbePool
+from shared.sandbox import SandboxSupport
 
 VERSION = "0.1.0"
 NUDGE_TIMEOUT_S = 0.5  # a live session answers in a millisecond; else the wake is the way
 STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
+PROBE_TIMEOUT_S = 3.0  # a runner answers from what it found at start; silence means none runs
 log = logging.getLogger(__name__)
 
 
@@ -96,11 +101,15 @@ class Router:
         if command is None:
             await self.forward(current, message, in_seq)
             return
-        await self.run_command(command, current, in_seq)
+        await self.run_command(command, current, in_seq, message.sender)
         log.info("answered command", extra={"command": command.name})
 
     async def run_command(
-        self, command: commands.Command, current: state.ConversationState, in_seq: int
+        self,
+        command: commands.Command,
+        current: state.ConversationState,
+        in_seq: int,
+        sender: Sender,
     ) -> None:
         """Cancel and continue go to the session, which alone knows what runs and replies;
         `/new` binds the next session; the rest is answered here."""
@@ -116,7 +125,7 @@ class Router:
                 )
                 await self.send(cancel)
             case "continue":
-                settings = state.settings(current)
+                settings = state.settings(current, self.config.sandbox.mode)
                 await self.send(
                     ContinueTurn(session_id=session, input_seq=in_seq, chat=chat, settings=settings)
                 )
@@ -127,8 +136,9 @@ class Router:
                 )
                 await self.reply(current, in_seq, commands.NEW_SESSION)
             case "status":
-                answer = await self.session_status(session)
-                await self.reply(current, in_seq, commands.status(current, self.config, answer))
+                await self.status(current, in_seq)
+            case "sandbox":
+                await self.sandbox(command.argument, current, in_seq, sender)
             case _:
                 await self.reply(current, in_seq, commands.reply(command))
 
@@ -139,7 +149,7 @@ class Router:
             session_id=current.foreground,
             input_seq=in_seq,
             message=message,
-            settings=state.settings(current),
+            settings=state.settings(current, self.config.sandbox.mode),
         )
         await self.send(handle)
 
@@ -176,6 +186,44 @@ class Router:
             return False
         taken = await bus.decoded(self.conn, NUDGE_TAKEN, answer.data, subject)
         return taken is not None and taken.held
+
+    async def status(self, current: state.ConversationState, in_seq: int) -> None:
+        """`/status`, asking the session and the tool pool at once."""
+        answer, support = await asyncio.gather(
+            self.session_status(current.foreground), self.probe(current.workspace.pool)
+        )
+        text = commands.status(current, self.config, answer, support)
+        await self.reply(current, in_seq, text)
+
+    async def sandbox(
+        self, argument: str, current: state.ConversationState, in_seq: int, sender: Sender
+    ) -> None:
+        """`/sandbox [mode]`: a change is stored by CAS before the reply, so the next input
+        (and with it the next tool call) carries it."""
+        support = await self.probe(current.workspace.pool)
+        outcome = sandbox_command.answer(argument, current, self.config, support, sender)
+        if isinstance(outcome, str):
+            await self.reply(current, in_seq, outcome)
+            return
+
+        def apply(latest: state.ConversationState | None) -> state.ConversationState:
+            return state.with_sandbox(latest or current, outcome.mode)
+
+        current = await store.change(self.store, current.conversation_id, apply)
+        await self.reply(current, in_seq, outcome.text)
+
+    async def probe(self, pool: str) -> SandboxSupport | None:
+        """What the pool's hosts offer (bubblewrap), or None when no runner answers in time."""
+        subject = subjects.tool_probe(pool)
+        try:
+            answer = await self.conn.nc.request(
+                subject, bus.encode(ProbePool()), timeout=PROBE_TIMEOUT_S
+            )
+        except (NoRespondersError, TimeoutError):
+            log.warning("no tool runner of pool %s answered the probe", pool)
+            return None
+        probed = await bus.decoded(self.conn, PROBE_REPLY, answer.data, subject)
+        return probed.sandbox if probed is not None else None
 
     async def session_status(self, session: SessionId) -> SessionStatus | None:
         """The session's part of `/status`, or None when no session service answers in time."""

@@ -7,6 +7,7 @@ import msgspec
 from shared.ids import ConversationId, SessionId
 from shared.messages.contract import Chat, Workspace
 from shared.messages.session import ConversationSettings
+from shared.sandbox import SandboxMode, SandboxSetting
 
 LOCAL_POOL = "local"
 # Each channel's conversation ids (SPEC §1), so a channel can only speak for its own conversations.
@@ -20,6 +21,7 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     chat: Chat
     title: str
     model: str
+    sandbox: SandboxMode | None = None  # `/sandbox`; None: the server's `sandbox.mode`
     workspace: Workspace
     foreground: SessionId
     session_counter: int = 1
@@ -70,6 +72,10 @@ def with_model(state: ConversationState, model: str) -> ConversationState:
     return msgspec.structs.replace(state, model=model)
 
 
+def with_sandbox(state: ConversationState, mode: SandboxMode | None) -> ConversationState:
+    return msgspec.structs.replace(state, sandbox=mode)
+
+
 def with_new_session(state: ConversationState, in_seq: int) -> ConversationState:
     """`/new` (SPEC §12.4): the next foreground session. Applied once per inbound message, so a
     redelivered `/new` (the same `in_seq`) finds it done and changes nothing."""
@@ -89,6 +95,15 @@ def replaced_session(state: ConversationState) -> SessionId:
     return foreground_session(state.conversation_id, state.session_counter - 1)
 
 
-def settings(state: ConversationState) -> ConversationSettings:
-    """The snapshot stamped into every session input."""
-    return ConversationSettings(model=state.model, workspace=state.workspace)
+def sandbox_setting(state: ConversationState, server_default: SandboxSetting) -> SandboxSetting:
+    """The conversation's own mode, else the server's (which may be `auto`: runners resolve it)."""
+    return state.sandbox or server_default
+
+
+def settings(state: ConversationState, server_sandbox: SandboxSetting) -> ConversationSettings:
+    """The snapshot stamped into every session input; `server_sandbox` is `sandbox.mode`."""
+    return ConversationSettings(
+        model=state.model,
+        workspace=state.workspace,
+        sandbox=sandbox_setting(state, server_sandbox),
+    )

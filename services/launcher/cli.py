@@ -13,9 +13,11 @@ import msgspec
 import uvloop
 
 from services.launcher import chat, migrations, starter, supervisor
+from services.tools.sandbox import cgroups, host
 from shared import config as config_file
 from shared import lifecycle
 from shared import logging as service_logging
+from shared.config import SandboxConfig
 from shared.errors import ConfigError
 
 DEFAULT_CONFIG = Path("stellaclaw.toml")
@@ -131,3 +133,11 @@ def _check(path: Path) -> None:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     effective = msgspec.to_builtins(config)
     print(starter.redacted(effective, config_file.secret_paths(raw)), end="")  # noqa: T201
+    for line in asyncio.run(_sandbox_findings(config.sandbox)):
+        print(f"# {line}")  # noqa: T201 -- what the tools service would find on this host
+
+
+async def _sandbox_findings(sandbox: SandboxConfig) -> list[str]:
+    found = await host.probe(sandbox, "check", ())
+    cgroups.remove_base(found.cgroups)
+    return host.findings(found)

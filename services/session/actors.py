@@ -24,7 +24,7 @@ from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
 from shared.messages.session import CONTROL, NudgeSession, NudgeTaken, StatusQuery, WakeSession
-from shared.messages.tools import CATALOG_REPLY, ListTools, ToolSpec
+from shared.messages.tools import CATALOG_REPLY, ListTools, ToolCatalog
 
 CATALOG_TIMEOUT_S = 5.0
 CATALOG_TTL_S = 30.0
@@ -51,7 +51,7 @@ class ActorPool:
         self.owner = lease.Owner(owner_id="-", pid=0)
         self.actors: dict[SessionId, SessionActor] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.catalogs: dict[str, tuple[float, list[ToolSpec]]] = {}
+        self.catalogs: dict[str, tuple[float, ToolCatalog]] = {}
 
     async def wake(self, message: WakeSession, envelope: bus.Envelope) -> None:
         """The wake handler: nudge the live actor, or take the lease and start one."""
@@ -77,19 +77,19 @@ class ActorPool:
             gc.collect()
             memory.trim()
 
-    async def tools(self, pool: str) -> list[ToolSpec] | None:
+    async def tools(self, pool: str) -> ToolCatalog | None:
         """The pool's tool catalog, asked again after CATALOG_TTL_S; None if no runner answers."""
         now = asyncio.get_running_loop().time()
         cached = self.catalogs.get(pool)
         if cached and now - cached[0] < CATALOG_TTL_S:
             return cached[1]
         try:
-            specs = await catalog(self.conn, pool)
+            found = await catalog(self.conn, pool)
         except TimeoutError:
             log.warning("no runner of pool %s answered the catalog request", pool)
             return None
-        self.catalogs[pool] = (now, specs)
-        return specs
+        self.catalogs[pool] = (now, found)
+        return found
 
     async def on_control(self, msg: Msg) -> None:
         """The control lane of every session (one subscription per process, so a request is
@@ -170,7 +170,7 @@ class ActorPool:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def catalog(conn: bus.Connection, pool: str) -> list[ToolSpec]:
+async def catalog(conn: bus.Connection, pool: str) -> ToolCatalog:
     """The tool catalog from any runner of the pool (core request/reply)."""
     try:
         reply = await conn.nc.request(
@@ -181,4 +181,4 @@ async def catalog(conn: bus.Connection, pool: str) -> list[ToolSpec]:
     found = await bus.decoded(conn, CATALOG_REPLY, reply.data, subjects.tool_catalog(pool))
     if found is None:
         raise TimeoutError(f"the runner of pool {pool!r} answered with a malformed catalog")
-    return found.tools
+    return found

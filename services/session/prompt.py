@@ -1,4 +1,14 @@
-"""The system prompt, built when a session starts (never mid-session: prompt caches stay warm)."""
+"""The system prompt, built when a session starts (never mid-session: prompt caches stay warm).
+
+A change of the sandbox mode between two turns reaches the model as a `[Runtime Prompt Updates]`
+notice before the next user message (SPEC §3.1).
+"""
+
+from collections.abc import Sequence
+
+from shared.config import SandboxConfig
+from shared.messages.history import HistoryEvent, Notice, SessionStarted
+from shared.sandbox import SandboxMode, SandboxSetting, SandboxSupport, describe, resolve
 
 IDENTITY = "You are Stellaclaw, a capable assistant with tools."
 RULES = (
@@ -9,13 +19,61 @@ RULES = (
 )
 
 
-def system_prompt(conversation_id: str, model: str) -> str:
+PROTECTS: dict[SandboxMode, str] = {
+    "bubblewrap": (
+        "shell commands are confined to the workspace and shared/ in their own PID namespace, "
+        "with a read-only system{network}; processes left in the background end with each call"
+    ),
+    "subprocess": (
+        "shell commands run as plain processes with a cleared environment and resource limits; "
+        "they are not confined and can read what the Stellaclaw service's user can read"
+    ),
+    "disabled": (
+        "shell commands run as the Stellaclaw service's user with its environment (secrets "
+        "removed) and no limits; file tools accept any absolute path"
+    ),
+}
+SANDBOX_TAG = "Runtime Prompt Updates"
+
+
+def system_prompt(conversation_id: str, model: str, sandbox: str) -> str:
+    """`sandbox`: the isolation line the session started with (`sandbox_line`)."""
     lines = [IDENTITY, "", "Rules:", *(f"- {rule}" for rule in RULES), ""]
-    lines += [
-        "Environment:",
-        f"- conversation: {conversation_id}",
-        f"- model: {model}",
-        "- shell commands run as plain processes with a cleared environment (no sandbox: they "
-        "can read what the Stellaclaw service's user can read)",
-    ]
+    lines += ["Environment:", f"- conversation: {conversation_id}", f"- model: {model}"]
+    if sandbox:
+        lines.append(f"- {sandbox}")
     return "\n".join(lines)
+
+
+def sandbox_line(setting: SandboxSetting, support: SandboxSupport, sandbox: SandboxConfig) -> str:
+    """`sandbox: bubblewrap (network off): shell commands are confined …`, as the model reads it:
+    the mode a runner with `support` runs the conversation's `setting` in, and what it protects."""
+    resolved = resolve(setting, support)
+    network = " and the network" if support.network else " and no network"
+    line = f"sandbox: {describe(resolved, support.network)}: "
+    line += PROTECTS[resolved.mode].format(network=network)
+    if sandbox.software_dir:
+        where = (
+            sandbox.software_mount_path if resolved.mode == "bubblewrap" else sandbox.software_dir
+        )
+        line += f"; shared software (read-only) is in {where} ($STELLACLAW_SOFTWARE_DIR)"
+    return line
+
+
+def sandbox_update(line: str) -> str:
+    """The `[Runtime Prompt Updates]` notice of a sandbox change between two turns (SPEC §3.1)."""
+    return f"[{SANDBOX_TAG}] The sandbox changed; from now on: {line}"
+
+
+def started_sandbox(events: Sequence[HistoryEvent]) -> str:
+    """The sandbox line of the session's system prompt (its first event says it)."""
+    first = events[0] if events else None
+    return first.sandbox if isinstance(first, SessionStarted) else ""
+
+
+def current_sandbox(events: Sequence[HistoryEvent]) -> str:
+    """The sandbox line the model was told last: the latest update, else the prompt's."""
+    for event in reversed(events):
+        if isinstance(event, Notice) and event.tag == SANDBOX_TAG:
+            return event.sandbox
+    return started_sandbox(events)

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.session import answers, failures, follow_ups, ledger, tool_batch, turn_loop
+from services.session import answers, failures, follow_ups, ledger, prompt, tool_batch, turn_loop
 from services.session.heads import CallEntry, Journal
 from services.session.inbox import Entry
 from services.session.openai_chat import ProviderError
-from services.session.prompt import system_prompt
 from shared import bus, redaction, subjects
 from shared.ids import TurnId, new_id
 from shared.messages.contract import Chat
@@ -31,7 +30,7 @@ from shared.messages.history import (
 )
 from shared.messages.outbound import SendReply, ShowTyping
 from shared.messages.session import CancelTurn, ContinueTurn, ConversationSettings, HandleMessage
-from shared.messages.tools import ToolSpec
+from shared.messages.tools import ToolCatalog, ToolSpec
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
@@ -54,33 +53,48 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> None:
     """A new turn for a user message."""
     history = actor.history
-    if not history.events:
-        started = SessionStarted(
-            session_id=actor.session_id,
-            session_type=actor.held.head.session_type,
-            model=message.settings.model,
-        )
-        await history.append(started)
     turn_id, number = _next_turn(actor)
     chat, text, sender = message.message.chat, message.message.text, message.message.sender
     typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
     actor.acknowledged.add(message.input_seq)  # the turn's own message is no follow-up
     actor.begin_running(turn_id)
 
-    async def record() -> None:
+    async def record() -> ToolCatalog | None:
+        tools = await actor.pool.tools(message.settings.workspace.pool)
+        line = "" if tools is None else _sandbox_line(actor, message.settings, tools)
+        if not history.events:
+            await history.append(_session_started(actor, message.settings, line))
         await history.append(TurnStarted(turn_id=turn_id, input_seq=message.input_seq))
+        if line and line != prompt.current_sandbox(history.events):
+            update = prompt.sandbox_update(line)
+            notice = Notice(turn_id=turn_id, tag=prompt.SANDBOX_TAG, text=update, sandbox=line)
+            await history.append(notice)
         await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
         actor.inbox.done(entry)
         actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
+        return tools
 
     outbound = subjects.outbound(chat.channel, chat.conversation_id)
-    _, _, tools = await together(
-        bus.publish(actor.conn, outbound, typing, msg_id=typing.out_id),
-        record(),
-        actor.pool.tools(message.settings.workspace.pool),
+    _, tools = await together(
+        bus.publish(actor.conn, outbound, typing, msg_id=typing.out_id), record()
     )
     plan = Plan(turn_id=turn_id, number=number, chat=chat, settings=message.settings)
     await drive(actor, plan, tools)
+
+
+def _session_started(
+    actor: "SessionActor", settings: ConversationSettings, sandbox: str
+) -> SessionStarted:
+    return SessionStarted(
+        session_id=actor.session_id,
+        session_type=actor.held.head.session_type,
+        model=settings.model,
+        sandbox=sandbox,
+    )
+
+
+def _sandbox_line(actor: "SessionActor", settings: ConversationSettings, tools: ToolCatalog) -> str:
+    return prompt.sandbox_line(settings.sandbox, tools.sandbox, actor.pool.config.sandbox)
 
 
 async def together(*work: Awaitable[Any]) -> list[Any]:
@@ -184,7 +198,7 @@ async def _record_message(actor: "SessionActor", turn_id: TurnId, message: Handl
         await actor.history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
 
 
-async def drive(actor: "SessionActor", plan: Plan, tools: list[ToolSpec] | None) -> None:
+async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) -> None:
     """Run the turn to its end, whichever way it ends."""
     started_at = asyncio.get_running_loop().time()
     answered = _answer_of(actor, plan.turn_id)
@@ -194,7 +208,7 @@ async def drive(actor: "SessionActor", plan: Plan, tools: list[ToolSpec] | None)
         text = failures.tools_unavailable(plan.settings.workspace.pool)
         ending = turn_loop.Ending(text=text, outcome="failed", error="tools", can_continue=True)
     else:
-        ending = await _ending(actor, _turn(actor, plan), tools, plan.ledger)
+        ending = await _ending(actor, _turn(actor, plan), tools.tools, plan.ledger)
     if ending.outcome == "cancelled":
         await cancelled(actor, plan.turn_id, plan.chat)
     else:
@@ -215,7 +229,9 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         turn_number=plan.number,
         model_name=model_name,
         model=config.models[model_name],
-        system_prompt=system_prompt(plan.chat.conversation_id, model_name),
+        system_prompt=prompt.system_prompt(
+            plan.chat.conversation_id, model_name, prompt.started_sandbox(actor.history.events)
+        ),
         history=actor.history,
         http=actor.pool.http,
         batch=tool_batch.Batch(

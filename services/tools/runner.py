@@ -18,6 +18,7 @@ from services.tools import results, workspace
 from services.tools.cancellation import CallKey, Running
 from services.tools.catalog import TOOLS, Started
 from services.tools.results import ToolError
+from services.tools.sandbox.host import SandboxHost
 from shared import bus, subjects
 from shared import logging as service_logging
 from shared.messages.tools import (
@@ -43,6 +44,7 @@ class Host(msgspec.Struct, frozen=True, kw_only=True):
     conn: bus.Connection
     runner_id: str
     workdir: Path
+    sandbox: SandboxHost
     running: Running = msgspec.field(default_factory=Running)
 
 
@@ -69,7 +71,7 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
         await bus.publish(host.conn, subject, announced, msg_id=msg_id)
 
-    work = outcome(request, envelope.num_delivered, host.workdir, started)
+    work = outcome(request, envelope.num_delivered, (host.workdir, host.sandbox), started)
     result = await cancellable(host.running, (request.session_id, request.call_id), work, envelope)
     duration_s = round(loop.time() - began, 3)
     finished = ToolFinished(
@@ -90,7 +92,9 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
 
 
-async def outcome(request: RunTool, num_delivered: int, workdir: Path, started: Started) -> Outcome:
+async def outcome(
+    request: RunTool, num_delivered: int, place: tuple[Path, SandboxHost], started: Started
+) -> Outcome:
     """What the model gets for this call; a failure is a value (STYLE 26)."""
     tool = TOOLS.get(request.tool)
     if tool is None:
@@ -98,7 +102,7 @@ async def outcome(request: RunTool, num_delivered: int, workdir: Path, started: 
     if num_delivered > 1 and not tool.traits.is_idempotent:
         return failed("interrupted_by_restart", INTERRUPTED)
     try:
-        call = workspace.prepare(request, workdir)
+        call = workspace.prepare(request, *place)
         result = await tool.invoke(bytes(request.arguments), call, started)
     except ToolError as exc:
         return failed(exc.kind, str(exc))

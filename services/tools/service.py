@@ -1,7 +1,8 @@
 """Tools service, runner pool `local`: runs the model's tool calls in workspaces on this host.
 
-Consumes: RunTool (SC_TOOL, durable `tools_local`, WORKERS calls at once), catalog requests
-          (core `sc.tool.catalog.local`, queue group `local`), cancel requests (core
+Consumes: RunTool (SC_TOOL, durable `tools_local`, WORKERS calls at once), catalog and probe
+          requests (core `sc.tool.catalog.local`, `sc.tool.probe.local`, queue group `local`),
+          cancel requests (core
           `sc.ctl.tool.cancel.<session>.<call>`, every runner; the holder answers).
 Produces: ToolFinished (SC_TOOLRES, `sc.tool.res.<session>.<call>`), ToolCatalog replies.
 Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and spilled outputs,
@@ -10,16 +11,24 @@ Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and 
 
 import asyncio
 import functools
+from typing import Any
 
 import msgspec
 from nats.micro.request import Request
 
 from services.tools import cancellation, runner
 from services.tools.catalog import specs
+from services.tools.sandbox import cgroups, host
 from shared import bus, layout, subjects
 from shared.ids import new_id
 from shared.lifecycle import Runtime
-from shared.messages.tools import CATALOG_REQUEST, TOOL_REQUEST, ToolCatalog
+from shared.messages.tools import (
+    CATALOG_REQUEST,
+    PROBE_REQUEST,
+    TOOL_REQUEST,
+    PoolProbed,
+    ToolCatalog,
+)
 
 POOL = layout.LOCAL_POOL
 VERSION = "0.1.0"
@@ -27,34 +36,55 @@ WORKERS = 8  # tool calls this process runs at once
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+    runner_id = new_id("r")
+    sandbox = await host.start(runtime.config.sandbox, runner_id, runtime.bus.secrets)
+    try:
+        await serve(runtime, stop, sandbox)
+    finally:
+        cgroups.remove_base(sandbox.cgroups)
+
+
+async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost) -> None:
     [requests] = layout.durables(runtime.config.bus)["tools"]
+    runner_id = sandbox.runner_id
     async with bus.connected(runtime.bus, "tools") as conn, asyncio.TaskGroup() as tasks:
         discovery = await bus.register(conn, f"tool runner, pool {POOL}", VERSION)
+        catalog = ToolCatalog(tools=specs(), sandbox=sandbox.support)
         await discovery.add_endpoint(
             name="catalog",
             subject=subjects.tool_catalog(POOL),
             queue_group=POOL,
-            handler=functools.partial(answer_catalog, bus.encode(ToolCatalog(tools=specs()))),
+            handler=functools.partial(answer, CATALOG_REQUEST, bus.encode(catalog)),
         )
-        host = runner.Host(conn=conn, runner_id=new_id("r"), workdir=runtime.workdir)
-        cancels = await cancellation.listen(conn, host.running, host.runner_id)
-        handle = functools.partial(runner.handle, host)
+        probed = PoolProbed(runner_id=runner_id, sandbox=sandbox.support)
+        await discovery.add_endpoint(
+            name="probe",
+            subject=subjects.tool_probe(POOL),
+            queue_group=POOL,
+            handler=functools.partial(answer, PROBE_REQUEST, bus.encode(probed)),
+        )
+        running = runner.Host(
+            conn=conn, runner_id=runner_id, workdir=runtime.workdir, sandbox=sandbox
+        )
+        cancels = await cancellation.listen(conn, running.running, runner_id)
+        handle = functools.partial(runner.handle, running)
         workers = [
             tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
             for _ in range(WORKERS)
         ]
         await stop.wait()
-        _, running = await asyncio.wait(workers, timeout=runtime.config.shutdown_grace_s)
-        for worker in running:  # its call is cancelled and, un-acked, goes to the next runner
+        _, busy = await asyncio.wait(workers, timeout=runtime.config.shutdown_grace_s)
+        for worker in busy:  # its call is cancelled and, un-acked, goes to the next runner
             worker.cancel()
         await cancels.unsubscribe()
         await discovery.stop()
 
 
-async def answer_catalog(catalog: bytes, request: Request) -> None:
+async def answer(expected: msgspec.json.Decoder[Any], reply: bytes, request: Request) -> None:
+    """A core request that carries nothing to act on: the reply is the same for every asker."""
     try:
-        CATALOG_REQUEST.decode(request.data)
+        expected.decode(request.data)
     except msgspec.DecodeError as exc:
-        await request.respond_error("400", f"expected a list_tools request: {exc}")
+        await request.respond_error("400", f"expected a {expected.type.__name__}: {exc}")
         return
-    await request.respond(catalog)
+    await request.respond(reply)

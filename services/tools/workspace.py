@@ -10,7 +10,9 @@ from pathlib import Path
 import msgspec
 
 from services.tools.results import ToolError
+from services.tools.sandbox.host import SandboxHost
 from shared.messages.tools import RunTool
+from shared.sandbox import SandboxMode, resolve
 
 HOME_DIR = ".stellaclaw/home"  # the sandboxed $HOME
 WORKSPACES_DIR = "workspaces"
@@ -25,9 +27,11 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     root: Path  # the workspace directory, absolute and resolved
     shared: Path  # the shared dir, absolute and resolved
     timeout_s: float  # the hard limit the request set
+    mode: SandboxMode  # how its commands run (the request's setting, `auto` resolved here)
+    host: SandboxHost
 
 
-def prepare(request: RunTool, workdir: Path) -> ToolCall:
+def prepare(request: RunTool, workdir: Path, host: SandboxHost) -> ToolCall:
     """Resolve the request's workspace, creating it (and its `$HOME`) on first use."""
     shared = workdir / SHARED_DIR
     shared.mkdir(parents=True, exist_ok=True)
@@ -48,13 +52,21 @@ def prepare(request: RunTool, workdir: Path) -> ToolCall:
         root=root.resolve(),
         shared=shared.resolve(),
         timeout_s=request.timeout_s,
+        mode=resolve(request.sandbox, host.support).mode,
+        host=host,
     )
 
 
-def confine(call: ToolCall, path: str) -> Path:
-    """The absolute path `path` names (relative to the workspace), if the rule allows it."""
+def confine(call: ToolCall, path: str, *, is_read: bool = False) -> Path:
+    """The absolute path `path` names (relative to the workspace), if the rule allows it: the
+    workspace and the shared dir, the software dir for reading; any path in `disabled` mode."""
     resolved = (call.root / path).resolve()
-    if resolved.is_relative_to(call.root) or resolved.is_relative_to(call.shared):
+    if call.mode == "disabled":
+        return resolved
+    allowed = [call.root, call.shared]
+    if is_read and call.host.software is not None:
+        allowed.append(call.host.software.resolve())
+    if any(resolved.is_relative_to(root) for root in allowed):
         return resolved
     raise ToolError("outside_workspace", f"path is outside the workspace: {path}")
 

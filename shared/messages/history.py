@@ -36,6 +36,7 @@ class SessionStarted(BusMessage, frozen=True, kw_only=True, tag="session_started
     session_id: SessionIdField
     session_type: Literal["foreground", "background", "subagent"]
     model: str
+    sandbox: str = ""  # the environment line on command isolation its system prompt states
 
 
 class TurnStarted(BusMessage, frozen=True, kw_only=True, tag="turn_started"):
@@ -57,6 +58,7 @@ class Notice(BusMessage, frozen=True, kw_only=True, tag="notice"):
     turn_id: TurnIdField
     tag: str  # `Cancelled`, …
     text: str  # the whole line, tag included
+    sandbox: str = ""  # `Runtime Prompt Updates`: the sandbox line in force from now on
 
 
 class AssistantMessage(BusMessage, frozen=True, kw_only=True, tag="assistant_message"):

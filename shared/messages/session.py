@@ -10,6 +10,7 @@ from shared.ids import SessionIdField
 from shared.messages.contract import BusMessage, Chat, Value, Workspace
 from shared.messages.history import Usage
 from shared.messages.inbound import MessageReceived
+from shared.sandbox import SandboxSetting
 
 
 class ConversationSettings(Value, frozen=True, kw_only=True):
@@ -17,6 +18,7 @@ class ConversationSettings(Value, frozen=True, kw_only=True):
 
     model: str  # a `[models.<name>]` config name
     workspace: Workspace
+    sandbox: SandboxSetting = "auto"  # the conversation's `/sandbox`, else the server default
 
 
 class HandleMessage(BusMessage, frozen=True, kw_only=True, tag="handle_message"):

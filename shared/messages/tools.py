@@ -7,6 +7,7 @@ import msgspec
 
 from shared.ids import CallIdField, ConvIdField, SessionIdField
 from shared.messages.contract import BusMessage, Value, Workspace
+from shared.sandbox import SandboxSetting, SandboxSupport
 
 ErrorKind = Literal[
     "invalid_arguments",
@@ -36,6 +37,7 @@ class RunTool(BusMessage, frozen=True, kw_only=True, tag="run_tool"):
     arguments: msgspec.Raw  # the model's JSON object, decoded only by the tool that owns it
     workspace: Workspace
     timeout_s: float = 1800.0
+    sandbox: SandboxSetting = "auto"  # the conversation's mode; the runner resolves `auto`
 
 
 class ToolStarted(BusMessage, frozen=True, kw_only=True, tag="tool_started"):
@@ -108,11 +110,23 @@ class ToolSpec(Value, frozen=True, kw_only=True):
 
 class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
     tools: list[ToolSpec]
+    sandbox: SandboxSupport = SandboxSupport()  # what the answering runner's host offers
+
+
+class ProbePool(BusMessage, frozen=True, kw_only=True, tag="probe_pool"):
+    """What can this pool's host do (`sc.tool.probe.<pool>`): can bubblewrap run there."""
+
+
+class PoolProbed(BusMessage, frozen=True, kw_only=True, tag="pool_probed"):
+    runner_id: str
+    sandbox: SandboxSupport
 
 
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)
 ToolEvent = ToolStarted | ToolFinished  # what `sc.tool.res.<session>.<call>` carries
 TOOL_EVENT: msgspec.json.Decoder[ToolEvent] = msgspec.json.Decoder(ToolEvent)
+PROBE_REQUEST: msgspec.json.Decoder[ProbePool] = msgspec.json.Decoder(ProbePool)
+PROBE_REPLY: msgspec.json.Decoder[PoolProbed] = msgspec.json.Decoder(PoolProbed)
 CANCEL_CALL: msgspec.json.Decoder[CancelCall] = msgspec.json.Decoder(CancelCall)
 CALL_CANCELLED: msgspec.json.Decoder[CallCancelled] = msgspec.json.Decoder(CallCancelled)
 CATALOG_REQUEST: msgspec.json.Decoder[ListTools] = msgspec.json.Decoder(ListTools)

@@ -62,6 +62,7 @@ async def test_a_message_goes_to_the_foreground_session_with_settings(bus, workd
     assert handle.message.text == "hi"
     assert handle.settings.model == "main"
     assert handle.settings.workspace.path == "workspaces/cli_ada"
+    assert handle.settings.sandbox == "auto"  # the server default, resolved by the runner
     entry = await (await bus.js.key_value(subjects.CONV_BUCKET)).get("cli_ada")
     assert entry.value is not None
     assert STATE.decode(entry.value).messages == 1
@@ -82,6 +83,7 @@ async def test_status_without_a_session_service_says_the_state_is_unknown(
         "📊 Status",
         "Model: main (openai_chat · gpt-test)",
         "Session: cli_bo_fg1 · state unknown (no session service answered)",
+        "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_bo (pool local)",
     ]
 
@@ -112,6 +114,7 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
         "Session: cli_bea_fg1 · 3 turns · since 2025-03-01",
         "State: running 1m 05s (calling the model)",
         "Usage, this session: 45.2k in (40.2k cached) · 1.2k out",
+        "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_bea (pool local)",
     ]
     assert queries == [StatusQuery(session_id=SessionId("cli_bea_fg1"))]
@@ -154,6 +157,7 @@ async def test_help_lists_the_commands_that_exist(bus, workdir, nats_access):
         (
             "Stellaclaw — commands",
             "/status — model, context, usage and running work",
+            "/sandbox [mode] — how commands are isolated",
             "/cancel — stop the running turn (/cancel all: background tasks too)",
             "/continue — resume an interrupted or failed turn",
             "/new — start a fresh session (files are kept)",

@@ -227,7 +227,9 @@ async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(
         final = await answer(bus)
     assert final.text == "Fresh start."
     roles = [m.role for m in llm.requests[0].messages]
-    assert roles == ["system", "user", "assistant", "tool", "user"]
+    # the stored session never told the model its sandbox: the next turn does, before the message
+    assert roles == ["system", "user", "assistant", "tool", "user", "user"]
+    assert llm.requests[0].messages[-2].text.startswith("[Runtime Prompt Updates] ")
     [closing] = llm.requests[0].tool_messages
     assert closing.tool_call_id == "call_9"
     assert msgspec.json.decode(closing.text)["error_kind"] == "interrupted_by_restart"

@@ -1,8 +1,6 @@
 """Follow-ups, /cancel, /continue, /status and takeovers of the session service, with real NATS,
 the real tools service and the fake OpenAI API."""
 
-from pathlib import Path
-
 import msgspec
 from nats.errors import NoRespondersError
 
@@ -42,6 +40,7 @@ from tests.integration.test_session import (
     session_stack,
     wake,
 )
+from tests.kit import processes
 from tests.kit.llm_api import http_error, reply, tool_call
 from tests.kit.waiting import eventually, eventually_async
 
@@ -122,17 +121,15 @@ async def test_a_follow_up_during_a_tool_reaches_the_next_model_request(bus, wor
 
 
 async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, workdir, nats_access):
-    pid_file = workdir / "workspaces" / CONV / "pid"
+    sleeping = ("sleep", "30.25")  # a command line no other process here has
     async with session_stack(
-        bus, workdir, nats_access, tool_call("shell", {"command": "echo $$ > pid; sleep 30; true"})
+        bus, workdir, nats_access, tool_call("shell", {"command": "sleep 30.25; true"})
     ) as llm:
         await say(bus, "wait a long time", 1)
-        await eventually(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
-        group = _group_of(int(pid_file.read_text()))
-        await eventually(lambda: len(_members(group)) >= 2, 5)  # the shell and its sleep
+        await eventually(lambda: processes.alive(*sleeping), 10, what="the command running")
         await control(bus, CancelTurn(session_id=SESSION, input_seq=2, chat=CHAT))
         final = await answer(bus)
-        await eventually(lambda: not _members(group), timeout_s=2, what="the group gone")
+        await eventually(lambda: not processes.alive(*sleeping), timeout_s=2, what="it ended")
         await control(bus, CancelTurn(session_id=SESSION, input_seq=3, chat=CHAT))
         nothing = await answer(bus)
     assert final.text == "⏹ Cancelled."
@@ -150,29 +147,6 @@ async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, wor
     assert notices == ["[Cancelled] The user cancelled the previous turn."]
     assert isinstance(events[-1], TurnFinished)
     assert (events[-1].outcome, events[-1].cancel_seq) == ("cancelled", 2)
-
-
-def _stat(path: Path) -> list[str] | None:
-    try:
-        return path.read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-
-
-def _group_of(pid: int) -> int:
-    fields = _stat(Path(f"/proc/{pid}/stat"))
-    assert fields is not None
-    return int(fields[2])
-
-
-def _members(group: int) -> list[int]:
-    """The live (not zombie) processes of a process group."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        fields = _stat(entry / "stat") if entry.name.isdigit() else None
-        if fields is not None and int(fields[2]) == group and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 async def test_continue_resumes_a_recoverable_failure_and_only_that(bus, workdir, nats_access):

@@ -76,9 +76,7 @@ async def test_parallel_calls_overlap_but_never_more_than_max_parallel_tools(
     bus, workdir, nats_access
 ):
     def step(n: int) -> dict[str, object]:
-        return {
-            "command": f"echo start {n} >> ../order.log; sleep 0.5; echo end {n} >> ../order.log"
-        }
+        return {"command": f"echo start {n} >> order.log; sleep 0.5; echo end {n} >> order.log"}
 
     calls = tool_calls(*(tool_call("shell", step(n)) for n in range(4)))
     async with session_stack(
@@ -88,7 +86,7 @@ async def test_parallel_calls_overlap_but_never_more_than_max_parallel_tools(
         final = await answer(bus)
     assert final.text == "All four ran."
     running, most = 0, 0
-    for line in (workdir / "workspaces" / "order.log").read_text().splitlines():
+    for line in (workdir / "workspaces" / CONV / "order.log").read_text().splitlines():
         running += 1 if line.startswith("start") else -1
         most = max(most, running)
     assert most == 2  # two at once, never three

@@ -52,7 +52,7 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
-    path = confine(call, args.file_path)
+    path = confine(call, args.file_path, is_read=True)
     _check(path, args)
     first = args.offset or 1
     window = await asyncio.to_thread(read_window, path, first, args.limit or DEFAULT_LIMIT)

@@ -14,8 +14,8 @@ from typing import Annotated, BinaryIO
 import msgspec
 from msgspec import Meta
 
-from services.tools import subprocess_mode
 from services.tools.results import HEAD_SHARE, Result, ToolError
+from services.tools.sandbox import launch as commands
 from services.tools.workspace import ToolCall, confine, relative
 
 LOG_DIR = ".stellaclaw/shell"
@@ -26,7 +26,7 @@ SETTLE_S = 10.0  # beyond timeout_s and the kill grace, before the runner's own 
 class ShellArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Run a command with `bash -c` in a fresh process in the workspace and return its output
     (stdout and stderr merged). The working directory and variables do not carry over between
-    calls."""
+    calls, and processes it leaves in the background end with the call."""
 
     command: Annotated[str, Meta(min_length=1, description="the command line, run with bash -c")]
     workdir: Annotated[
@@ -56,7 +56,7 @@ class ShellResult(Result, frozen=True, kw_only=True):
 
 def time_limit_s(args: ShellArgs) -> float:
     """The call's hard limit: the command's own timeout, its kill grace, and some slack."""
-    return args.timeout_s + subprocess_mode.KILL_AFTER_S + SETTLE_S
+    return args.timeout_s + commands.KILL_AFTER_S + SETTLE_S
 
 
 async def shell(args: ShellArgs, call: ToolCall) -> ShellResult:
@@ -64,17 +64,20 @@ async def shell(args: ShellArgs, call: ToolCall) -> ShellResult:
     if not cwd.is_dir():
         raise ToolError("not_found", f"workdir {args.workdir} is not a directory in the workspace")
     log_path = f"{LOG_DIR}/{call.call_id}.log"
-    launch = subprocess_mode.Launch(
+    launch = commands.Launch(
         command=args.command,
         cwd=cwd,
         workspace=call.root,
+        shared=call.shared,
         conversation_id=call.conversation_id,
         timeout_s=args.timeout_s,
+        mode=call.mode,
+        host=call.host,
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
     with Capture(call.root / log_path, args.max_output_chars) as capture:
-        end = await subprocess_mode.run(launch, capture.feed)
+        end = await commands.run(launch, capture.feed)
     code = end.returncode
     return ShellResult(
         running=False,

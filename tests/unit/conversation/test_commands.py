@@ -9,6 +9,7 @@ from shared import config as config_file
 from shared.ids import SessionId
 from shared.messages.history import Usage
 from shared.messages.session import SessionStatus
+from shared.sandbox import SandboxSupport
 from tests.unit.shared.samples import message_received
 
 MODEL = {"provider": "openai_chat", "model": "gpt-test", "base_url": "http://x/v1"}
@@ -56,6 +57,7 @@ def test_help_and_start_list_the_commands_that_exist():
     assert lines[0] == "Stellaclaw — commands"
     assert [line.split(" ")[0] for line in lines[1:-1]] == [
         "/status",
+        "/sandbox",
         "/cancel",
         "/continue",
         "/new",
@@ -71,20 +73,23 @@ def test_an_unknown_command_points_to_help():
     assert reply == "Unknown command: /model. Send /help for the list."
 
 
-def test_status_without_an_answer_says_the_session_state_is_unknown():
-    assert commands.status(conversation(), CONFIG, None).splitlines() == [
+def test_status_without_answers_says_the_session_state_and_the_sandbox_are_unknown():
+    assert commands.status(conversation(), CONFIG, None, None).splitlines() == [
         "📊 Status",
         "Model: main (openai_chat · gpt-test)",
         "Session: cli_ada_fg1 · state unknown (no session service answered)",
+        "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_ada (pool local)",
     ]
 
 
 def test_status_of_an_idle_session_leaves_out_usage_when_there_is_none():
     idle = answer(turns=1, started_at=STARTED)
-    assert commands.status(conversation(), CONFIG, idle).splitlines()[2:] == [
+    bwrap = SandboxSupport(bubblewrap_error=None)
+    assert commands.status(conversation(), CONFIG, idle, bwrap).splitlines()[2:] == [
         "Session: cli_ada_fg1 · 1 turn · since 2025-03-01",
         "State: idle",
+        "Sandbox: bubblewrap (network off) · Remote: local",
         "Workspace: workspaces/cli_ada (pool local)",
     ]
 

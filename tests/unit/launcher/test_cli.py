@@ -95,5 +95,25 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, capsys, text, line):
 def test_dollar_dollar_is_a_literal_and_unknown_top_level_keys_are_refused():
     raw = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "$${x}"}}}
     assert config_file.parse(raw, {}).models["m"].model == "${x}"
-    with pytest.raises(ConfigError, match=r"^config: sandbox: unknown key$"):
-        config_file.parse({**raw, "sandbox": {}}, {})
+    with pytest.raises(ConfigError, match=r"^config: cron: unknown key$"):
+        config_file.parse({**raw, "cron": {}}, {})
+
+
+def test_the_sandbox_table_is_checked(tmp_path):
+    raw = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
+    assert config_file.parse(raw, {}).sandbox.mode == "auto"
+    wrong = [
+        ({"mode": "bwrap"}, "sandbox.mode: expected one of auto, bubblewrap, disabled, subproc"),
+        ({"software_mount_path": "opt"}, "sandbox.software_mount_path: expected `str` matching"),
+        ({"env": {"1BAD": "x"}}, "sandbox.env"),
+        ({"software_dir": str(tmp_path / "nope")}, "sandbox.software_dir: "),
+    ]
+    for table, line in wrong:
+        with pytest.raises(ConfigError) as caught:
+            config_file.parse({**raw, "sandbox": table}, {})
+        assert str(caught.value).startswith(f"config: {line}")
+    elsewhere = {**raw, "sandbox": {"software_dir": str(tmp_path / "nope")}}
+    assert config_file.parse(elsewhere, {}, "session").sandbox.software_dir  # not its concern
+    (tmp_path / "software").mkdir()
+    fine = {**raw, "sandbox": {"software_dir": str(tmp_path / "software"), "env": {"A_B": "1"}}}
+    assert config_file.parse(fine, {}, "tools").sandbox.env == {"A_B": "1"}

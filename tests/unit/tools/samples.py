@@ -5,10 +5,22 @@ from pathlib import Path
 import msgspec
 
 from services.tools import workspace
+from services.tools.sandbox.cgroups import Layout
+from services.tools.sandbox.host import SandboxHost
 from services.tools.workspace import ToolCall
+from shared.config import SandboxConfig
 from shared.ids import ConversationId, SessionId, ToolCallId
 from shared.messages.contract import Workspace
 from shared.messages.tools import RunTool
+from shared.sandbox import SandboxSetting, SandboxSupport
+
+# A host that was not probed: for tests of what does not launch a command.
+UNPROBED = SandboxHost(
+    config=SandboxConfig(),
+    runner_id="r-unprobed",
+    support=SandboxSupport(bubblewrap_error="not probed in this test"),
+    cgroups=Layout(version=0, reason="not probed in this test"),
+)
 
 
 def run_tool(
@@ -29,9 +41,22 @@ def run_tool(
         arguments=msgspec.Raw(raw),
         workspace=Workspace(pool="local", path="workspaces/tg_1"),
         timeout_s=timeout_s,
+        sandbox="subprocess",
     )
 
 
-def tool_call(workdir: Path, call: str = "c1", timeout_s: float = 60.0) -> ToolCall:
+def in_mode(request: RunTool, sandbox: SandboxSetting) -> RunTool:
+    return msgspec.structs.replace(request, sandbox=sandbox)
+
+
+def tool_call(
+    workdir: Path,
+    call: str = "c1",
+    timeout_s: float = 60.0,
+    *,
+    host: SandboxHost = UNPROBED,
+    sandbox: SandboxSetting = "subprocess",
+) -> ToolCall:
     """The call a tool sees for `run_tool(...)` in `workdir`, its workspace created."""
-    return workspace.prepare(run_tool("file_read", {}, call=call, timeout_s=timeout_s), workdir)
+    request = in_mode(run_tool("file_read", {}, call=call, timeout_s=timeout_s), sandbox)
+    return workspace.prepare(request, workdir, host)

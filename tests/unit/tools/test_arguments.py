@@ -10,7 +10,7 @@ from services.tools.builtin.shell import ShellArgs
 from services.tools.results import Result, ToolError
 from services.tools.runner import outcome
 from shared.messages.tools import ToolFailed
-from tests.unit.tools.samples import run_tool, tool_call
+from tests.unit.tools.samples import UNPROBED, run_tool, tool_call
 
 SHELL = msgspec.json.Decoder(ShellArgs)
 
@@ -57,8 +57,8 @@ async def not_started(limit_s: float) -> None:
 
 
 async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
-    unknown = await outcome(run_tool("telepathy", {}), 1, workdir, not_started)
-    bad = await outcome(run_tool("shell", {"cmd": "ls"}), 1, workdir, not_started)
+    unknown = await outcome(run_tool("telepathy", {}), 1, (workdir, UNPROBED), not_started)
+    bad = await outcome(run_tool("shell", {"cmd": "ls"}), 1, (workdir, UNPROBED), not_started)
     assert unknown == ToolFailed(error_kind="unknown_tool", error="unknown tool: telepathy")
     assert isinstance(bad, ToolFailed)
     assert bad.error_kind == "invalid_arguments"
@@ -67,7 +67,7 @@ async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
 
 async def test_a_side_effecting_tool_delivered_again_is_not_run(workdir):
     request = run_tool("shell", {"command": "touch ran"})
-    result = await outcome(request, 2, workdir, not_started)
+    result = await outcome(request, 2, (workdir, UNPROBED), not_started)
     assert result == ToolFailed(
         error_kind="interrupted_by_restart",
         error="interrupted by a restart; not re-run. Check its effects before repeating it.",

@@ -7,7 +7,7 @@ from services.tools import workspace
 from services.tools.results import ToolError
 from services.tools.workspace import confine
 from shared.messages.contract import Workspace
-from tests.unit.tools.samples import run_tool, tool_call
+from tests.unit.tools.samples import UNPROBED, run_tool, tool_call
 
 
 def test_a_relative_workspace_is_made_under_the_workdir(workdir):
@@ -48,6 +48,6 @@ def test_a_workspace_outside_the_workdirs_workspaces_is_refused(workdir, path):
         run_tool("file_read", {}), workspace=Workspace(pool="local", path=path)
     )
     with pytest.raises(ToolError, match="is not a directory under") as caught:
-        workspace.prepare(request, workdir)
+        workspace.prepare(request, workdir, UNPROBED)
     assert caught.value.kind == "unavailable"
     assert not (workdir / "elsewhere").exists()

@@ -1,0 +1,185 @@
+"""The one seam every local command goes through: `run(launch, sink)` in the call's mode.
+
+disabled    `bash -c` in its own process group, the service's environment minus secrets, no limits
+subprocess  its own session, the cleared §6.2 environment, the §6.3 limits, its own pids cgroup
+bubblewrap  the same limits and cgroup around `bwrap` (§6.4), its own PID namespace
+
+The limits are set by `ulimit` in a small bash wrapper that joins the call's cgroup and then
+execs the command, so no Python runs between fork and exec (the event loop may have threads)
+and every descendant is in the group. A call's processes never outlive it: when the command
+ends, times out or is cancelled, every pid left in its group is killed (its process group where
+the host has no pids cgroup), `setsid` and `&` children included.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+
+from services.tools.results import ToolError
+from services.tools.sandbox import bwrap, environment
+from services.tools.sandbox.cgroups import CallGroup
+from services.tools.sandbox.host import SandboxHost
+from shared.sandbox import SandboxMode
+
+KILL_AFTER_S = 5.0  # a timed-out command: SIGTERM, then SIGKILL this long after
+CANCEL_GRACE_S = 1.5  # a cancelled call: SIGKILL this long after SIGTERM, gone within 2 s
+READ_CHUNK = 65_536
+DRAIN_S = 1.0  # the output still in the pipe when the command's processes are gone
+WRAPPER = '[ -z "$1" ] || echo $$ > "$1" || exit 125; ulimit {limits} || exit 125; shift; exec "$@"'
+
+
+class Launch(msgspec.Struct, frozen=True, kw_only=True):
+    """What to run, where, in which mode, and for how long."""
+
+    command: str
+    cwd: Path
+    workspace: Path
+    shared: Path
+    conversation_id: str
+    timeout_s: float
+    mode: SandboxMode
+    host: SandboxHost
+
+
+class Exit(msgspec.Struct, frozen=True, kw_only=True):
+    returncode: int  # negative: killed by that signal
+    timed_out: bool
+
+
+class Tree:
+    """The processes of one call: its cgroup where the host has one, else its process group."""
+
+    def __init__(self, group: CallGroup | None) -> None:
+        self.group = group
+        self.pid = 0
+
+    def signal(self, signum: signal.Signals) -> None:
+        if self.group is not None:
+            self.group.signal(signum)
+        elif self.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signum)
+
+    async def end(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.group is not None:
+            await self.group.end()
+
+
+def command_line(launch: Launch, procs: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment to spawn for the call's mode."""
+    host = launch.host
+    if launch.mode == "disabled":
+        return ["bash", "-c", launch.command], environment.inherited(host.secrets)
+    config = host.config
+    limits = f"-v {config.memory_limit_mb * 1024} -f {config.file_size_limit_mb * 1024} -n 4096"
+    if not host.cgroups.version and not host.is_root:
+        limits += f" -u {config.pids_limit}"  # the coarse fallback (SPEC §6.3)
+    wrapper = ["bash", "-c", WRAPPER.format(limits=limits), "stellaclaw-limits", procs]
+    command = ["bash", "-c", launch.command]
+    if launch.mode == "subprocess":
+        software = str(host.software) if host.software else None
+        env = environment.cleared(config, launch.workspace, launch.conversation_id, software)
+        return [*wrapper, *command], env
+    software = config.software_mount_path if host.software else None
+    env = environment.cleared(config, launch.workspace, launch.conversation_id, software)
+    binds = bwrap.Binds(
+        workspace=launch.workspace, shared=launch.shared, cwd=launch.cwd, software=host.software
+    )
+    return [*wrapper, *bwrap.argv(config, binds, env, command)], {"PATH": environment.BASE_PATH}
+
+
+async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
+    """Run the command, feeding its merged stdout and stderr to `sink` in arrival order."""
+    host = launch.host
+    if launch.mode == "bubblewrap" and host.support.bubblewrap_error:
+        reason = host.support.bubblewrap_error
+        raise ToolError("unavailable", f"bubblewrap cannot run on this host: {reason}")
+    uses_group = launch.mode != "disabled" and host.cgroups.version > 0
+    tree = Tree(CallGroup(host.cgroups, host.config.pids_limit) if uses_group else None)
+    argv, env = command_line(launch, str(tree.group.procs) if tree.group else "")
+    read_fd, write_fd = os.pipe()
+    transport, reader = await _read_end(read_fd)
+    try:
+        process = await _spawn(argv, env, launch.cwd, write_fd)
+        tree.pid = process.pid
+    except BaseException:
+        transport.close()
+        await tree.end()
+        raise
+    finally:
+        os.close(write_fd)  # the child holds its own copy; EOF comes when its processes end
+    reading = asyncio.create_task(_pump(reader, sink))
+    try:
+        timed_out = await _wait_or_end(process, tree, launch.timeout_s)
+    finally:
+        if process.returncode is None:  # cancelled mid-run: the tree goes with the call
+            await _end_cancelled(process, tree)
+        await tree.end()  # whatever the command left running
+        await asyncio.wait({reading}, timeout=DRAIN_S)
+        reading.cancel()
+        transport.close()
+    assert process.returncode is not None
+    return Exit(returncode=process.returncode, timed_out=timed_out)
+
+
+async def _spawn(
+    argv: list[str], env: dict[str, str], cwd: Path, output_fd: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=output_fd,
+        stderr=output_fd,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+
+
+async def _read_end(read_fd: int) -> tuple[asyncio.ReadTransport, asyncio.StreamReader]:
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return transport, reader
+
+
+async def _pump(reader: asyncio.StreamReader, sink: Callable[[bytes], None]) -> None:
+    while chunk := await reader.read(READ_CHUNK):
+        sink(chunk)
+
+
+async def _wait_or_end(process: asyncio.subprocess.Process, tree: Tree, timeout_s: float) -> bool:
+    """Wait for the command; past `timeout_s` end its tree. True when it timed out."""
+    if await _exited_within(process.wait(), timeout_s):
+        return False
+    tree.signal(signal.SIGTERM)
+    await _exited_within(process.wait(), KILL_AFTER_S)
+    tree.signal(signal.SIGKILL)  # whatever ignored SIGTERM
+    await process.wait()
+    return True
+
+
+async def _exited_within(waiting: Awaitable[int], timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await waiting
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _end_cancelled(process: asyncio.subprocess.Process, tree: Tree) -> None:
+    """SIGTERM to the tree, SIGKILL to what is left CANCEL_GRACE_S later (SPEC §3.6)."""
+    tree.signal(signal.SIGTERM)
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        await asyncio.wait({exited}, timeout=CANCEL_GRACE_S)
+    finally:
+        tree.signal(signal.SIGKILL)  # also when this wait is itself cancelled
