@@ -233,3 +233,33 @@ async def test_calls_left_unanswered_by_a_cut_turn_are_closed_for_the_model(
     [closing] = llm.requests[0].tool_messages
     assert closing.tool_call_id == "call_9"
     assert msgspec.json.decode(closing.text)["error_kind"] == "interrupted_by_restart"
+
+
+async def test_the_prompt_states_the_sandbox_and_a_change_is_announced_once(
+    bus, workdir, nats_access
+):
+    first = handle("hello", 1)
+    changed = msgspec.structs.replace(
+        handle("and now?", 2),
+        settings=msgspec.structs.replace(first.settings, sandbox="disabled"),
+    )
+    steps = (reply("One."), reply("Two."), reply("Three."))
+    async with session_stack(bus, workdir, nats_access, *steps) as llm:
+        for message in (first, changed, msgspec.structs.replace(changed, input_seq=3)):
+            await bus.publish(
+                subjects.session_input(SESSION),
+                message,
+                msg_id=subjects.session_input_msg_id(message.input_seq),
+            )
+            await wake(bus)
+            await answer(bus)
+    system = [request.messages[0].text for request in llm.requests]
+    assert system[0] == system[1] == system[2]  # built once: the prompt cache stays warm
+    assert "- sandbox: " in system[0]
+    updates = [m.text for m in llm.requests[2].messages if m.text.startswith("[Runtime Prompt")]
+    assert updates == [
+        "[Runtime Prompt Updates] The sandbox changed; from now on: sandbox: disabled: shell "
+        "commands run as the Stellaclaw service's user with its environment (secrets removed) "
+        "and no limits; file tools accept any absolute path"
+    ]
+    assert llm.requests[1].messages[-2].text == updates[0]  # just before the user's message

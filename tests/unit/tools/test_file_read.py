@@ -1,10 +1,12 @@
 """file_read per SPEC §5.1: numbered lines, windows, flags and its four errors."""
 
+import msgspec
 import pytest
 
 from services.tools.builtin.file_read import FileReadArgs, FileReadResult, file_read
 from services.tools.results import ToolError, encode
-from tests.unit.tools.samples import tool_call
+from shared.config import SandboxConfig
+from tests.unit.tools.samples import UNPROBED, tool_call
 
 
 @pytest.fixture
@@ -122,3 +124,21 @@ async def test_a_symlink_leaving_the_workspace_is_refused(call, workdir):
         "outside_workspace",
         "path is outside the workspace: link.txt",
     )
+
+
+async def test_the_path_rule_follows_the_sandbox_mode(workdir, tmp_path):
+    """Confined modes: the workspace, shared/ and (for reading) the software dir; `disabled`:
+    any absolute path (SPEC §6.1)."""
+    software = tmp_path / "software"
+    software.mkdir()
+    (software / "README").write_text("shared tools\n", encoding="utf-8")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host file\n", encoding="utf-8")
+    config = SandboxConfig(software_dir=str(software))
+    host = msgspec.structs.replace(UNPROBED, config=config)
+    confined = tool_call(workdir, host=host, sandbox="subprocess")
+    trusted = tool_call(workdir, call="c2", host=host, sandbox="disabled")
+    assert (await read(confined, file_path=str(software / "README"))).content == "1: shared tools"
+    refused = await failure(confined, file_path=str(outside))
+    assert refused.kind == "outside_workspace"
+    assert (await read(trusted, file_path=str(outside))).content == "1: host file"
