@@ -1,6 +1,7 @@
 """The bwrap command line (SPEC §6.4), the §6.2 environments and the cgroup layout detection."""
 
 from pathlib import Path
+from typing import Any
 
 from services.tools.sandbox import bwrap, cgroups, environment
 from services.tools.sandbox.host import trial
@@ -10,7 +11,7 @@ WORKSPACE = Path("/tmp/work/workspaces/tg_1")
 SHARED = Path("/tmp/work/shared")
 
 
-def layout(**config: object) -> list[str]:
+def layout(**config: Any) -> list[str]:
     binds = bwrap.Binds(workspace=WORKSPACE, shared=SHARED, cwd=WORKSPACE / "src")
     software = config.pop("software", None)
     if software is not None:
