@@ -9,6 +9,7 @@ after a few warm-up calls; the tools service runs in its own process, as in prod
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
@@ -42,8 +43,11 @@ SESSION = SessionId("cli_bench_fg1")
 WARM_UP = 10
 
 
-async def one_call(nc: Client, number: int, mode: SandboxSetting) -> float:
-    call_id = ToolCallId(f"{mode[:3]}{number}")
+CALLS = itertools.count(1)
+
+
+async def one_call(nc: Client, mode: SandboxSetting) -> float:
+    call_id = ToolCallId(f"c{next(CALLS)}")
     request = RunTool(
         session_id=SESSION,
         conversation_id=ConversationId("cli_bench"),
@@ -81,9 +85,9 @@ async def main(args: argparse.Namespace) -> None:
             print(f"shell `true`, {args.calls} calls per mode, one at a time:")
             print(f"  {'mode':<12} {'p50':>8} {'p90':>8} {'p99':>8}")
             for mode in modes:
-                for n in range(WARM_UP):
-                    await one_call(nc, -1 - n, mode)
-                times = sorted([1000 * await one_call(nc, n, mode) for n in range(args.calls)])
+                for _ in range(WARM_UP):
+                    await one_call(nc, mode)
+                times = sorted([1000 * await one_call(nc, mode) for _ in range(args.calls)])
                 p50 = statistics.median(times)
                 p90 = times[int(len(times) * 0.9)]
                 p99 = times[min(len(times) - 1, int(len(times) * 0.99))]

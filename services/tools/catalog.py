@@ -41,15 +41,23 @@ def bind(
     async def invoke(arguments: bytes, call: ToolCall, started: Started) -> Result:
         args = decode(decoder, kind, arguments)
         hard_s = max(call.timeout_s, limit_s(args)) if limit_s else call.timeout_s
-        await started(hard_s)
+        # The announcement goes out as the tool starts, not before: its ack is not waited for
+        # on the way in, only before the result (one connection keeps the order).
+        announcing = asyncio.ensure_future(started(hard_s))
         deadline = asyncio.timeout(hard_s)
         try:
             async with deadline:
-                return await run(args, call)
+                result = await run(args, call)
         except TimeoutError:
             if deadline.expired():
                 raise ToolError("timed_out", f"timed out after {hard_s:g} s") from None
             raise
+        finally:
+            await asyncio.wait({announcing})
+            refused = None if announcing.cancelled() else announcing.exception()
+        if refused is not None:  # the bus refused the announcement: the call fails as a whole
+            raise refused
+        return result
 
     return invoke
 
