@@ -85,6 +85,13 @@ async def runner_ready(bus: TestBus) -> SandboxSupport:
     return await eventually_async(probe, timeout_s=20.0, what="a tool runner answers the probe")
 
 
+async def bubblewrap_runner(bus: TestBus) -> None:
+    """Wait for the tool runner; skip, saying why, where bubblewrap cannot run."""
+    support = await runner_ready(bus)
+    if support.bubblewrap_error:
+        pytest.skip(f"bubblewrap cannot run here: {support.bubblewrap_error}")
+
+
 async def stored_mode(bus: TestBus, conv: str) -> str | None:
     entry = await (await bus.js.key_value(subjects.CONV_BUCKET)).get(conv)
     assert entry.value is not None
@@ -97,9 +104,7 @@ async def test_a_chat_sets_its_mode_its_inputs_carry_it_and_default_resets_it(
     runtime = make_runtime(CONFIG, workdir, nats_access)
     conv = "cli_ada"
     async with running(runtime, run_conversation, run_tools):
-        support = await runner_ready(bus)
-        if support.bubblewrap_error:
-            pytest.skip(f"bubblewrap cannot run here: {support.bubblewrap_error}")
+        await bubblewrap_runner(bus)
         assert await ask(bus, conv, "/sandbox") == "Sandbox: bubblewrap (server default)."
         assert await ask(bus, conv, "/sandbox subprocess") == (
             "Sandbox set to subprocess for this chat."
@@ -132,9 +137,7 @@ async def test_only_an_admin_weakens_the_server_default(bus, workdir, nats_acces
     runtime = make_runtime(CONFIG, workdir, nats_access)
     group = "tg_m100"
     async with running(runtime, run_conversation, run_tools):
-        support = await runner_ready(bus)
-        if support.bubblewrap_error:
-            pytest.skip(f"bubblewrap cannot run here: {support.bubblewrap_error}")
+        await bubblewrap_runner(bus)
         refused = await ask(bus, group, "/sandbox disabled", USER)
         also_refused = await ask(bus, group, "/sandbox subprocess", USER)
         unchanged = await stored_mode(bus, group)
