@@ -9,8 +9,10 @@ from urllib.parse import urlparse
 import pytest
 
 from services.tools.service import run
-from shared.bus import BusAccess
-from tests.integration.test_tools import CONFIG, call, output
+from shared import subjects
+from shared.bus import BusAccess, encode
+from shared.messages.tools import CancelCall, ToolFailed
+from tests.integration.test_tools import CONFIG, call, finished_on, output
 from tests.kit import processes, sandbox
 from tests.kit.services import make_runtime, running
 from tests.kit.waiting import eventually
@@ -136,6 +138,8 @@ async def test_a_fork_bomb_is_a_failed_command_and_the_runner_stays_healthy(
 async def test_setsid_and_background_children_end_with_their_call(bus, workdir, nats_access, mode):
     async with sandbox.probed() as found:
         sandbox.skip_unless_usable(found, mode)
+        if mode == "subprocess":  # only its cgroup finds a child that left the process group
+            sandbox.skip_without_pids_cgroup(found)
     runtime = make_runtime(CONFIG, workdir, nats_access)
     spawn = "setsid sleep 300 & sleep 300 & echo started"
     async with running(runtime, run):
@@ -146,6 +150,30 @@ async def test_setsid_and_background_children_end_with_their_call(bus, workdir, 
     assert [result["output"] for result in results] == ["started\n", "started\n"]
     assert results[0]["timed_out"] is True
     await eventually(lambda: not processes.alive("sleep", "300"), what="every sleep 300 ended")
+
+
+@pytest.mark.parametrize("mode", sandbox.MODES)
+async def test_a_cancelled_call_takes_its_setsid_children_along(bus, workdir, nats_access, mode):
+    async with sandbox.probed() as found:
+        sandbox.skip_unless_usable(found, mode)
+        if mode == "subprocess":
+            sandbox.skip_without_pids_cgroup(found)
+    runtime = make_runtime(CONFIG, workdir, nats_access)
+    command = {"command": "setsid sleep 301 & sleep 301"}
+    request = in_mode(run_tool("shell", command, call="c_cancel"), mode)
+    result_subject = subjects.tool_result(request.session_id, request.call_id)
+    await bus.watch(result_subject)
+    async with running(runtime, run):
+        await bus.publish(subjects.tool_request("local", request.session_id), request)
+        await eventually(lambda: len(processes.alive("sleep", "301")) == 2, what="both sleeping")
+        cancel = CancelCall(session_id=request.session_id, call_id=request.call_id)
+        await bus.nc.request(
+            subjects.tool_cancel(request.session_id, request.call_id), encode(cancel), timeout=5
+        )
+        finished = await finished_on(bus, result_subject)
+        await eventually(lambda: not processes.alive("sleep", "301"), timeout_s=3, what="gone")
+    assert isinstance(finished.result, ToolFailed)
+    assert finished.result.error_kind == "cancelled"
 
 
 def any_exists(paths: list[Path]) -> bool:
