@@ -68,6 +68,20 @@ class SandboxConfig(ConfigTable, frozen=True, kw_only=True):
     )
 
 
+class RetryConfig(ConfigTable, frozen=True, kw_only=True):
+    """SPEC §7.3: how a transient failure of a model call is retried."""
+
+    mode: Literal["exponential", "random", "none"] = "exponential"
+    attempts: Annotated[int, Meta(ge=0, le=20)] = 3  # retries after the first try
+    backoff_s: Annotated[float, Meta(ge=0, le=60)] = 1.0
+
+
+class ReasoningConfig(ConfigTable, frozen=True, kw_only=True):
+    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    max_tokens: Annotated[int, Meta(gt=0)] | None = None
+
+
 class ModelConfig(ConfigTable, frozen=True, kw_only=True):
     provider: Literal["openai_chat"]
     model: Annotated[str, Meta(min_length=1)]
@@ -77,6 +91,17 @@ class ModelConfig(ConfigTable, frozen=True, kw_only=True):
     context_window: Annotated[int, Meta(gt=0)] = 128_000
     max_output_tokens: Annotated[int, Meta(gt=0)] = 8_192
     timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+    retry: RetryConfig = RetryConfig()
+    reasoning: ReasoningConfig | None = None
+    service_tier: Literal["default", "priority", "flex", "fast"] = "default"
+    fallback: list[Annotated[str, Meta(pattern=MODEL_NAME_PATTERN)]] = msgspec.field(
+        default_factory=list
+    )
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.service_tier == "fast":  # SPEC §7.1: another name for priority
+            msgspec.structs.force_setattr(self, "service_tier", "priority")
 
 
 class BusCredentials(ConfigTable, frozen=True, kw_only=True):
@@ -288,6 +313,11 @@ def _cross_check(config: Config) -> None:
             f"config: version: config version {config.version} is newer than this "
             f"Stellaclaw supports ({CURRENT_VERSION})"
         )
+    for name, model in config.models.items():
+        unknown = [other for other in model.fallback if other not in config.models]
+        if unknown or name in model.fallback:
+            what = f"{unknown[0]!r} is not a configured model" if unknown else "names itself"
+            raise ConfigError(f"config: models.{name}.fallback: {what}")
     if config.default_model not in config.models:
         known = ", ".join(sorted(config.models)) or "none"
         raise ConfigError(

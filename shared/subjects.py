@@ -242,6 +242,11 @@ def typing_out_id(turn_id: str) -> OutId:
     return OutId(f"typ_{turn_id}")
 
 
+def fallback_out_id(turn_id: str) -> OutId:
+    """The one "using <fallback> for this turn" notice of a turn (SPEC §7.3)."""
+    return OutId(f"fbk_{turn_id}")
+
+
 def reply_out_id(in_seq: int) -> OutId:
     """The out id of a command reply, derived from the SC_IN message it answers."""
     return OutId(f"cmd_{in_seq}")

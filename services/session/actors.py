@@ -20,6 +20,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.session import heads, lease, status
 from services.session.actor import SessionActor
+from services.session.model_calls import Cooldowns
 from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
@@ -52,6 +53,7 @@ class ActorPool:
         self.actors: dict[SessionId, SessionActor] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.catalogs: dict[str, tuple[float, ToolCatalog]] = {}
+        self.cooldowns = Cooldowns()  # models that failed lately (SPEC §7.3)
 
     async def wake(self, message: WakeSession, envelope: bus.Envelope) -> None:
         """The wake handler: nudge the live actor, or take the lease and start one."""

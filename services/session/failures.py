@@ -20,6 +20,20 @@ def provider_failed(reason: str) -> str:
     )
 
 
+def auth_refused(model: str, status: int | None) -> str:
+    return (
+        f"⚠️ Model {model} rejected its credentials (HTTP {status}). The operator must fix "
+        f"[models.{model}]. Send /continue after that, or switch with /model."
+    )
+
+
+def context_exceeded() -> str:
+    return (
+        "⚠️ The conversation no longer fits the model's context window, even after compaction. "
+        "Send /compact, switch to a larger model with /model, or /new."
+    )
+
+
 def empty_twice() -> str:
     return "⚠️ The model returned an empty answer twice. Send /continue to retry."
 

@@ -5,13 +5,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
 import msgspec
 
-from services.session import answers, history_repair, openai_chat, tool_batch
+from services.session import answers, history_repair, tool_batch
 from services.session.history_store import History
+from services.session.model_calls import Answered, ModelChoice
+from services.session.providers.protocol import ModelReply, ModelRequest, StreamEvent
 from services.session.tool_results import Results
-from shared.config import ModelConfig
 from shared.ids import ToolCallId, TurnId
 from shared.messages.history import AssistantMessage, ToolCall, ToolResult, ToolResults
 from shared.messages.tools import ToolSpec, ToolTraits
@@ -60,11 +60,9 @@ class Turn:
 
     turn_id: TurnId
     turn_number: int
-    model_name: str
-    model: ModelConfig
+    models: ModelChoice  # its model, then that model's fallbacks
     system_prompt: str
     history: History
-    http: httpx.AsyncClient
     batch: tool_batch.Batch
     results: Results  # the session's tool starts and results
     running: Running
@@ -87,7 +85,8 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
         at_limit = round_trips >= turn.max_round_trips
         if at_limit:
             notice = LIMIT_NOTICE.format(n=turn.max_round_trips)
-        reply = await _call(turn, [] if at_limit else tools, notice)
+        answered = await _call(turn, [] if at_limit else tools, notice)
+        reply = answered.reply
         if not reply.text.strip() and not reply.tool_calls:
             if notice == EMPTY_NOTICE:
                 raise EmptyResponseError
@@ -95,7 +94,7 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
             continue
         notice = None
         calls = _calls(turn, round_trips + 1, reply)
-        await turn.history.append(_assistant(turn, reply, calls))
+        await turn.history.append(_assistant(turn, answered, calls))
         if not calls:
             return Ending(text=reply.text)
         if at_limit:
@@ -140,16 +139,22 @@ async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, Tool
         raise tool_batch.TurnCancelledError
 
 
-async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> openai_chat.ModelReply:
-    events = history_repair.closed(turn.history.events)
-    messages = openai_chat.to_messages(turn.system_prompt, events)
-    if notice:  # request-only notices are not stored in history
-        messages.append({"role": "user", "content": notice})
-    call = openai_chat.complete(turn.http, turn.model, messages, tools)
+async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answered:
+    request = ModelRequest(
+        system_prompt=turn.system_prompt,
+        history=history_repair.closed(turn.history.events),
+        tools=tools,
+        notice=notice,
+    )
+    call = turn.models.complete(request, _streamed)
     return await tool_batch.until_cancelled(turn.running.cancel, call)
 
 
-def _calls(turn: Turn, round_trip: int, reply: openai_chat.ModelReply) -> list[ToolCall]:
+def _streamed(event: StreamEvent) -> None:
+    """Streamed text has no reader yet: the answer is sent whole when the turn ends."""
+
+
+def _calls(turn: Turn, round_trip: int, reply: ModelReply) -> list[ToolCall]:
     """Our call ids are unique within the session (the provider's may repeat across turns)."""
     return [
         ToolCall(
@@ -162,15 +167,13 @@ def _calls(turn: Turn, round_trip: int, reply: openai_chat.ModelReply) -> list[T
     ]
 
 
-def _assistant(
-    turn: Turn, reply: openai_chat.ModelReply, calls: list[ToolCall]
-) -> AssistantMessage:
+def _assistant(turn: Turn, answered: Answered, calls: list[ToolCall]) -> AssistantMessage:
     return AssistantMessage(
         turn_id=turn.turn_id,
-        text=answers.for_history(reply.text),
+        text=answers.for_history(answered.reply.text),
         tool_calls=calls,
-        model=turn.model_name,
-        usage=reply.usage,
+        model=answered.model_name,
+        usage=answered.reply.usage,
     )
 
 

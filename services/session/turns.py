@@ -16,7 +16,8 @@ import msgspec
 from services.session import answers, failures, follow_ups, ledger, prompt, tool_batch, turn_loop
 from services.session.heads import CallEntry, Journal
 from services.session.inbox import Entry
-from services.session.openai_chat import ProviderError
+from services.session.model_calls import ModelChoice
+from services.session.providers.protocol import AuthError, ContextLengthError, ProviderError
 from shared import bus, redaction, subjects
 from shared.ids import TurnId, new_id
 from shared.messages.contract import Chat
@@ -224,16 +225,22 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
     model = plan.settings.model
     model_name = model if model in config.models else config.default_model
     assert actor.running is not None
+
+    async def tell(text: str) -> None:
+        out_id = subjects.fallback_out_id(plan.turn_id)
+        await answers.publish(
+            actor.conn, SendReply(chat=plan.chat, out_id=out_id, text=text, settles=0)
+        )
+
+    models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
     return turn_loop.Turn(
         turn_id=plan.turn_id,
         turn_number=plan.number,
-        model_name=model_name,
-        model=config.models[model_name],
+        models=models,
         system_prompt=prompt.system_prompt(
             plan.chat.conversation_id, model_name, prompt.started_sandbox(actor.history.events)
         ),
         history=actor.history,
-        http=actor.pool.http,
         batch=tool_batch.Batch(
             session_id=actor.session_id,
             conversation_id=plan.chat.conversation_id,
@@ -261,6 +268,12 @@ async def _ending(
         return await turn_loop.run(turn, tools)
     except tool_batch.TurnCancelledError:
         return turn_loop.Ending(text="", outcome="cancelled")
+    except ContextLengthError:  # compaction will catch it first; until then the turn fails
+        text = failures.context_exceeded()
+        return turn_loop.Ending(text=text, outcome="failed", error="context", can_continue=True)
+    except AuthError as exc:
+        text = failures.auth_refused(exc.model_name, exc.status)
+        return turn_loop.Ending(text=text, outcome="failed", error="auth", can_continue=True)
     except ProviderError as exc:  # its body may echo a key: scrubbed before it is cut short
         text = failures.provider_failed(redaction.scrub(exc.reason, actor.conn.secrets))
         return turn_loop.Ending(text=text, outcome="failed", error="provider", can_continue=True)

@@ -167,10 +167,16 @@ async def test_each_service_holds_only_its_own_secrets(world):
 
 
 async def test_a_provider_error_that_echoes_the_key_reaches_the_chat_scrubbed(world):
-    world.llm.script(http_error(401, f"Incorrect API key provided: {KEY}. Check it."))
+    world.llm.script(http_error(400, f"Malformed request for key {KEY}. Check it."))
     text = await exchange(world, "use the model")
     assert KEY not in text
-    assert "Incorrect API key provided: ***" in text
+    assert "Malformed request for key ***" in text
+    world.llm.script(http_error(401, f"Incorrect API key provided: {KEY}. Check it."))
+    refused = await exchange(world, "and again")
+    assert refused == (
+        "⚠️ Model main rejected its credentials (HTTP 401). The operator must fix "
+        "[models.main]. Send /continue after that, or switch with /model."
+    )
     world.llm.assert_done()
 
 

@@ -35,7 +35,13 @@ OUT = subjects.outbound("cli", CONV)
 
 
 def config(base_url: str, **tables: object) -> dict[str, object]:
-    model = {"provider": "openai_chat", "model": "gpt-test", "base_url": base_url, "api_key": "k"}
+    model: dict[str, object] = {
+        "provider": "openai_chat",
+        "model": "gpt-test",
+        "base_url": base_url,
+        "api_key": "k",
+        "retry": {"attempts": 1, "backoff_s": 0.01},  # one quick retry (SPEC §7.3)
+    }
     return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5, **tables}
 
 
@@ -147,11 +153,12 @@ async def test_bad_tool_arguments_go_back_to_the_model(bus, workdir, nats_access
 
 
 async def test_a_provider_failure_is_told_to_the_user(bus, workdir, nats_access):
-    async with session_stack(bus, workdir, nats_access, http_error(503, "upstream overloaded")):
+    overloaded = http_error(503, "upstream overloaded")
+    async with session_stack(bus, workdir, nats_access, overloaded, overloaded):
         await say(bus, "hi", 1)
         final = await answer(bus)
     assert final.is_failure
-    assert final.text.startswith("⚠️ The model call failed: HTTP 503")
+    assert final.text.startswith("⚠️ The model call failed: HTTP 503 from 127.0.0.1 after 2 tries")
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
     assert isinstance(events[-1], TurnFinished)
     assert events[-1].error == "provider"
@@ -263,3 +270,32 @@ async def test_the_prompt_states_the_sandbox_and_a_change_is_announced_once(
         "and no limits; file tools accept any absolute path"
     ]
     assert llm.requests[1].messages[-2].text == updates[0]  # just before the user's message
+
+
+async def test_a_failing_model_falls_back_the_chat_is_told_and_history_names_the_spare(
+    bus, workdir, nats_access
+):
+    async with llm_api(api_key="k") as llm:
+        llm.script(*[http_error(503, "overloaded")] * 2, reply("Spare speaking."))
+        base = {"provider": "openai_chat", "base_url": llm.base_url, "api_key": "k"}
+        retry = {"attempts": 1, "backoff_s": 0.01}
+        models = {
+            "main": base | {"model": "gpt-main", "retry": retry, "fallback": ["spare"]},
+            "spare": base | {"model": "gpt-spare"},
+        }
+        runtime = make_runtime(config(llm.base_url, models=models), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "hello", 1)
+            told = await answer(bus)
+            final = await answer(bus)
+    assert told.text == (
+        "⚠️ main is unavailable (HTTP 503 from 127.0.0.1 after 2 tries: overloaded); "
+        "using spare for this turn."
+    )
+    assert (told.out_id, told.settles) == (subjects.fallback_out_id(f"{SESSION}_t1"), 0)
+    assert final.text == "Spare speaking."
+    assert [request.body["model"] for request in llm.requests] == ["gpt-main"] * 2 + ["gpt-spare"]
+    events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
+    [assistant] = [e for e in events if isinstance(e, AssistantMessage)]
+    assert assistant.model == "spare"

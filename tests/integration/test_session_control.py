@@ -151,7 +151,7 @@ async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, wor
 
 async def test_continue_resumes_a_recoverable_failure_and_only_that(bus, workdir, nats_access):
     async with session_stack(
-        bus, workdir, nats_access, http_error(503, "overloaded"), reply("Back on track.")
+        bus, workdir, nats_access, *[http_error(503, "overloaded")] * 2, reply("Back on track.")
     ) as llm:
         await control(
             bus, ContinueTurn(session_id=SESSION, input_seq=1, chat=CHAT, settings=SETTINGS)
@@ -170,7 +170,7 @@ async def test_continue_resumes_a_recoverable_failure_and_only_that(bus, workdir
     assert "Send /continue to retry from here." in failure.text
     assert continuing.text == "▶️ Continuing…"
     assert resumed.text == "Back on track."
-    assert [m.role for m in llm.requests[1].messages] == ["system", "user"]
+    assert [m.role for m in llm.requests[2].messages] == ["system", "user"]
     assert (idle.state, idle.turns) == ("idle", 2)
     started = [e for e in await history(bus) if isinstance(e, TurnStarted)]
     assert started[-1].continues == f"{SESSION}_t1"

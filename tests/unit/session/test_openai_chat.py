@@ -1,18 +1,11 @@
 """The openai_chat client against the fake OpenAI server, over real HTTP."""
 
-from collections.abc import AsyncIterator
-
 import httpx
 import msgspec
 import pytest
 
-from services.session.openai_chat import (
-    ModelReply,
-    ProviderError,
-    RequestedCall,
-    complete,
-    to_messages,
-)
+from services.session.providers.openai_chat import complete, to_messages
+from services.session.providers.protocol import AuthError, ModelReply, ProviderError, RequestedCall
 from shared.config import ModelConfig
 from shared.ids import SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender
@@ -30,7 +23,6 @@ from shared.messages.history import (
 )
 from shared.messages.tools import ToolSpec
 from tests.kit.llm_api import (
-    OpenAIChatServer,
     TokenCounts,
     http_error,
     llm_api,
@@ -47,18 +39,6 @@ SHELL = ToolSpec(
     parameters=msgspec.Raw(b'{"type":"object","properties":{"command":{"type":"string"}}}'),
 )
 ASK: list[dict[str, object]] = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[OpenAIChatServer]:
-    async with llm_api() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-        yield client
 
 
 def model_at(base_url: str, *, api_key: str | None = None, timeout_s: float = 30.0) -> ModelConfig:
@@ -154,8 +134,12 @@ async def test_an_http_error_is_a_provider_error_with_the_status(server, http):
         await complete(http, model_at(server.base_url), ASK, [])
 
     assert caught.value.status == 503
-    assert caught.value.reason == "HTTP 503 from 127.0.0.1 after 1 try: upstream overloaded"
-    assert caught.value.retry_after_s == 7
+    assert caught.value.reason == "HTTP 503 from 127.0.0.1: upstream overloaded"
+    assert caught.value.retry_after == 7
+    assert caught.value.is_transient
+    assert (
+        caught.value.after(4).reason == "HTTP 503 from 127.0.0.1 after 4 tries: upstream overloaded"
+    )
 
 
 async def test_an_error_inside_a_200_stream_is_a_provider_error(server, http):
@@ -178,10 +162,11 @@ async def test_the_api_key_is_sent_as_a_bearer_token(http):
 
 async def test_a_rejected_key_is_a_401_provider_error(http):
     async with llm_api(api_key="sk-right") as fake:
-        with pytest.raises(ProviderError, match="HTTP 401") as caught:
+        with pytest.raises(AuthError, match="HTTP 401") as caught:
             await complete(http, model_at(fake.base_url, api_key="sk-wrong"), ASK, [])
 
     assert caught.value.status == 401
+    assert not caught.value.is_transient
 
 
 async def test_without_an_api_key_no_authorization_header_is_sent(server, http):

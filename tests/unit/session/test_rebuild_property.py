@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.session.history_repair import UNANSWERED, closed
-from services.session.openai_chat import to_messages
+from services.session.providers.openai_chat import to_messages
 from shared.ids import SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender
 from shared.messages.history import (

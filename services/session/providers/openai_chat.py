@@ -1,7 +1,8 @@
-"""The session's client for `provider = "openai_chat"`: OpenAI chat completions, streamed.
+"""`provider = "openai_chat"`: OpenAI-compatible chat completions, streamed (SPEC §7.2).
 
-One call, one try (SPEC §7.2): the request body, the SSE stream assembled into a ModelReply, and
-every way the call can fail turned into a ProviderError with a one-line reason (SPEC §3.8).
+One call, one try: the request body, the SSE stream assembled into a ModelReply (text deltas
+passed on as they arrive), and every way the call can fail turned into a ProviderError with a
+one-line reason (SPEC §3.8); retries and fallback are `model_calls`'s.
 """
 
 import asyncio
@@ -11,8 +12,16 @@ from typing import assert_never
 import httpx
 import msgspec
 
+from services.session.providers.protocol import (
+    ModelReply,
+    ModelRequest,
+    OnEvent,
+    ProviderError,
+    RequestedCall,
+    TextDelta,
+    classified,
+)
 from shared.config import ModelConfig
-from shared.errors import TransientError
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
@@ -31,31 +40,6 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_SILENCE_S = 120.0  # a stream silent this long (or timeout_s, if shorter) has stalled
 MAX_RETRY_AFTER_S = 60.0
 REASON_CHARS = 160
-
-
-class RequestedCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A tool call as the model asked for it."""
-
-    provider_call_id: str
-    name: str
-    arguments: str  # the model's JSON text, exactly as streamed
-
-
-class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
-    text: str
-    tool_calls: list[RequestedCall]
-    usage: Usage
-
-
-class ProviderError(TransientError):
-    """The provider call failed; `reason` is one line for the user (SPEC §3.8)."""
-
-    def __init__(
-        self, reason: str, *, status: int | None = None, retry_after_s: float = 1.0
-    ) -> None:
-        self.reason = _one_line(reason)
-        self.status = status  # the HTTP status of a non-2xx answer
-        super().__init__(self.reason, retry_after_s=retry_after_s)
 
 
 # --- the wire: what the stream carries (unknown fields are ignored) --------------------------
@@ -195,14 +179,31 @@ def request_body(
             for t in tools
         ]
         body["tool_choice"] = "auto"
-    return body | {
+    body |= {
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": model.max_output_tokens,
     }
+    if model.reasoning is not None and model.reasoning.effort:
+        body["reasoning"] = {"effort": model.reasoning.effort}
+    if model.service_tier != "default":
+        body["service_tier"] = model.service_tier
+    return body
 
 
 # --- the call -----------------------------------------------------------------------------------
+
+
+class OpenAIChat:
+    """The Provider for chat completions."""
+
+    async def complete(
+        self, http: httpx.AsyncClient, model: ModelConfig, request: ModelRequest, on_event: OnEvent
+    ) -> ModelReply:
+        messages = to_messages(request.system_prompt, request.history)
+        if request.notice:  # request-only notices are not stored in history
+            messages.append({"role": "user", "content": request.notice})
+        return await complete(http, model, messages, request.tools, on_event)
 
 
 async def complete(
@@ -210,20 +211,24 @@ async def complete(
     model: ModelConfig,
     messages: list[dict[str, object]],
     tools: Sequence[ToolSpec],
+    on_event: OnEvent | None = None,
 ) -> ModelReply:
     """One streamed chat completion; any failure is a ProviderError."""
     body = ENCODER.encode(request_body(model, messages, tools))
     try:
         async with asyncio.timeout(model.timeout_s):
-            return await _stream(client, model, body)
+            return await _stream(client, model, body, on_event)
     except TimeoutError:
         raise ProviderError(f"timed out after {model.timeout_s:g} s") from None
 
 
-async def _stream(client: httpx.AsyncClient, model: ModelConfig, body: bytes) -> ModelReply:
+async def _stream(
+    client: httpx.AsyncClient, model: ModelConfig, body: bytes, on_event: OnEvent | None
+) -> ModelReply:
     host = httpx.URL(model.base_url).host
     silence_s = min(MAX_SILENCE_S, model.timeout_s)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    headers |= model.headers
     if model.api_key:
         headers["Authorization"] = f"Bearer {model.api_key}"
     url = model.base_url.rstrip("/") + "/chat/completions"
@@ -234,7 +239,7 @@ async def _stream(client: httpx.AsyncClient, model: ModelConfig, body: bytes) ->
         ) as response:
             if not response.is_success:
                 raise await _http_error(response, host)
-            return await _read(response, host)
+            return await _read(response, host, on_event)
     except httpx.ConnectTimeout:
         raise ProviderError(f"no connection to {host} within {CONNECT_TIMEOUT_S:g} s") from None
     except httpx.TimeoutException:
@@ -250,23 +255,20 @@ async def _http_error(response: httpx.Response, host: str) -> ProviderError:
     except msgspec.DecodeError:
         message = raw.decode(errors="replace")[:REASON_CHARS] or response.reason_phrase
     status = response.status_code
-    return ProviderError(
-        f"HTTP {status} from {host} after 1 try: {message}",
-        status=status,
-        retry_after_s=_retry_after_s(response.headers.get("retry-after")),
-    )
+    retry_after_s = _retry_after_s(response.headers.get("retry-after"))
+    return classified(f"HTTP {status} from {host}: {message}", status, message, retry_after_s)
 
 
-def _retry_after_s(header: str | None) -> float:
-    """Seconds from a `Retry-After` header (the numeric form), capped; 1 s without one."""
+def _retry_after_s(header: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (the numeric form), capped; None without one."""
     try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(header))) if header else 1.0
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(header))) if header else None
     except ValueError:
-        return 1.0
+        return None
 
 
-async def _read(response: httpx.Response, host: str) -> ModelReply:
-    assembly = Assembly(host)
+async def _read(response: httpx.Response, host: str, on_event: OnEvent | None) -> ModelReply:
+    assembly = Assembly(host, on_event)
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
             continue  # blank separators, `event:` lines, `: keep-alive` comments
@@ -295,8 +297,9 @@ class PartialCall:
 class Assembly:
     """Text, tool calls (per `index`) and usage of one stream, chunk by chunk."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, on_event: OnEvent | None = None) -> None:
         self.host = host
+        self.on_event = on_event
         self.text: list[str] = []
         self.calls: dict[int, PartialCall] = {}
         self.usage = Usage()
@@ -305,7 +308,9 @@ class Assembly:
     def add(self, chunk: Chunk) -> None:
         if chunk.error is not None:
             detail = _error_text(chunk.error) or "no message"
-            raise ProviderError(f"error in the stream from {self.host}: {detail}")
+            status = chunk.error.code if isinstance(chunk.error, WireError) else None
+            code = status if isinstance(status, int) and 400 <= status < 600 else None
+            raise classified(f"error in the stream from {self.host}: {detail}", code, detail)
         if chunk.usage is not None:
             self.usage = _usage(chunk.usage)
         for choice in chunk.choices:
@@ -318,6 +323,8 @@ class Assembly:
     def _add_delta(self, delta: Delta) -> None:
         if delta.content:
             self.text.append(delta.content)
+            if self.on_event is not None:
+                self.on_event(TextDelta(text=delta.content))
         for part in delta.tool_calls or []:
             call = self.calls.setdefault(part.index, PartialCall())
             call.provider_call_id = call.provider_call_id or part.call_id or ""
@@ -358,8 +365,3 @@ def _error_text(error: WireError | str | None) -> str:
         case str():
             return error
     return ""
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1] + "…"
