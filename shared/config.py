@@ -82,10 +82,17 @@ class ReasoningConfig(ConfigTable, frozen=True, kw_only=True):
     max_tokens: Annotated[int, Meta(gt=0)] | None = None
 
 
+DEFAULT_BASE_URLS = {
+    "openai_chat": "https://openrouter.ai/api/v1",
+    "openai_responses": "https://openrouter.ai/api/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+}
+
+
 class ModelConfig(ConfigTable, frozen=True, kw_only=True):
-    provider: Literal["openai_chat"]
+    provider: Literal["openai_chat", "openai_responses", "anthropic"]
     model: Annotated[str, Meta(min_length=1)]
-    base_url: str = "https://openrouter.ai/api/v1"
+    base_url: str = ""  # empty: the provider's (DEFAULT_BASE_URLS)
     api_key: str | None = None
     description: str = ""
     context_window: Annotated[int, Meta(gt=0)] = 128_000
@@ -98,10 +105,16 @@ class ModelConfig(ConfigTable, frozen=True, kw_only=True):
         default_factory=list
     )
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    cache_ttl: Literal[0, 300, 3600] | None = None  # None: 300 for Anthropic models, else 0
 
     def __post_init__(self) -> None:
         if self.service_tier == "fast":  # SPEC §7.1: another name for priority
             msgspec.structs.force_setattr(self, "service_tier", "priority")
+        if not self.base_url:
+            msgspec.structs.force_setattr(self, "base_url", DEFAULT_BASE_URLS[self.provider])
+        if self.cache_ttl is None:
+            is_anthropic = self.provider == "anthropic" or self.model.startswith("anthropic/")
+            msgspec.structs.force_setattr(self, "cache_ttl", 300 if is_anthropic else 0)
 
 
 class BusCredentials(ConfigTable, frozen=True, kw_only=True):
@@ -291,6 +304,8 @@ def _choices(kind: type, path: list[str]) -> list[str]:
         if not isinstance(info, msgspec.inspect.StructType):
             return []
         info = next((f.type for f in info.fields if f.name == name), msgspec.inspect.AnyType())
+    while isinstance(info, msgspec.inspect.UnionType):  # `Literal[...] | None`
+        info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
     return [str(v) for v in info.values] if isinstance(info, msgspec.inspect.LiteralType) else []
 
 
@@ -314,6 +329,8 @@ def _cross_check(config: Config) -> None:
             f"Stellaclaw supports ({CURRENT_VERSION})"
         )
     for name, model in config.models.items():
+        if model.provider == "anthropic" and not model.api_key:
+            raise ConfigError(f"config: models.{name}.api_key: required for provider anthropic")
         unknown = [other for other in model.fallback if other not in config.models]
         if unknown or name in model.fallback:
             what = f"{unknown[0]!r} is not a configured model" if unknown else "names itself"

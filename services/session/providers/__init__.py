@@ -8,7 +8,11 @@ import importlib
 
 from services.session.providers.protocol import Provider
 
-MODULES = {"openai_chat": ("services.session.providers.openai_chat", "OpenAIChat")}
+MODULES = {
+    "openai_chat": ("services.session.providers.openai_chat", "OpenAIChat"),
+    "openai_responses": ("services.session.providers.openai_responses", "OpenAIResponses"),
+    "anthropic": ("services.session.providers.anthropic", "Anthropic"),
+}
 _loaded: dict[str, Provider] = {}
 
 

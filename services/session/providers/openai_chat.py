@@ -5,13 +5,13 @@ passed on as they arrive), and every way the call can fail turned into a Provide
 one-line reason (SPEC §3.8); retries and fallback are `model_calls`'s.
 """
 
-import asyncio
 from collections.abc import Sequence
 from typing import assert_never
 
 import httpx
 import msgspec
 
+from services.session.providers import http_stream
 from services.session.providers.protocol import (
     ModelReply,
     ModelRequest,
@@ -36,10 +36,7 @@ from shared.messages.history import (
 )
 from shared.messages.tools import ToolSpec
 
-CONNECT_TIMEOUT_S = 10.0
-MAX_SILENCE_S = 120.0  # a stream silent this long (or timeout_s, if shorter) has stalled
-MAX_RETRY_AFTER_S = 60.0
-REASON_CHARS = 160
+OPENROUTER_HOST = "openrouter.ai"
 
 
 # --- the wire: what the stream carries (unknown fields are ignored) --------------------------
@@ -188,7 +185,16 @@ def request_body(
         body["reasoning"] = {"effort": model.reasoning.effort}
     if model.service_tier != "default":
         body["service_tier"] = model.service_tier
+    if httpx.URL(model.base_url).host == OPENROUTER_HOST:
+        body["usage"] = {"include": True}  # OpenRouter reports the cost with the usage
+        if model.cache_ttl and model.model.startswith("anthropic/"):
+            body["cache_control"] = cache_marker(model.cache_ttl)  # SPEC §7.4
     return body
+
+
+def cache_marker(ttl_s: int) -> dict[str, str]:
+    """Anthropic's prompt-cache marker for a TTL of 300 s or an hour."""
+    return {"type": "ephemeral", "ttl": "1h"} if ttl_s == 3600 else {"type": "ephemeral"}
 
 
 # --- the call -----------------------------------------------------------------------------------
@@ -215,56 +221,29 @@ async def complete(
 ) -> ModelReply:
     """One streamed chat completion; any failure is a ProviderError."""
     body = ENCODER.encode(request_body(model, messages, tools))
-    try:
-        async with asyncio.timeout(model.timeout_s):
-            return await _stream(client, model, body, on_event)
-    except TimeoutError:
-        raise ProviderError(f"timed out after {model.timeout_s:g} s") from None
-
-
-async def _stream(
-    client: httpx.AsyncClient, model: ModelConfig, body: bytes, on_event: OnEvent | None
-) -> ModelReply:
-    host = httpx.URL(model.base_url).host
-    silence_s = min(MAX_SILENCE_S, model.timeout_s)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     headers |= model.headers
     if model.api_key:
         headers["Authorization"] = f"Bearer {model.api_key}"
-    url = model.base_url.rstrip("/") + "/chat/completions"
-    timeout = httpx.Timeout(silence_s, connect=CONNECT_TIMEOUT_S)
-    try:
-        async with client.stream(
-            "POST", url, content=body, headers=headers, timeout=timeout
-        ) as response:
-            if not response.is_success:
-                raise await _http_error(response, host)
-            return await _read(response, host, on_event)
-    except httpx.ConnectTimeout:
-        raise ProviderError(f"no connection to {host} within {CONNECT_TIMEOUT_S:g} s") from None
-    except httpx.TimeoutException:
-        raise ProviderError(f"the stream from {host} was silent for {silence_s:g} s") from None
-    except httpx.TransportError as exc:
-        raise ProviderError(f"connection to {host} failed: {type(exc).__name__} {exc}") from None
+    host = httpx.URL(model.base_url).host
+
+    async def read(response: httpx.Response) -> ModelReply:
+        return await _read(response, host, on_event)
+
+    request = ("/chat/completions", headers, body)
+    return await http_stream.post(client, model, request, read, error_text)
 
 
-async def _http_error(response: httpx.Response, host: str) -> ProviderError:
-    raw = await response.aread()
+def error_text(raw: bytes) -> tuple[str, str]:
+    """OpenAI's error body `{"error": {"message", "type", "code"}}`: its message, and the
+    message with its code (how a context-length error is told apart)."""
     try:
-        message = _error_text(ERROR_BODY.decode(raw).error) or response.reason_phrase
+        error = ERROR_BODY.decode(raw).error
     except msgspec.DecodeError:
-        message = raw.decode(errors="replace")[:REASON_CHARS] or response.reason_phrase
-    status = response.status_code
-    retry_after_s = _retry_after_s(response.headers.get("retry-after"))
-    return classified(f"HTTP {status} from {host}: {message}", status, message, retry_after_s)
-
-
-def _retry_after_s(header: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (the numeric form), capped; None without one."""
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(header))) if header else None
-    except ValueError:
-        return None
+        return "", ""
+    message = _error_text(error)
+    code = error.code if isinstance(error, WireError) and error.code is not None else ""
+    return message, f"{code} {message}".strip()
 
 
 async def _read(response: httpx.Response, host: str, on_event: OnEvent | None) -> ModelReply:
