@@ -10,17 +10,18 @@ insist on); one past the script (answered 500) or refused (400) is recorded in `
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 from msgspec.structs import replace
 
+from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 API_VERSION = "2023-06-01"
 ERROR_TYPES = {  # the API's error type per status; other 4xx/5xx: invalid_request/api_error
     401: "authentication_error",
@@ -294,56 +295,21 @@ def _sse_answer(model: str, answer: Answer, usage: TokenCounts) -> list[bytes]:
     return frames if answer.is_cut else [*frames, _frame({"type": "message_stop"})]
 
 
-class AnthropicServer:
+class AnthropicServer(ScriptedServer[Step]):
     """`POST /v1/messages` on 127.0.0.1, answered from a script."""
 
+    title = "fake Anthropic server"
+    route = "/v1/messages"
+
     def __init__(self, *, api_key: str | None = None) -> None:
-        self.api_key = api_key
+        super().__init__(api_key=api_key)
         self.requests: list[MessagesRequest] = []
-        self.failures: list[str] = []
-        self._steps: list[Step] = []
         self._numbers = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+    def error(self, status: int, message: str) -> web.StreamResponse:
+        return _error(http_error(status, message))
 
-    def script(self, *steps: Step) -> None:
-        """Append steps; each request consumes the next one."""
-        self._steps.extend(steps)
-
-    def assert_done(self) -> None:
-        """Fail if a scripted step was never used or an unexpected request came."""
-        problems = list(self.failures)
-        if self._steps:
-            problems.append(f"{len(self._steps)} scripted step(s) unused: {self._steps!r}")
-        if problems:
-            raise AssertionError("fake Anthropic server: " + "; ".join(problems))
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._handle)
-        app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        # a client that gives up cancels the handler, so a delayed step never holds up the exit
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _unexpected(self, request: web.Request) -> web.StreamResponse:
-        self.failures.append(f"unexpected request {request.method} {request.path}")
-        return _error(http_error(404, f"no route for {request.method} {request.path}"))
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         headers = {name.lower(): value for name, value in request.headers.items()}
         try:
@@ -359,16 +325,15 @@ class AnthropicServer:
         if refusal:
             self.failures.append(f"request {len(self.requests)} refused: {refusal}")
             return _error(http_error(400, refusal))
-        if not self._steps:
-            self.failures.append(f"request {len(self.requests)} came past the end of the script")
+        step = self.next_step(len(self.requests))
+        if step is None:
             return _error(http_error(500, "the fake's script has no step left"))
-        step = self._steps.pop(0)
         if isinstance(step, HttpError):
             return _error(step)
         if step.delay_s:
             await asyncio.sleep(step.delay_s)  # simulated latency of the provider
         answer, usage = self._settle(step, len(raw))
-        return await _write_sse(request, _sse_answer(body.model, answer, usage))
+        return await write_sse(request, _sse_answer(body.model, answer, usage))
 
     def _settle(self, step: Answer, body_bytes: int) -> tuple[Answer, TokenCounts]:
         """The step with every call id set (`toolu_fake_<n>` by default), and its usage."""
@@ -379,22 +344,6 @@ class AnthropicServer:
         return replace(step, calls=calls), step.usage or guess
 
 
-async def _write_sse(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
-    response = web.StreamResponse(headers=_SSE_HEADERS)
-    await response.prepare(request)
-    for frame in frames:
-        await response.write(frame)
-    await response.write_eof()
-    return response
-
-
-@asynccontextmanager
-async def anthropic_api(api_key: str | None = None) -> AsyncIterator[AnthropicServer]:
+def anthropic_api(api_key: str | None = None) -> AbstractAsyncContextManager[AnthropicServer]:
     """A running fake; on a clean exit, `assert_done()` checks the script was followed."""
-    server = AnthropicServer(api_key=api_key)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-    server.assert_done()
+    return serving(AnthropicServer(api_key=api_key))

@@ -10,16 +10,16 @@ or one the fake cannot decode (answered 400, not tapped) is recorded in `failure
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Literal
 
 import msgspec
 from aiohttp import web
 
+from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 class TokenCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -260,63 +260,32 @@ _RAW_BODY: msgspec.json.Decoder[dict[str, object]] = msgspec.json.Decoder(dict[s
 _CHAT_BODY: msgspec.json.Decoder[ChatBody] = msgspec.json.Decoder(ChatBody)
 
 
-class OpenAIChatServer:
+class OpenAIChatServer(ScriptedServer[Step]):
     """`POST /v1/chat/completions` on 127.0.0.1, answered from a script."""
 
+    title = "fake OpenAI server"
+    route = "/v1/chat/completions"
+
     def __init__(self, *, api_key: str | None = None) -> None:
-        self.api_key = api_key
+        super().__init__(api_key=api_key)
         self.requests: list[ChatRequest] = []
-        self.failures: list[str] = []
         self.busy_s: list[float] = []  # the time each answered request took here (model time)
-        self._steps: list[Step] = []
         self._always: Step | None = None
         self._numbers = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
-
-    def script(self, *steps: Step) -> None:
-        """Append steps; each request consumes the next one."""
-        self._steps.extend(steps)
 
     def always(self, step: Step) -> None:
         """Answer every request past the script with `step`, without counting it a failure."""
         self._always = step
 
-    def assert_done(self) -> None:
-        """Fail if a scripted step was never used or an unexpected request came."""
-        problems = list(self.failures)
-        if self._steps:
-            problems.append(f"{len(self._steps)} scripted step(s) unused: {self._steps!r}")
-        if problems:
-            raise AssertionError("fake OpenAI server: " + "; ".join(problems))
+    def next_step(self, number: int) -> Step | None:
+        if self._steps or self._always is None:
+            return super().next_step(number)
+        return self._always
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        # a client that gives up cancels the handler, so a delayed step never holds up the exit
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+    def error(self, status: int, message: str) -> web.StreamResponse:
+        return _error(status, message)
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _unexpected(self, request: web.Request) -> web.StreamResponse:
-        self.failures.append(f"unexpected request {request.method} {request.path}")
-        return _error(404, f"no route for {request.method} {request.path}")
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         raw = await request.read()
         try:
@@ -331,9 +300,8 @@ class OpenAIChatServer:
         self.requests.append(tapped)
         if self.api_key and tapped.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.")
-        step = self._steps.pop(0) if self._steps else self._always
+        step = self.next_step(len(self.requests))
         if step is None:
-            self.failures.append(f"request {len(self.requests)} came past the end of the script")
             return _error(500, "the fake's script has no step left")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)  # simulated latency of the provider
@@ -349,7 +317,7 @@ class OpenAIChatServer:
                 return _error(step.status, step.message, step.retry_after_s)
             case StreamError() if chat.stream:
                 frames = _sse_stream_error(chat.model, step.text, step.message)
-                return await _write_sse(request, frames)
+                return await write_sse(request, frames)
             case StreamError():
                 return _json({"error": {"code": 502, "message": step.message}})
             case Completion():
@@ -358,7 +326,7 @@ class OpenAIChatServer:
                     return _json(_json_completion(chat.model, answer, usage))
                 wants_usage = chat.stream_options is not None and chat.stream_options.include_usage
                 frames = _sse_answer(chat.model, answer, usage if wants_usage else None)
-                return await _write_sse(request, frames)
+                return await write_sse(request, frames)
 
     def _settle(self, step: Completion, body_bytes: int) -> tuple[Completion, TokenCounts]:
         """The step with every call id set (`call_<n>` by default), and its usage."""
@@ -379,22 +347,6 @@ def _json(value: object, status: int = 200, retry_after_s: float | None = None) 
     return web.Response(body=body, status=status, headers=headers, content_type=_JSON)
 
 
-async def _write_sse(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
-    response = web.StreamResponse(headers=_SSE_HEADERS)
-    await response.prepare(request)
-    for frame in frames:
-        await response.write(frame)
-    await response.write_eof()
-    return response
-
-
-@asynccontextmanager
-async def llm_api(api_key: str | None = None) -> AsyncIterator[OpenAIChatServer]:
+def llm_api(api_key: str | None = None) -> AbstractAsyncContextManager[OpenAIChatServer]:
     """A running fake; on a clean exit, `assert_done()` checks the script was followed."""
-    server = OpenAIChatServer(api_key=api_key)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-    server.assert_done()
+    return serving(OpenAIChatServer(api_key=api_key))

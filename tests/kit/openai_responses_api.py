@@ -13,15 +13,15 @@ answered 500 and recorded there too.
 
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Literal
 
 import msgspec
 from aiohttp import web
 
+from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+
 _ENCODER = msgspec.json.Encoder()
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _ECHOED = ("instructions", "max_output_tokens", "parallel_tool_calls", "store", "tool_choice")
 
 
@@ -274,55 +274,21 @@ def _error(
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
 
-class OpenAIResponsesServer:
+class OpenAIResponsesServer(ScriptedServer[Step]):
     """`POST /v1/responses` on 127.0.0.1, answered from a script."""
 
+    title = "fake Responses API"
+    route = "/v1/responses"
+
     def __init__(self, *, api_key: str | None = None) -> None:
-        self.api_key = api_key
+        super().__init__(api_key=api_key)
         self.requests: list[ResponsesRequest] = []
-        self.failures: list[str] = []
-        self._steps: list[Step] = []
         self._numbers = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+    def error(self, status: int, message: str) -> web.StreamResponse:
+        return _error(status, message)
 
-    def script(self, *steps: Step) -> None:
-        """Append steps; each request consumes the next one."""
-        self._steps.extend(steps)
-
-    def assert_done(self) -> None:
-        """Fail if a scripted step was never used or an unexpected request came."""
-        problems = list(self.failures)
-        if self._steps:
-            problems.append(f"{len(self._steps)} scripted step(s) unused: {self._steps!r}")
-        if problems:
-            raise AssertionError("fake Responses API: " + "; ".join(problems))
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/responses", self._handle)
-        app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _unexpected(self, request: web.Request) -> web.StreamResponse:
-        self.failures.append(f"unexpected request {request.method} {request.path}")
-        return _error(404, f"Invalid URL ({request.method} {request.path})")
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         headers = {name.lower(): value for name, value in request.headers.items()}
         try:
@@ -334,13 +300,12 @@ class OpenAIResponsesServer:
         self.requests.append(tapped)
         if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.")
-        if not self._steps:
-            self.failures.append(f"request {len(self.requests)} came past the end of the script")
+        step = self.next_step(len(self.requests))
+        if step is None:
             return _error(500, "the fake's script has no step left")
-        step = self._steps.pop(0)
         if isinstance(step, HttpError):
             return _error(step.status, step.message, step.code, step.retry_after_s)
-        return await _write_sse(request, self._events(step, tapped, len(raw)).frames)
+        return await write_sse(request, self._events(step, tapped, len(raw)).frames)
 
     def _events(self, step: Answer | Broken, tapped: ResponsesRequest, size: int) -> _Events:
         events = _Events(self._response(tapped))
@@ -378,22 +343,6 @@ class OpenAIResponsesServer:
         return response
 
 
-async def _write_sse(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
-    response = web.StreamResponse(headers=_SSE_HEADERS)
-    await response.prepare(request)
-    for frame in frames:
-        await response.write(frame)
-    await response.write_eof()
-    return response
-
-
-@asynccontextmanager
-async def responses_api(api_key: str | None = None) -> AsyncIterator[OpenAIResponsesServer]:
+def responses_api(api_key: str | None = None) -> AbstractAsyncContextManager[OpenAIResponsesServer]:
     """A running fake; on a clean exit, `assert_done()` checks the script was followed."""
-    server = OpenAIResponsesServer(api_key=api_key)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-    server.assert_done()
+    return serving(OpenAIResponsesServer(api_key=api_key))
