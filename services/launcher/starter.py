@@ -19,11 +19,19 @@ base_url = "https://openrouter.ai/api/v1"  # or https://api.openai.com/v1, a loc
 api_key = "${OPENAI_API_KEY}"
 model = "openai/gpt-4o-mini"
 context_window = 128000
+# fallback = ["spare"]                     # tried when this model keeps failing ([models.spare])
+
+# How shell commands are isolated: "auto" is bubblewrap where `bwrap` works (apt-get install
+# bubblewrap), else subprocess with a warning. Only bubblewrap confines a command.
+# [sandbox]
+# mode = "auto"
+# network = false
 
 # Talk to Stellaclaw on Telegram: create a bot with @BotFather, then uncomment.
 # [telegram]
 # bot_token = "${TELEGRAM_BOT_TOKEN}"
 # allowed_user_ids = [123456789]          # your numeric Telegram user id
+# admin_user_ids = [123456789]            # may weaken a chat's sandbox
 # api_base = "https://api.telegram.org"
 
 # [bus]
