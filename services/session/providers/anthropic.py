@@ -15,7 +15,11 @@ import httpx
 import msgspec
 
 from services.session.providers import http_stream
-from services.session.providers.openai_chat import PartialCall, cache_marker
+from services.session.providers.openai_chat import (
+    PartialCall,
+    cache_marker,
+    call_ids_on_wire,
+)
 from services.session.providers.protocol import (
     ModelReply,
     ModelRequest,
@@ -31,7 +35,6 @@ from shared.messages.history import (
     HistoryEvent,
     Notice,
     SessionStarted,
-    ToolCall,
     ToolResults,
     TurnFinished,
     TurnStarted,
@@ -136,7 +139,7 @@ def to_messages(history: Sequence[HistoryEvent], notice: str | None = None) -> l
             case UserMessage() | Notice():
                 _add(messages, "user", _text(event.text))
             case AssistantMessage():
-                wire_ids = _wire_ids(event.tool_calls)
+                wire_ids = call_ids_on_wire(event.tool_calls, TOOL_USE_ID.fullmatch)
                 _add(messages, "assistant", _assistant(event, wire_ids))
             case ToolResults():
                 results: list[Block] = [
@@ -170,18 +173,6 @@ def _add(messages: list[Message], role: Literal["user", "assistant"], blocks: li
 def _text(text: str) -> list[Block]:
     """A text block, or none for blank text (the API refuses blank text blocks)."""
     return [{"type": "text", "text": text}] if text.strip() else []
-
-
-def _wire_ids(calls: Sequence[ToolCall]) -> dict[str, str]:
-    """The provider's call ids, unless one is empty, repeats within the message or has characters
-    the API refuses (an id from another provider, after a fallback): then our ids, which are
-    distinct within a message and subject-safe."""
-    provider_ids = [call.provider_call_id for call in calls]
-    if len(set(provider_ids)) == len(provider_ids) and all(
-        TOOL_USE_ID.fullmatch(provider_id) for provider_id in provider_ids
-    ):
-        return {call.call_id: call.provider_call_id for call in calls}
-    return {call.call_id: call.call_id for call in calls}
 
 
 def _assistant(event: AssistantMessage, wire_ids: dict[str, str]) -> list[Block]:

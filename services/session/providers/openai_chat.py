@@ -5,7 +5,7 @@ passed on as they arrive), and every way the call can fail turned into a Provide
 one-line reason (SPEC §3.8); retries and fallback are `model_calls`'s.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import assert_never
 
 import httpx
@@ -117,7 +117,7 @@ def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dic
             case AssistantMessage() if not event.tool_calls and not event.text.strip():
                 pass  # nothing said; providers refuse an empty assistant message
             case AssistantMessage():
-                wire_ids = _wire_ids(event.tool_calls)
+                wire_ids = call_ids_on_wire(event.tool_calls)
                 messages.append(_assistant(event, wire_ids))
             case ToolResults():
                 messages += [
@@ -135,12 +135,14 @@ def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dic
     return messages
 
 
-def _wire_ids(calls: Sequence[ToolCall]) -> dict[str, str]:
-    """The provider's call ids, unless one is empty or repeats within the message (a server that
-    sends no id leaves it empty): the results could not say which call they answer, so such a
-    message goes with our ids, which are distinct within a message."""
+def call_ids_on_wire(
+    calls: Sequence[ToolCall], is_valid: Callable[[str], object] = bool
+) -> dict[str, str]:
+    """The provider's call ids, unless one is empty, repeats within the message (a server that
+    sends no id leaves it empty: the results could not say which call they answer) or is not
+    `is_valid` for the wire: then our ids, which are distinct within a message."""
     provider_ids = [call.provider_call_id for call in calls]
-    if all(provider_ids) and len(set(provider_ids)) == len(provider_ids):
+    if all(map(is_valid, provider_ids)) and len(set(provider_ids)) == len(provider_ids):
         return {call.call_id: call.provider_call_id for call in calls}
     return {call.call_id: call.call_id for call in calls}
 
@@ -241,7 +243,7 @@ def error_text(raw: bytes) -> tuple[str, str]:
         error = ERROR_BODY.decode(raw).error
     except msgspec.DecodeError:
         return "", ""
-    message = _error_text(error)
+    message = wire_error_message(error)
     code = error.code if isinstance(error, WireError) and error.code is not None else ""
     return message, f"{code} {message}".strip()
 
@@ -286,7 +288,7 @@ class Assembly:
 
     def add(self, chunk: Chunk) -> None:
         if chunk.error is not None:
-            detail = _error_text(chunk.error) or "no message"
+            detail = wire_error_message(chunk.error) or "no message"
             status = chunk.error.code if isinstance(chunk.error, WireError) else None
             code = status if isinstance(status, int) and 400 <= status < 600 else None
             raise classified(f"error in the stream from {self.host}: {detail}", code, detail)
@@ -335,7 +337,7 @@ def _usage(wire: WireUsage) -> Usage:
     )
 
 
-def _error_text(error: WireError | str | None) -> str:
+def wire_error_message(error: WireError | str | None) -> str:
     match error:
         case WireError(message=str(message)) if message:
             return message

@@ -19,6 +19,7 @@ from services.session.providers.openai_chat import (
     WireError,
     cache_marker,
     error_text,
+    wire_error_message,
 )
 from services.session.providers.protocol import (
     ModelReply,
@@ -234,12 +235,6 @@ class OpenAIResponses:
         return await http_stream.post(http, model, ("/responses", headers, body), read, error_text)
 
 
-def _message(error: WireError) -> str:
-    if error.message:
-        return error.message
-    return f"code {error.code!r}" if error.code is not None else ""
-
-
 async def _read(response: httpx.Response, host: str, on_event: OnEvent) -> ModelReply:
     """The stream's events until the response ends (the API sends no `[DONE]`)."""
     assembly = Assembly(host, on_event)
@@ -312,7 +307,7 @@ class Assembly:
 
     def _failure(self, what: str, error: WireError | None) -> ProviderError:
         error = error or WireError()
-        detail = _message(error) or "no message"
+        detail = wire_error_message(error) or "no message"
         code = error.code
         status = code if isinstance(code, int) and 400 <= code < 600 else None
         return classified(f"{what}: {detail}", status, f"{code or ''} {detail}")
