@@ -17,12 +17,16 @@ import msgspec
 from msgspec import Meta
 
 from shared import variables
+from shared.config_table import ConfigTable
 from shared.errors import ConfigError
+from shared.model_config import (
+    MODEL_NAME_PATTERN,
+    ModelConfig,
+)
 from shared.sandbox import SandboxSetting
 
 CURRENT_VERSION = 1
 DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 SECRET_KEYS = frozenset({"bot_token", "api_key", "password", "token"})
 # Who may hold credentials under [bus.services.<name>]: the services, the launcher, the clients.
 BusRole = Literal[
@@ -38,10 +42,6 @@ BusRole = Literal[
 BUS_ROLES: tuple[str, ...] = get_args(BusRole)
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _T = TypeVar("_T")
-
-
-class ConfigTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of every config table: immutable, and a misspelt key is an error."""
 
 
 class TelegramConfig(ConfigTable, frozen=True, kw_only=True):
@@ -66,55 +66,6 @@ class SandboxConfig(ConfigTable, frozen=True, kw_only=True):
     env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = msgspec.field(
         default_factory=dict
     )
-
-
-class RetryConfig(ConfigTable, frozen=True, kw_only=True):
-    """SPEC §7.3: how a transient failure of a model call is retried."""
-
-    mode: Literal["exponential", "random", "none"] = "exponential"
-    attempts: Annotated[int, Meta(ge=0, le=20)] = 3  # retries after the first try
-    backoff_s: Annotated[float, Meta(ge=0, le=60)] = 1.0
-
-
-class ReasoningConfig(ConfigTable, frozen=True, kw_only=True):
-    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
-    summary: Literal["auto", "concise", "detailed"] | None = None
-    max_tokens: Annotated[int, Meta(gt=0)] | None = None
-
-
-DEFAULT_BASE_URLS = {
-    "openai_chat": "https://openrouter.ai/api/v1",
-    "openai_responses": "https://openrouter.ai/api/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-}
-
-
-class ModelConfig(ConfigTable, frozen=True, kw_only=True):
-    provider: Literal["openai_chat", "openai_responses", "anthropic"]
-    model: Annotated[str, Meta(min_length=1)]
-    base_url: str = ""  # empty: the provider's (DEFAULT_BASE_URLS)
-    api_key: str | None = None
-    description: str = ""
-    context_window: Annotated[int, Meta(gt=0)] = 128_000
-    max_output_tokens: Annotated[int, Meta(gt=0)] = 8_192
-    timeout_s: Annotated[float, Meta(gt=0)] = 300.0
-    retry: RetryConfig = RetryConfig()
-    reasoning: ReasoningConfig | None = None
-    service_tier: Literal["default", "priority", "flex", "fast"] = "default"
-    fallback: list[Annotated[str, Meta(pattern=MODEL_NAME_PATTERN)]] = msgspec.field(
-        default_factory=list
-    )
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    cache_ttl: Literal[0, 300, 3600] | None = None  # None: 300 for Anthropic models, else 0
-
-    def __post_init__(self) -> None:
-        if self.service_tier == "fast":  # SPEC §7.1: another name for priority
-            msgspec.structs.force_setattr(self, "service_tier", "priority")
-        if not self.base_url:
-            msgspec.structs.force_setattr(self, "base_url", DEFAULT_BASE_URLS[self.provider])
-        if self.cache_ttl is None:
-            is_anthropic = self.provider == "anthropic" or self.model.startswith("anthropic/")
-            msgspec.structs.force_setattr(self, "cache_ttl", 300 if is_anthropic else 0)
 
 
 class BusCredentials(ConfigTable, frozen=True, kw_only=True):

@@ -26,7 +26,8 @@ from services.session.providers.protocol import (
     ProviderError,
     Retrying,
 )
-from shared.config import Config, ModelConfig, RetryConfig
+from shared.config import Config
+from shared.model_config import ModelConfig, RetryConfig
 
 COOLDOWN_S = 60.0
 COOLDOWN_MAX_S = 600.0

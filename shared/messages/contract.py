@@ -44,3 +44,18 @@ class Workspace(Value, frozen=True, kw_only=True):
 
     pool: str
     path: str
+
+
+class Attachment(Value, frozen=True, kw_only=True):
+    """A file a person sent with a message (SPEC §8.1), kept in `sc_files` under `object_name`.
+
+    Every channel fills it the same way; history keeps the reference and each model call decides
+    afresh whether the file goes to the model inline or as a one-line note (SPEC §8.2).
+    """
+
+    object_name: str  # in sc_files; "" when the download failed
+    file_name: str  # as the person's client named it
+    media_type: str  # `image/png`, `application/pdf`, …
+    size: int  # bytes
+    path: str  # where it is placed in the workspace: `upload/<name>`
+    error: str = ""  # the download failed: why (shown to the model in the note)

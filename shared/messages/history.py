@@ -5,7 +5,7 @@ from typing import Literal
 import msgspec
 
 from shared.ids import CallIdField, SessionIdField, TurnIdField
-from shared.messages.contract import BusMessage, Sender, Value
+from shared.messages.contract import Attachment, BusMessage, Sender, Value
 
 
 class Usage(Value, frozen=True, kw_only=True):
@@ -50,6 +50,7 @@ class UserMessage(BusMessage, frozen=True, kw_only=True, tag="user_message"):
     text: str
     sender: Sender
     follow_ups: list[int] = msgspec.field(default_factory=list)  # input seqs folded in (SPEC §3.5)
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
 
 
 class Notice(BusMessage, frozen=True, kw_only=True, tag="notice"):
@@ -61,12 +62,24 @@ class Notice(BusMessage, frozen=True, kw_only=True, tag="notice"):
     sandbox: str = ""  # `Runtime Prompt Updates`: the sandbox line in force from now on
 
 
+class Reasoning(Value, frozen=True, kw_only=True):
+    """A reasoning item (Responses, Codex) or thinking block (Anthropic) as the API sent it.
+
+    Replayed unchanged to the wire format that made it and dropped for any other (SPEC §8.2).
+    """
+
+    provider: str  # the `[models.<name>] provider` whose stream carried it
+    item: str  # the item's JSON, exactly as received
+    summary: str = ""  # its readable text, when the API gave one
+
+
 class AssistantMessage(BusMessage, frozen=True, kw_only=True, tag="assistant_message"):
     turn_id: TurnIdField
     text: str
     tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
     model: str
     usage: Usage = Usage()
+    reasoning: list[Reasoning] = msgspec.field(default_factory=list)  # before the text and calls
 
 
 class ToolResults(BusMessage, frozen=True, kw_only=True, tag="tool_results"):

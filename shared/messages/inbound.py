@@ -4,7 +4,7 @@ from datetime import datetime
 
 import msgspec
 
-from shared.messages.contract import BusMessage, Chat, Sender
+from shared.messages.contract import Attachment, BusMessage, Chat, Sender
 
 
 class MessageReceived(BusMessage, frozen=True, kw_only=True, tag="message_received"):
@@ -15,6 +15,7 @@ class MessageReceived(BusMessage, frozen=True, kw_only=True, tag="message_receiv
     text: str
     received_at: datetime
     platform_message_id: int | None = None
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
 
 
 InboundMessage = MessageReceived

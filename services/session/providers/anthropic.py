@@ -29,7 +29,6 @@ from services.session.providers.protocol import (
     TextDelta,
     classified,
 )
-from shared.config import ModelConfig
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
@@ -41,6 +40,7 @@ from shared.messages.history import (
     Usage,
     UserMessage,
 )
+from shared.model_config import ModelConfig
 
 API_VERSION = "2023-06-01"
 TOOL_USE_ID = re.compile(r"[A-Za-z0-9_-]+")  # the ids the API accepts in a tool_use block

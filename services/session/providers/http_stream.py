@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 
 from services.session.providers.protocol import ModelReply, ProviderError, classified
-from shared.config import ModelConfig
+from shared.model_config import ModelConfig
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_SILENCE_S = 120.0  # a stream silent this long (or timeout_s, if shorter) has stalled

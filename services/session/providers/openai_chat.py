@@ -21,7 +21,6 @@ from services.session.providers.protocol import (
     TextDelta,
     classified,
 )
-from shared.config import ModelConfig
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
@@ -35,6 +34,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.tools import ToolSpec
+from shared.model_config import ModelConfig
 
 OPENROUTER_HOST = "openrouter.ai"
 

@@ -30,7 +30,6 @@ from services.session.providers.protocol import (
     TextDelta,
     classified,
 )
-from shared.config import ModelConfig
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
@@ -44,6 +43,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.tools import ToolSpec
+from shared.model_config import ModelConfig
 
 # --- the wire: the stream's events, decoded by their `type` (unknown fields are ignored) -------
 

@@ -5,16 +5,16 @@ the tool catalog and request-only notices) goes in, text deltas come out through
 they arrive, and a `ModelReply` (text, tool calls, usage) or a `ProviderError` ends the call.
 """
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Protocol
 
 import httpx
 import msgspec
 
-from shared.config import ModelConfig
 from shared.errors import TransientError
-from shared.messages.history import HistoryEvent, Usage
+from shared.messages.history import HistoryEvent, Reasoning, Usage
 from shared.messages.tools import ToolSpec
+from shared.model_config import ModelConfig
 
 REASON_CHARS = 160
 # SPEC §7.3: what a retry may cure.
@@ -33,6 +33,27 @@ class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     tool_calls: list[RequestedCall]
     usage: Usage
+    reasoning: list[Reasoning] = msgspec.field(default_factory=list)
+    cost: float | None = None  # USD, when the provider reports it (OpenRouter `usage.cost`)
+
+
+class InlineMedia(msgspec.Struct, frozen=True, kw_only=True):
+    """An attachment as this model call sends it (SPEC §8.2), already resized where needed."""
+
+    kind: Literal["image", "document", "audio", "file"]
+    media_type: str
+    file_name: str
+    data: bytes
+    file_id: str = ""  # `media.transport = "files_api"`: the provider's id for the upload
+
+
+class MediaNote(msgspec.Struct, frozen=True, kw_only=True):
+    """An attachment the model is not shown: the one-line downgrade note in its place."""
+
+    text: str
+
+
+MediaPart = InlineMedia | MediaNote
 
 
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +61,9 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     history: Sequence[HistoryEvent]  # with a closed tool protocol (`history_repair.closed`)
     tools: Sequence[ToolSpec]
     notice: str | None = None  # a request-only notice after the history (SPEC §3.11)
+    # Each attachment of the history as this model gets it, by `Attachment.object_name`
+    # (`Attachment.path` for one whose download failed); normalized per model (SPEC §8.2).
+    media: Mapping[str, MediaPart] = msgspec.field(default_factory=dict)
 
 
 class TextDelta(msgspec.Struct, frozen=True, kw_only=True):

@@ -67,7 +67,8 @@ def test_a_missing_variable_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
         ),
         (
             "default_model = 'm'\n[models.m]\nprovider='anthropix'\nmodel='x'\n",
-            "config: models.m.provider: expected one of anthropic, openai_chat, openai_responses, "
+            "config: models.m.provider: expected one of anthropic, codex, openai_chat, "
+            "openai_responses, "
             "got 'anthropix'",
         ),
         (

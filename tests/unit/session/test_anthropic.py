@@ -16,7 +16,6 @@ from services.session.providers.protocol import (
     StreamEvent,
     TextDelta,
 )
-from shared.config import ModelConfig
 from shared.ids import SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender
 from shared.messages.history import (
@@ -33,6 +32,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.tools import ToolSpec
+from shared.model_config import ModelConfig
 from tests.kit.anthropic_api import (
     AnthropicServer,
     CacheControl,

@@ -14,7 +14,8 @@ from services.session.providers.protocol import (
     TextDelta,
 )
 from shared import config as config_file
-from shared.config import Config, RetryConfig
+from shared.config import Config
+from shared.model_config import RetryConfig
 from tests.kit.llm_api import OpenAIChatServer, http_error, reply, stream_error
 
 ASK = ModelRequest(system_prompt="You are a test.", history=[], tools=[])

@@ -6,7 +6,6 @@ import pytest
 
 from services.session.providers.openai_chat import complete, request_body, to_messages
 from services.session.providers.protocol import AuthError, ModelReply, ProviderError, RequestedCall
-from shared.config import ModelConfig
 from shared.ids import SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender
 from shared.messages.history import (
@@ -22,6 +21,7 @@ from shared.messages.history import (
     UserMessage,
 )
 from shared.messages.tools import ToolSpec
+from shared.model_config import ModelConfig
 from tests.kit.llm_api import (
     TokenCounts,
     http_error,
