@@ -114,12 +114,17 @@ async def main(args: argparse.Namespace) -> None:
             sc_stack.write_config(
                 config, llm_base_url=llm.base_url, telegram_base_url=tg.base_url, user_ids=chats
             )
+            sc_stack.add_every_provider(config, llm.base_url)
             with_env(tg.token)
             async with sc_stack.stack(config, root / "workdir") as running:
                 await running.wait_ready(sc_stack.SERVICES)
                 report_memory("idle RSS after start", memory(running))
                 await sequential(tg, 20)  # warm up: imports, connections, actors
                 report_memory("idle RSS after warm-up", before := memory(running))
+                print(
+                    "session idle RSS with every provider configured (openai_chat, "
+                    f"openai_responses, anthropic, codex): {before['session']:.1f} MB"
+                )
                 llm.busy_s.clear()
                 times = await sequential(tg, args.sequential)
                 model_s = llm.busy_s[-len(times) :]  # one model call per turn, in turn order

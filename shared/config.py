@@ -103,6 +103,8 @@ class AgentConfig(ConfigTable, frozen=True, kw_only=True):
 
 class LogConfig(ConfigTable, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # SPEC §7.6: model-call bodies, redacted, to <workdir>/logs/api/ (never to the service log)
+    api_bodies: Literal["off", "preview", "full"] = "off"
 
 
 class Config(ConfigTable, frozen=True, kw_only=True):

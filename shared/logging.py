@@ -62,5 +62,6 @@ def setup(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "asyncio"):
+    # websockets logs every handshake header at DEBUG, the codex bearer token included
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "asyncio", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -113,7 +113,9 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
             + allow(subjects.SESSION_CONTROL_ALL, subjects.EVENTS_ALL, binds("conversation"))
             + allow(subjects.tool_probe("*"))
-            + allow(key_value(subjects.CONV_BUCKET)),
+            + allow(key_value(subjects.CONV_BUCKET))
+            + allow(f"{API}.STREAM.INFO.{subjects.EVENTS_STREAM}")
+            + allow(ordered(subjects.EVENTS_STREAM)),  # the 24 h usage (SPEC §7.5)
             subscribe=service("conversation"),
             allow_responses=True,
         ),
@@ -156,7 +158,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
 
 def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> Permissions:
     """The session service: tool requests and cancels, history, outputs, leases and heads,
-    wakes, its control lane."""
+    wakes, its control lane, attachments."""
     return Permissions(
         publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
         + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds)
@@ -165,6 +167,7 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
         + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")
         + allow(f"{API}.STREAM.MSG.GET.{subjects.HISTORY_STREAM}")
         + allow(ordered(subjects.HISTORY_STREAM), object_put(subjects.FILES_STORE))
+        + allow(object_get(subjects.FILES_STORE))  # attachments for the model (SPEC §8.2)
         + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.SESSION_BUCKET))
         + allow(key_value_watch(subjects.LEASE_BUCKET))
         + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}")

@@ -172,6 +172,11 @@ BAD_MESSAGE_EVENT: Final = event("bad_message")
 DEAD_LETTER_EVENT: Final = event("dead_letter")
 
 
+def usage_event(conv: str) -> str:
+    """A model call's usage (SPEC §7.5), by conversation: `/status` sums the last 24 h."""
+    return event(f"usage.{conv}")
+
+
 def counters(service: str) -> str:
     """Core request/reply (a nats.micro endpoint): a service's message counters."""
     return f"sc.ctl.counters.{service}"

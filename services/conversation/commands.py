@@ -73,27 +73,37 @@ def status(
     config: Config,
     answer: SessionStatus | None,
     support: SandboxSupport | None,
+    last_day: Usage | None = None,
 ) -> str:
-    """`/status`: the conversation's lines, the session's (`answer`, None when none came) and the
-    sandbox as the pool's probe (`support`, None when no runner answered) resolves it."""
+    """`/status`: the conversation's lines, the session's (`answer`, None when none came), the
+    conversation's usage of the last 24 h (`last_day`, None when unknown) and the sandbox as the
+    pool's probe (`support`, None when no runner answered) resolves it."""
     model = config.models[state.model]
     setting = sandbox_setting(state, config.sandbox.mode)
+    spare = f" · fallback {answer.fallback} active" if answer and answer.fallback else ""
     return "\n".join(
         (
             "📊 Status",
-            f"Model: {state.model} ({model.provider} · {model.model})",
-            *session_lines(state.foreground, answer),
+            f"Model: {state.model} ({model.provider} · {model.model}){spare}",
+            *session_lines(state.foreground, answer, model.context_window),
+            *([line] if last_day and (line := usage_line(last_day, "24 h")) else []),
             sandbox_command.status_line(setting, support),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
         )
     )
 
 
-def session_lines(session: SessionId, answer: SessionStatus | None) -> list[str]:
+def session_lines(session: SessionId, answer: SessionStatus | None, window: int) -> list[str]:
     if answer is None:
         return [f"Session: {session} · {NO_ANSWER}"]
     lines = [session_line(session, answer), state_line(answer)]
-    if usage := usage_line(answer.usage):
+    if answer.context_tokens:
+        share = round(100 * answer.context_tokens / window)
+        lines.append(
+            f"Context: {tokens(answer.context_tokens)} / {tokens(window)} tokens ({share} %)"
+            " · reported"
+        )
+    if usage := usage_line(answer.usage, "this session"):
         lines.append(usage)
     return lines
 
@@ -122,18 +132,25 @@ def state_line(answer: SessionStatus) -> str:
             assert_never(unhandled)
 
 
-def usage_line(usage: Usage) -> str | None:
-    """`Usage, this session: 45.2k in (40k cached) · 1.2k out`; None when nothing was used.
+def usage_line(usage: Usage, span: str) -> str | None:
+    """`Usage, this session: 45.2k in (40k cached) · 1.2k out · $0.0123`; None when nothing was
+    used. The cost is left out when no call's cost is known (no `prices`, SPEC §7.5).
 
     `in` counts every prompt token, cached or not (Usage keeps `input` uncached, SPEC §7.5), so
     the cached part reads as a part of it."""
     prompt = usage.input + usage.cache_read + usage.cache_write
     if not (prompt or usage.output):
         return None
+    cost = "" if usage.cost is None else f" · {dollars(usage.cost)}"
     return (
-        f"Usage, this session: {tokens(prompt)} in ({tokens(usage.cache_read)} cached)"
-        f" · {tokens(usage.output)} out"
+        f"Usage, {span}: {tokens(prompt)} in ({tokens(usage.cache_read)} cached)"
+        f" · {tokens(usage.output)} out{cost}"
     )
+
+
+def dollars(cost: float) -> str:
+    """`$12.40`, `$0.0123`: two decimals from a dollar up, four below it."""
+    return f"${cost:.2f}" if cost >= 1 else f"${cost:.4f}"
 
 
 def tokens(count: int) -> str:

@@ -18,7 +18,7 @@ import nats.errors
 from nats.errors import NoRespondersError
 from nats.js.kv import KeyValue
 
-from services.conversation import commands, sandbox_command, state, store
+from services.conversation import commands, sandbox_command, state, store, usage_totals
 from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
@@ -189,10 +189,12 @@ class Router:
 
     async def status(self, current: state.ConversationState, in_seq: int) -> None:
         """`/status`, asking the session and the tool pool at once."""
-        answer, support = await asyncio.gather(
-            self.session_status(current.foreground), self.probe(current.workspace.pool)
+        answer, support, last_day = await asyncio.gather(
+            self.session_status(current.foreground),
+            self.probe(current.workspace.pool),
+            usage_totals.last_day(self.conn, current.conversation_id),
         )
-        text = commands.status(current, self.config, answer, support)
+        text = commands.status(current, self.config, answer, support, last_day)
         await self.reply(current, in_seq, text)
 
     async def sandbox(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -20,7 +21,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.session import heads, lease, status
 from services.session.actor import SessionActor
-from services.session.model_calls import Cooldowns
+from services.session.model_calls import Cooldowns, MediaSource
 from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
@@ -43,7 +44,12 @@ class ActorPool:
     """Owns the actors of this process: one per session whose lease it holds."""
 
     def __init__(
-        self, conn: bus.Connection, config: Config, http: httpx.AsyncClient, stores: Stores
+        self,
+        conn: bus.Connection,
+        config: Config,
+        http: httpx.AsyncClient,
+        stores: Stores,
+        media: MediaSource | None = None,
     ) -> None:
         self.conn = conn
         self.config = config
@@ -54,6 +60,8 @@ class ActorPool:
         self.tasks: set[asyncio.Task[None]] = set()
         self.catalogs: dict[str, tuple[float, ToolCatalog]] = {}
         self.cooldowns = Cooldowns()  # models that failed lately (SPEC §7.3)
+        self.media = media  # attachments' bytes for model calls (SPEC §8.2)
+        self.workdir = Path()  # the API logs go under it (SPEC §7.6)
 
     async def wake(self, message: WakeSession, envelope: bus.Envelope) -> None:
         """The wake handler: nudge the live actor, or take the lease and start one."""

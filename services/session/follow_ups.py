@@ -35,6 +35,17 @@ async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
     log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
 
 
+def user_message(turn_id: TurnId, message: HandleMessage) -> UserMessage:
+    """The message that starts a turn, as history keeps it (its files by reference)."""
+    received = message.message
+    return UserMessage(
+        turn_id=turn_id,
+        text=received.text,
+        sender=received.sender,
+        attachments=received.attachments,
+    )
+
+
 def folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
     messages = [e.input for e in entries if isinstance(e.input, HandleMessage)]
     seqs = [m.input_seq for m in messages]
@@ -50,7 +61,11 @@ def folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
             parts.append(message.message.text)
         text = "\n".join(parts)
     return UserMessage(
-        turn_id=turn_id, text=text, sender=messages[0].message.sender, follow_ups=seqs
+        turn_id=turn_id,
+        text=text,
+        sender=messages[0].message.sender,
+        follow_ups=seqs,
+        attachments=[a for m in messages for a in m.message.attachments],  # all of them
     )
 
 

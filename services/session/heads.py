@@ -59,6 +59,7 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     journal: Journal | None = None
     turns: int = 0
     usage: Usage = Usage()
+    context_tokens: int = 0  # what the last model call's window held
     started_at: datetime | None = None
     can_continue: bool = False  # the last turn failed recoverably or was cut (`/continue`)
     broken: str = ""  # why the history cannot be rebuilt (an event that cannot be read)

@@ -5,18 +5,23 @@ A transient failure (a connection error, a timeout, a stalled or cut stream, mal
 retries the turn moves to the next model of the first model's `fallback` and stays there; the
 chat is told once per turn. A failed model cools down for 60 s (doubling, at most 600 s, reset by
 a success), and a turn that starts while its model cools starts on its first fallback. A
-context-length error never falls back: it is compaction's business.
+context-length error never falls back: it is compaction's business. Attachments are shaped for
+each model it calls (SPEC §8.2), and uploaded to its Files API inside the retries.
 """
 
 import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import httpx
 import msgspec
 
-from services.session.providers import provider_for
+from services.session import media as attachments
+from services.session import usage
+from services.session.providers import file_uploads, provider_for
+from services.session.providers.file_uploads import FileIds
 from services.session.providers.protocol import (
     AuthError,
     ContextLengthError,
@@ -75,6 +80,10 @@ class Answered(msgspec.Struct, frozen=True, kw_only=True):
 Tell = Callable[[str], Awaitable[None]]
 
 
+class MediaSource(attachments.MediaReader, file_uploads.FileIds, Protocol):
+    """Reads attachments and remembers Files API ids (`media_store.MediaStore`)."""
+
+
 class ModelChoice:
     """The models one turn may call: its own, then its `fallback` list."""
 
@@ -94,11 +103,17 @@ class ModelChoice:
     def current(self) -> str:
         return self.chain[self.index]
 
-    async def complete(self, request: ModelRequest, on_event: OnEvent) -> Answered:
+    async def complete(
+        self, request: ModelRequest, on_event: OnEvent, media: MediaSource | None = None
+    ) -> Answered:
+        """Call the current model; `media` reads the history's attachments, shaped per model
+        (SPEC §8.2: a fallback may take less than the model before it)."""
         while True:
             name = self.current
+            model = self.config.models[name]
             try:
-                reply = await self._with_retries(self.config.models[name], request, on_event)
+                shaped = await attachments.for_model(model, request, media)
+                reply = await self._with_retries(model, shaped, on_event, media)
             except ContextLengthError:
                 raise
             except ProviderError as exc:
@@ -116,6 +131,8 @@ class ModelChoice:
                 await self._fall_back(name, exc)
                 continue
             self.cooldowns.succeeded(name)
+            prices = self.config.models[name].prices
+            reply = msgspec.structs.replace(reply, usage=usage.priced(reply.usage, prices))
             return Answered(reply=reply, model_name=name)
 
     async def _fall_back(self, name: str, error: ProviderError) -> None:
@@ -128,14 +145,15 @@ class ModelChoice:
             )
 
     async def _with_retries(
-        self, model: ModelConfig, request: ModelRequest, on_event: OnEvent
+        self, model: ModelConfig, request: ModelRequest, on_event: OnEvent, ids: FileIds | None
     ) -> ModelReply:
         provider = provider_for(model.provider)
         tries = 0
         while True:
             tries += 1
             try:
-                return await provider.complete(self.http, model, request, on_event)
+                sent = await file_uploads.by_id(self.http, model, request, ids)
+                return await provider.complete(self.http, model, sent, on_event)
             except ProviderError as exc:
                 retries_left = model.retry.mode != "none" and tries <= model.retry.attempts
                 if not exc.is_transient or not retries_left:

@@ -2,7 +2,8 @@
 
 Consumes: wakes (SC_WAKE, one durable shared by the replicas); each actor reads its session's
           inputs from SC_SESS past its cursor when nudged on `sc.ctl.sess.<session>`; tool starts
-          and results (SC_TOOLRES, one ordered consumer per actor); tool catalogs (request/reply);
+          and results (SC_TOOLRES, one ordered consumer per actor); attachments (sc_files);
+          tool catalogs (request/reply);
           status queries (the live actor, or any instance for an idle session); lease expiries
           (a watch on sc_lease).
 Produces: RunTool (SC_TOOL), tool cancels, history events (SC_HIST), typing, answers and
@@ -10,7 +11,8 @@ Produces: RunTool (SC_TOOL), tool cancels, history events (SC_HIST), typing, ans
           while their actor let them go.
 Owns:     session leases (KV sc_lease), session heads (KV sc_session: cursor, owner revision,
           turn journal, totals), the actors' tasks and their in-memory histories (rebuilt from
-          SC_HIST on takeover, dropped when an actor goes idle).
+          SC_HIST on takeover, dropped when an actor goes idle), the cache of attachments read
+          from sc_files for model calls (`<workdir>/session/media`).
 """
 
 import asyncio
@@ -24,6 +26,7 @@ from nats.js.kv import KeyValue
 
 from services.session import lease
 from services.session.actors import ActorPool, Stores
+from services.session.media_store import MediaStore
 from shared import bus, layout, subjects
 from shared.ids import SessionId
 from shared.lifecycle import Runtime
@@ -34,6 +37,7 @@ HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 # Many sessions call the same provider at once: keep their connections (httpx keeps 20 by
 # default, and a new TLS connection per model call costs more than the call's bookkeeping).
 HTTP_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+MEDIA_DIR = "session/media"  # attachments fetched from sc_files, fitted images, Files API ids
 _OWNER: msgspec.json.Decoder[lease.Owner] = msgspec.json.Decoder(lease.Owner)
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,10 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
             leases=await bus.bucket(conn, subjects.LEASE_BUCKET),
             heads=await bus.bucket(conn, subjects.SESSION_BUCKET),
         )
-        actors = ActorPool(conn, runtime.config, http, stores)
+        media = MediaStore(conn, runtime.workdir / MEDIA_DIR)
+        actors = ActorPool(conn, runtime.config, http, stores, media)
         actors.owner = lease.Owner(owner_id=runtime.owner_id, pid=os.getpid())
+        actors.workdir = runtime.workdir
         await wake_orphans(conn, stores.leases, actors.owner)
         control = await conn.nc.subscribe(subjects.SESSION_CONTROL_ALL, cb=actors.on_control)
         await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)

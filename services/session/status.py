@@ -10,28 +10,18 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from services.session import usage as usages
 from services.session.heads import Held
 from shared.ids import SessionId
 from shared.messages.history import (
-    AssistantMessage,
     HistoryEvent,
     TurnFinished,
     TurnStarted,
-    Usage,
 )
 from shared.messages.session import SessionState, SessionStatus
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
-
-
-def usage_of(events: Sequence[HistoryEvent]) -> Usage:
-    totals = {"input": 0, "cache_read": 0, "cache_write": 0, "output": 0, "reasoning": 0}
-    for event in events:
-        if isinstance(event, AssistantMessage):
-            for name in totals:
-                totals[name] += getattr(event.usage, name)
-    return Usage(**totals)
 
 
 def can_continue(events: Sequence[HistoryEvent]) -> bool:
@@ -49,11 +39,11 @@ def of_actor(actor: "SessionActor") -> SessionStatus:
     head = actor.held.head
     running = actor.running
     state: SessionState = "failed" if can_continue(events) else "idle"
-    activity, running_s = "", None
+    activity, running_s, fallback = "", None, ""
     if head.broken:
         state = "broken"
     elif running is not None:
-        state, activity = "running", running.activity
+        state, activity, fallback = "running", running.activity, running.fallback
         running_s = asyncio.get_running_loop().time() - running.started_at
     return SessionStatus(
         session_id=actor.session_id,
@@ -63,7 +53,9 @@ def of_actor(actor: "SessionActor") -> SessionStatus:
         started_at=head.started_at,
         running_s=running_s,
         activity=activity,
-        usage=usage_of(events),
+        usage=usages.of_history(events),
+        context_tokens=usages.context_tokens(events),
+        fallback=fallback,
         broken_reason=head.broken,
     )
 
@@ -85,6 +77,7 @@ def of_head(session_id: SessionId, held: Held) -> SessionStatus:
         started_at=head.started_at,
         activity=activity,
         usage=head.usage,
+        context_tokens=head.context_tokens,
         broken_reason=head.broken,
     )
 
@@ -101,6 +94,7 @@ def closing(actor: "SessionActor", *, handed_over: bool) -> dict[str, object]:
         "cursor": actor.inbox.cursor,
         "journal": journal,
         "turns": sum(isinstance(e, TurnStarted) for e in events),
-        "usage": usage_of(events),
+        "usage": usages.of_history(events),
+        "context_tokens": usages.context_tokens(events),
         "can_continue": can_continue(events),
     }

@@ -9,7 +9,7 @@ import msgspec
 
 from services.session import answers, history_repair, tool_batch
 from services.session.history_store import History
-from services.session.model_calls import Answered, ModelChoice
+from services.session.model_calls import Answered, MediaSource, ModelChoice
 from services.session.providers.protocol import ModelReply, ModelRequest, StreamEvent
 from services.session.tool_results import Results
 from shared.ids import ToolCallId, TurnId
@@ -48,9 +48,14 @@ class Running(msgspec.Struct, kw_only=True):
     cancel: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
     cancel_seq: int = 0  # the SC_IN seq of the /cancel that set the flag
     settles: int = 1  # the user inputs its answer settles (its message, follow-ups taken in)
+    fallback: str = ""  # the fallback model the turn moved to (SPEC §7.3), if it did
 
 
 async def _no_follow_ups() -> None:
+    return None
+
+
+async def _unreported(answered: Answered) -> None:
     return None
 
 
@@ -68,9 +73,11 @@ class Turn:
     running: Running
     journal: tool_batch.Journal  # records a group of calls before they are sent
     fold: Callable[[], Awaitable[None]] = _no_follow_ups  # follow-ups in, at a safe boundary
+    report: Callable[[Answered], Awaitable[None]] = _unreported  # each call's usage, told
     max_round_trips: int = 120
     started: dict[ToolCallId, float] = field(default_factory=dict)  # see tool_batch.Run
     attempt: int = 0
+    media: MediaSource | None = None  # reads the history's attachments for each model call
 
 
 async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
@@ -146,8 +153,12 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
         tools=tools,
         notice=notice,
     )
-    call = turn.models.complete(request, _streamed)
-    return await tool_batch.until_cancelled(turn.running.cancel, call)
+    call = turn.models.complete(request, _streamed, turn.media)
+    answered = await tool_batch.until_cancelled(turn.running.cancel, call)
+    if answered.model_name != turn.models.chain[0]:
+        turn.running.fallback = answered.model_name
+    await turn.report(answered)
+    return answered
 
 
 def _streamed(event: StreamEvent) -> None:
@@ -174,6 +185,7 @@ def _assistant(turn: Turn, answered: Answered, calls: list[ToolCall]) -> Assista
         tool_calls=calls,
         model=answered.model_name,
         usage=answered.reply.usage,
+        reasoning=answered.reply.reasoning,
     )
 
 

@@ -8,18 +8,26 @@ answer (its out id is the turn's, so delivery sends it once) and a TurnFinished.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.session import answers, failures, follow_ups, ledger, prompt, tool_batch, turn_loop
+from services.session import (
+    answers,
+    endings,
+    failures,
+    follow_ups,
+    prompt,
+    tool_batch,
+    turn_loop,
+)
+from services.session import usage as usages
 from services.session.heads import CallEntry, Journal
 from services.session.inbox import Entry
 from services.session.model_calls import ModelChoice
-from services.session.providers.protocol import AuthError, ContextLengthError, ProviderError
-from shared import bus, redaction, subjects
-from shared.ids import TurnId, new_id
+from shared import bus, subjects
+from shared.ids import TurnId
 from shared.messages.contract import Chat
 from shared.messages.history import (
     AssistantMessage,
@@ -31,7 +39,7 @@ from shared.messages.history import (
 )
 from shared.messages.outbound import SendReply, ShowTyping
 from shared.messages.session import CancelTurn, ContinueTurn, ConversationSettings, HandleMessage
-from shared.messages.tools import ToolCatalog, ToolSpec
+from shared.messages.tools import ToolCatalog
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
@@ -55,7 +63,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
     """A new turn for a user message."""
     history = actor.history
     turn_id, number = _next_turn(actor)
-    chat, text, sender = message.message.chat, message.message.text, message.message.sender
+    chat = message.message.chat
     typing = ShowTyping(chat=chat, out_id=subjects.typing_out_id(turn_id), turn_id=turn_id)
     actor.acknowledged.add(message.input_seq)  # the turn's own message is no follow-up
     actor.begin_running(turn_id)
@@ -70,7 +78,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
             update = prompt.sandbox_update(line)
             notice = Notice(turn_id=turn_id, tag=prompt.SANDBOX_TAG, text=update, sandbox=line)
             await history.append(notice)
-        await history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
+        await history.append(follow_ups.user_message(turn_id, message))
         actor.inbox.done(entry)
         actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
         return tools
@@ -195,8 +203,7 @@ async def _record_message(actor: "SessionActor", turn_id: TurnId, message: Handl
         for e in actor.history.events
     )
     if not has_it:
-        text, sender = message.message.text, message.message.sender
-        await actor.history.append(UserMessage(turn_id=turn_id, text=text, sender=sender))
+        await actor.history.append(follow_ups.user_message(turn_id, message))
 
 
 async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) -> None:
@@ -209,7 +216,7 @@ async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) ->
         text = failures.tools_unavailable(plan.settings.workspace.pool)
         ending = turn_loop.Ending(text=text, outcome="failed", error="tools", can_continue=True)
     else:
-        ending = await _ending(actor, _turn(actor, plan), tools.tools, plan.ledger)
+        ending = await endings.ending(actor, _turn(actor, plan), tools.tools, plan.ledger)
     if ending.outcome == "cancelled":
         await cancelled(actor, plan.turn_id, plan.chat)
     else:
@@ -233,6 +240,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         )
 
     models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
+    ids = (actor.session_id, plan.turn_id)
     return turn_loop.Turn(
         turn_id=plan.turn_id,
         turn_number=plan.number,
@@ -251,45 +259,11 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         running=actor.running,
         journal=actor.journal_batch,
         fold=lambda: follow_ups.fold(actor, plan.turn_id),
+        report=lambda a: usages.report(actor.conn, plan.chat, ids, a.model_name, a.reply.usage),
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
+        media=actor.pool.media,
     )
-
-
-async def _ending(
-    actor: "SessionActor",
-    turn: turn_loop.Turn,
-    tools: list[ToolSpec],
-    ledger_of: Sequence[CallEntry],
-) -> turn_loop.Ending:
-    """Run the turn; every way it can end becomes an Ending the user reads."""
-    try:
-        await ledger.settle(actor, turn, tools, ledger_of)
-        return await turn_loop.run(turn, tools)
-    except tool_batch.TurnCancelledError:
-        return turn_loop.Ending(text="", outcome="cancelled")
-    except ContextLengthError:  # compaction will catch it first; until then the turn fails
-        text = failures.context_exceeded()
-        return turn_loop.Ending(text=text, outcome="failed", error="context", can_continue=True)
-    except AuthError as exc:
-        text = failures.auth_refused(exc.model_name, exc.status)
-        return turn_loop.Ending(text=text, outcome="failed", error="auth", can_continue=True)
-    except ProviderError as exc:  # its body may echo a key: scrubbed before it is cut short
-        text = failures.provider_failed(redaction.scrub(exc.reason, actor.conn.secrets))
-        return turn_loop.Ending(text=text, outcome="failed", error="provider", can_continue=True)
-    except turn_loop.EmptyResponseError:
-        text = failures.empty_twice()
-        return turn_loop.Ending(
-            text=text, outcome="failed", error="empty_response", can_continue=True
-        )
-    except actor.FATAL:
-        raise  # not the turn's failure: another owner, or this process stopping
-    except Exception:  # a bug of ours: the user hears of it, the history stays intact
-        error_id = new_id("err_")
-        log.exception("internal error %s in turn %s", error_id, turn.turn_id)
-        return turn_loop.Ending(
-            text=failures.internal(error_id), outcome="failed", error="internal"
-        )
 
 
 async def finish(
@@ -312,6 +286,7 @@ async def finish(
             outcome="answered" if ending.outcome == "answered" else "failed",
             error=ending.error,
             can_continue=ending.can_continue,
+            usage=usages.of_history(actor.history.events, turn_id),
         )
     )
 
@@ -331,7 +306,12 @@ async def cancelled(actor: "SessionActor", turn_id: TurnId, chat: Chat) -> None:
     if queued:
         await actor.history.append(follow_ups.folded(turn_id, queued, tag=False))
     await actor.history.append(
-        TurnFinished(turn_id=turn_id, outcome="cancelled", cancel_seq=running.cancel_seq)
+        TurnFinished(
+            turn_id=turn_id,
+            outcome="cancelled",
+            cancel_seq=running.cancel_seq,
+            usage=usages.of_history(actor.history.events, turn_id),
+        )
     )
     for entry in queued:
         actor.inbox.done(entry)

@@ -1,8 +1,12 @@
 """Lifecycle facts on `sc.evt.<name>` (stream SC_EVENTS), for observers and metrics."""
 
+from datetime import datetime
+
 import msgspec
 
+from shared.ids import ConvIdField, SessionIdField, TurnIdField
 from shared.messages.contract import BusMessage
+from shared.messages.history import Usage
 
 
 class BadMessage(BusMessage, frozen=True, kw_only=True, tag="bad_message"):
@@ -26,5 +30,16 @@ class DeadLettered(BusMessage, frozen=True, kw_only=True, tag="dead_letter"):
     last_error: str
 
 
-Event = BadMessage | DeadLettered
+class ModelUsed(BusMessage, frozen=True, kw_only=True, tag="model_used"):
+    """One model call's tokens and cost (SPEC §7.5), on `sc.evt.usage.<conv>`."""
+
+    conversation_id: ConvIdField
+    session_id: SessionIdField
+    turn_id: TurnIdField
+    model: str  # the `[models.<name>]` that answered
+    usage: Usage
+    at: datetime
+
+
+Event = BadMessage | DeadLettered | ModelUsed
 EVENT: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

@@ -1,5 +1,6 @@
 """Session history events on `sc.hist.<session>` (stream SC_HIST), SPEC §3.10's names."""
 
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -15,7 +16,23 @@ class Usage(Value, frozen=True, kw_only=True):
     cache_read: int = 0
     cache_write: int = 0
     output: int = 0
-    reasoning: int = 0
+    reasoning: int = 0  # a part of `output`
+    cost: float | None = None  # USD: the provider's figure, else from `prices`; None: unknown
+
+
+USAGE_COUNTS = ("input", "cache_read", "cache_write", "output", "reasoning")
+
+
+def summed(usages: Iterable[Usage]) -> Usage:
+    """The sum; its cost is the sum of the known costs, unknown when no call had one."""
+    counts = dict.fromkeys(USAGE_COUNTS, 0)
+    cost: float | None = None
+    for usage in usages:
+        for name in USAGE_COUNTS:
+            counts[name] += getattr(usage, name)
+        if usage.cost is not None:
+            cost = (cost or 0.0) + usage.cost
+    return Usage(**counts, cost=cost)
 
 
 class ToolCall(Value, frozen=True, kw_only=True):
@@ -95,6 +112,7 @@ class TurnFinished(BusMessage, frozen=True, kw_only=True, tag="turn_finished"):
     error: str | None = None
     can_continue: bool = False
     cancel_seq: int = 0  # `cancelled`: the input seq (SC_IN) of the /cancel that ended it
+    usage: Usage = Usage()  # the turn's model calls, summed (SPEC §7.5)
 
 
 HistoryEvent = (

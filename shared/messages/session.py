@@ -95,7 +95,9 @@ class SessionStatus(BusMessage, frozen=True, kw_only=True, tag="session_status")
     started_at: datetime | None = None
     running_s: float | None = None  # how long the running turn has run
     activity: str = ""  # `calling the model`, `running 2 tools`, `recovering`
-    usage: Usage = Usage()
+    usage: Usage = Usage()  # the session's model calls, summed
+    context_tokens: int = 0  # what the last model call's window held (prompt and answer)
+    fallback: str = ""  # the running turn moved to this fallback model (SPEC §7.3)
     broken_reason: str = ""  # state `broken`: the history event that cannot be read
 
 

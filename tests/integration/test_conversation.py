@@ -1,6 +1,6 @@
 """The conversation service with a real nats-server: routing, commands, state by CAS."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from nats.aio.msg import Msg
@@ -8,8 +8,8 @@ from nats.aio.msg import Msg
 from services.conversation.service import run
 from services.conversation.state import STATE
 from shared import subjects
-from shared.ids import SessionId
-from shared.messages.events import EVENT
+from shared.ids import ConversationId, SessionId, TurnId
+from shared.messages.events import EVENT, ModelUsed
 from shared.messages.history import Usage
 from shared.messages.outbound import OUTPUT, SendReply
 from shared.messages.session import (
@@ -99,9 +99,28 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
         started_at=datetime(2025, 3, 1, 9, 30, tzinfo=UTC),
         running_s=65.4,
         activity="calling the model",
-        usage=Usage(input=5_000, cache_read=40_200, output=1_234),
+        usage=Usage(input=5_000, cache_read=40_200, output=1_234, cost=0.0421),
+        context_tokens=46_434,
+        fallback="spare",
     )
     queries = await answer_status(bus, "cli_bea_fg1", msgspec.json.encode(answer))
+    now = datetime.now(UTC)
+    for conv, at, cost in [
+        ("cli_bea", now - timedelta(minutes=5), 0.5),
+        ("cli_bea", now - timedelta(hours=23), 0.75),
+        ("cli_bea", now - timedelta(hours=25), 9.0),  # older than a day: not summed
+        ("cli_other", now, 9.0),  # another conversation's
+    ]:
+        used = Usage(input=1_000, cache_read=500, output=100, cost=cost)
+        fact = ModelUsed(
+            conversation_id=ConversationId(conv),
+            session_id=SessionId(f"{conv}_fg1"),
+            turn_id=TurnId("t1"),
+            model="main",
+            usage=used,
+            at=at,
+        )
+        await bus.publish(subjects.usage_event(conv), fact)
     async with running(runtime, run):
         await bus.publish(
             subjects.inbound("cli", "cli_bea"), message_received("cli_bea", "/status@bot")
@@ -110,10 +129,12 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
     assert isinstance(reply, SendReply)
     assert reply.text.splitlines() == [
         "📊 Status",
-        "Model: main (openai_chat · gpt-test)",
+        "Model: main (openai_chat · gpt-test) · fallback spare active",
         "Session: cli_bea_fg1 · 3 turns · since 2025-03-01",
         "State: running 1m 05s (calling the model)",
-        "Usage, this session: 45.2k in (40.2k cached) · 1.2k out",
+        "Context: 46.4k / 128k tokens (36 %) · reported",
+        "Usage, this session: 45.2k in (40.2k cached) · 1.2k out · $0.0421",
+        "Usage, 24 h: 3k in (1k cached) · 200 out · $1.25",
         "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_bea (pool local)",
     ]

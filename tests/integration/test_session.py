@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
+import pytest
 from nats.js.errors import ServiceUnavailableError
 
 from services.session.service import run as run_session
@@ -12,6 +13,7 @@ from services.tools.service import run as run_tools
 from shared import subjects
 from shared.ids import ConversationId, SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender, Workspace
+from shared.messages.events import EVENT, ModelUsed
 from shared.messages.history import (
     HISTORY,
     AssistantMessage,
@@ -21,12 +23,30 @@ from shared.messages.history import (
     ToolResults,
     TurnFinished,
     TurnStarted,
+    Usage,
     UserMessage,
 )
 from shared.messages.outbound import OUTPUT, SendReply, SetReaction, ShowTyping
-from shared.messages.session import ConversationSettings, HandleMessage, WakeSession
-from tests.kit.llm_api import OpenAIChatServer, Step, http_error, llm_api, reply, tool_call
+from shared.messages.session import (
+    STATUS,
+    ConversationSettings,
+    HandleMessage,
+    SessionStatus,
+    StatusQuery,
+    WakeSession,
+)
+from tests.kit.llm_api import (
+    OpenAIChatServer,
+    Step,
+    TokenCounts,
+    http_error,
+    llm_api,
+    reply,
+    tool_call,
+    tool_calls,
+)
 from tests.kit.services import make_runtime, running
+from tests.kit.waiting import eventually_async
 from tests.unit.shared.samples import message_received
 
 CONV = ConversationId("cli_ses")
@@ -276,7 +296,8 @@ async def test_a_failing_model_falls_back_the_chat_is_told_and_history_names_the
     bus, workdir, nats_access
 ):
     async with llm_api(api_key="k") as llm:
-        llm.script(*[http_error(503, "overloaded")] * 2, reply("Spare speaking."))
+        wait = tool_call("shell", {"command": "until [ -e go ]; do sleep 0.05; done"})
+        llm.script(*[http_error(503, "overloaded")] * 2, wait, reply("Spare speaking."))
         base = {"provider": "openai_chat", "base_url": llm.base_url, "api_key": "k"}
         retry = {"attempts": 1, "backoff_s": 0.01}
         models = {
@@ -288,14 +309,59 @@ async def test_a_failing_model_falls_back_the_chat_is_told_and_history_names_the
         async with running(runtime, run_session, run_tools):
             await say(bus, "hello", 1)
             told = await answer(bus)
+            busy = await eventually_async(
+                lambda: running_tools(bus), timeout_s=10, what="the tool running"
+            )
+            (workdir / "workspaces" / CONV / "go").touch()
             final = await answer(bus)
+    assert busy.fallback == "spare"  # `/status`: ` · fallback spare active`
     assert told.text == (
         "⚠️ main is unavailable (HTTP 503 from 127.0.0.1 after 2 tries: overloaded); "
         "using spare for this turn."
     )
     assert (told.out_id, told.settles) == (subjects.fallback_out_id(f"{SESSION}_t1"), 0)
     assert final.text == "Spare speaking."
-    assert [request.body["model"] for request in llm.requests] == ["gpt-main"] * 2 + ["gpt-spare"]
+    assert [request.body["model"] for request in llm.requests] == ["gpt-main"] * 2 + [
+        "gpt-spare"
+    ] * 2
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
-    [assistant] = [e for e in events if isinstance(e, AssistantMessage)]
-    assert assistant.model == "spare"
+    assert {e.model for e in events if isinstance(e, AssistantMessage)} == {"spare"}
+
+
+async def running_tools(bus) -> SessionStatus | None:
+    query = msgspec.json.encode(StatusQuery(session_id=SESSION))
+    found = STATUS.decode((await bus.nc.request(subjects.session_control(SESSION), query)).data)
+    return found if found.activity.startswith("running") else None
+
+
+async def test_each_calls_usage_and_cost_is_told_and_the_turn_records_its_sum(
+    bus, workdir, nats_access
+):
+    spent = TokenCounts(prompt_tokens=1_000, completion_tokens=100, cached_tokens=400)
+    reported = TokenCounts(prompt_tokens=2_000, completion_tokens=50, cost=0.5)  # OpenRouter's
+    async with llm_api(api_key="k") as llm:
+        llm.script(
+            tool_calls(tool_call("shell", {"command": "true"}), usage=spent),
+            reply("Done.", usage=reported),
+        )
+        settings = config(llm.base_url)
+        prices = {"input": 2.0, "cached_input": 0.5, "output": 10.0}
+        settings["models"]["main"]["prices"] = prices  # type: ignore[index]
+        runtime = make_runtime(settings, workdir, nats_access)
+        await bus.watch(OUT)
+        await bus.watch(subjects.usage_event(CONV))
+        async with running(runtime, run_session, run_tools):
+            await say(bus, "spend", 1)
+            await answer(bus)
+            told = [await bus.next(subjects.usage_event(CONV), EVENT) for _ in range(2)]
+    # 600 uncached at $2, 400 cached at $0.50 and 100 out at $10, per million
+    first = Usage(input=600, cache_read=400, output=100, cost=(1_200 + 200 + 1_000) / 1e6)
+    second = Usage(input=2_000, output=50, cost=0.5)
+    assert [(e.model, e.usage, e.turn_id) for e in told if isinstance(e, ModelUsed)] == [
+        ("main", first, f"{SESSION}_t1"),
+        ("main", second, f"{SESSION}_t1"),
+    ]
+    events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
+    [finished] = [e for e in events if isinstance(e, TurnFinished)]
+    assert (finished.usage.input, finished.usage.output) == (2_600, 150)
+    assert finished.usage.cost == pytest.approx(0.5 + 0.0024)

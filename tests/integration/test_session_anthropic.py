@@ -14,12 +14,12 @@ from shared.messages.history import HISTORY, AssistantMessage
 from tests.integration.test_session import OUT, SESSION, answer, say
 from tests.kit.anthropic_api import (
     AnthropicServer,
-    CacheControl,
     Step,
     anthropic_api,
     reply,
     tool_call,
 )
+from tests.kit.anthropic_wire import CacheControl
 from tests.kit.services import make_runtime, running
 
 KEY = "sk-ant-integration"
@@ -73,6 +73,7 @@ async def test_a_tool_call_round_trips_through_the_messages_api(bus, workdir, na
     assert second.typed.messages[-1].blocks == [result]  # the results end the request
 
     [shell] = [tool for tool in second.typed.tools if tool.name == "shell"]
+    assert shell.input_schema is not None
     properties = shell.input_schema["properties"]
     assert isinstance(properties, dict)
     assert "command" in properties

@@ -16,6 +16,7 @@ from tests.integration.test_session import OUT, SESSION, answer, say
 from tests.kit.openai_responses_api import (
     FunctionCall,
     FunctionCallOutput,
+    FunctionTool,
     OpenAIResponsesServer,
     Step,
     reply,
@@ -76,8 +77,8 @@ async def test_a_shell_call_goes_round_the_responses_api_and_the_answer_is_deliv
     assert result.call_id == "call_echo"
     shell = msgspec.json.decode(result.output)
     assert (shell["exit_code"], shell["output"]) == (0, "hi\n")
-    [tool] = [tool for tool in second.typed.tools if tool.name == "shell"]
-    assert (tool.type, tool.parameters) == ("function", parameters(ShellArgs))  # the catalog's
+    [tool] = [t for t in second.typed.tools if isinstance(t, FunctionTool) and t.name == "shell"]
+    assert tool.parameters == parameters(ShellArgs)  # the catalog's, as a function tool
     assert (second.body["tool_choice"], second.body["store"]) == ("auto", False)
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
     [asked, _] = [e for e in events if isinstance(e, AssistantMessage)]

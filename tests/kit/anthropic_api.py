@@ -12,17 +12,23 @@ import asyncio
 import itertools
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 from msgspec.structs import replace
 
+from tests.kit.anthropic_wire import (
+    MESSAGES_BODY,
+    RAW_BODY,
+    MessagesBody,
+    MessagesRequest,
+    ThinkingBlock,
+    problem,
+)
 from tests.kit.scripted_http import ScriptedServer, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
-API_VERSION = "2023-06-01"
 ERROR_TYPES = {  # the API's error type per status; other 4xx/5xx: invalid_request/api_error
     401: "authentication_error",
     403: "permission_error",
@@ -58,6 +64,7 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     is_cut: bool = False  # the stream ends before `message_stop`
     error: dict[str, str] | None = None  # an `error` event (type, message) instead of the end
     delay_s: float = 0.0
+    thinking: str = ""  # a signed thinking block first, when the request enables thinking
 
 
 class HttpError(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,9 +79,11 @@ Arguments = dict[str, object] | str  # a str is sent as is, malformed JSON inclu
 Delta = Mapping[str, str]
 
 
-def reply(text: str, *, usage: TokenCounts | None = None, delay_s: float = 0.0) -> Answer:
+def reply(
+    text: str, *, usage: TokenCounts | None = None, delay_s: float = 0.0, thinking: str = ""
+) -> Answer:
     """A final answer: stop reason `end_turn`."""
-    return Answer(text=text, usage=usage, delay_s=delay_s)
+    return Answer(text=text, usage=usage, delay_s=delay_s, thinking=thinking)
 
 
 def tool_call(name: str, arguments: Arguments, *, call_id: str | None = None) -> Answer:
@@ -83,10 +92,12 @@ def tool_call(name: str, arguments: Arguments, *, call_id: str | None = None) ->
     return Answer(calls=[ScriptedCall(name=name, arguments=text, call_id=call_id)])
 
 
-def tool_calls(*calls: Answer, text: str = "", usage: TokenCounts | None = None) -> Answer:
+def tool_calls(
+    *calls: Answer, text: str = "", usage: TokenCounts | None = None, thinking: str = ""
+) -> Answer:
     """Several tool uses (each from `tool_call`) in one message, after an optional preamble."""
     merged = [scripted for step in calls for scripted in step.calls]
-    return Answer(calls=merged, text=text, usage=usage)
+    return Answer(calls=merged, text=text, usage=usage, thinking=thinking)
 
 
 def cut_stream(text: str = "half an ans") -> Answer:
@@ -108,130 +119,6 @@ def stream_error(
 ) -> Answer:
     """HTTP 200, maybe some text, then an `error` event and the end of the stream."""
     return Answer(text=text_before, error={"type": error_type, "message": message})
-
-
-# --- the request, as the API reads it -------------------------------------------------------------
-
-
-class Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The API refuses fields it does not know ("Extra inputs are not permitted")."""
-
-
-class CacheControl(Strict, frozen=True, kw_only=True):
-    type: Literal["ephemeral"]
-    ttl: Literal["5m", "1h"] | None = None
-
-
-class Block(Strict, frozen=True, kw_only=True, tag_field="type"):
-    cache_control: CacheControl | None = None
-
-
-class TextBlock(Block, frozen=True, kw_only=True, tag="text"):
-    text: str
-
-
-class ToolUseBlock(Block, frozen=True, kw_only=True, tag="tool_use"):
-    call_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+$")] = msgspec.field(name="id")
-    name: str
-    input: dict[str, object]
-
-
-class ToolResultBlock(Block, frozen=True, kw_only=True, tag="tool_result"):
-    tool_use_id: str
-    content: str | list[TextBlock] = ""
-    is_error: bool = False
-
-
-ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock
-
-
-class WireMessage(Strict, frozen=True, kw_only=True):
-    role: Literal["user", "assistant"]
-    content: str | list[ContentBlock]
-
-    @property
-    def blocks(self) -> list[ContentBlock]:
-        return [TextBlock(text=self.content)] if isinstance(self.content, str) else self.content
-
-
-class WireTool(Strict, frozen=True, kw_only=True):
-    name: str
-    description: str = ""
-    input_schema: dict[str, object]
-    cache_control: CacheControl | None = None
-
-
-class MessagesBody(Strict, frozen=True, kw_only=True):
-    model: str
-    max_tokens: int
-    messages: list[WireMessage]
-    system: str | list[TextBlock] = ""
-    tools: list[WireTool] = []
-    stream: bool = False
-    tool_choice: dict[str, object] | None = None  # accepted by the API; the fake ignores them
-    thinking: dict[str, object] | None = None
-
-
-class MessagesRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One request as it crossed the wire."""
-
-    headers: dict[str, str]  # names lower-cased
-    body: dict[str, object]  # the JSON body, whole
-    typed: MessagesBody  # the same body, typed
-
-    @property
-    def roles(self) -> list[str]:
-        return [message.role for message in self.typed.messages]
-
-    @property
-    def tool_uses(self) -> list[ToolUseBlock]:
-        return [b for m in self.typed.messages for b in m.blocks if isinstance(b, ToolUseBlock)]
-
-    @property
-    def tool_results(self) -> list[ToolResultBlock]:
-        return [b for m in self.typed.messages for b in m.blocks if isinstance(b, ToolResultBlock)]
-
-
-_RAW_BODY: msgspec.json.Decoder[dict[str, object]] = msgspec.json.Decoder(dict[str, object])
-_MESSAGES_BODY: msgspec.json.Decoder[MessagesBody] = msgspec.json.Decoder(MessagesBody)
-
-
-def problem(headers: dict[str, str], body: MessagesBody) -> str:
-    """What the API would answer 400 for, or "" (the fake also insists on alternating roles)."""
-    if headers.get("anthropic-version") != API_VERSION:
-        return f"anthropic-version: header must be {API_VERSION!r}"
-    if not body.stream:
-        return "the fake answers only `stream: true`"
-    if not body.messages or body.messages[0].role != "user":
-        return "messages: the first message must use the user role"
-    for previous, message in itertools.pairwise([None, *body.messages, None]):
-        found = _turn_problem(previous, message)
-        if found:
-            return found
-    system = [] if isinstance(body.system, str) else body.system
-    blocks = [block for message in body.messages for block in message.blocks]
-    texts = [body.system] if isinstance(body.system, str) else []
-    texts += [block.text for block in [*system, *blocks] if isinstance(block, TextBlock)]
-    if any(not text.strip() for text in texts):
-        return "messages: text content blocks must contain non-whitespace text"
-    markers = sum(item.cache_control is not None for item in [*system, *blocks, *body.tools])
-    if markers > 4:
-        return f"A maximum of 4 blocks with cache_control may be provided. Found {markers}."
-    return ""
-
-
-def _turn_problem(previous: WireMessage | None, message: WireMessage | None) -> str:
-    """Tool results must answer exactly the tool uses just before them, ahead of other blocks."""
-    if previous is not None and message is not None and previous.role == message.role:
-        return f"messages: roles must alternate, but two {message.role} messages follow each other"
-    uses = [b.call_id for b in previous.blocks if isinstance(b, ToolUseBlock)] if previous else []
-    blocks = message.blocks if message is not None else []
-    results = [b.tool_use_id for b in blocks if isinstance(b, ToolResultBlock)]
-    if not all(isinstance(b, ToolResultBlock) for b in blocks[: len(results)]):
-        return "messages: tool_result blocks must come first in their message"
-    if sorted(uses) != sorted(results):
-        return f"messages: tool_use ids {uses} answered by tool_result ids {results}"
-    return ""
 
 
 def _error(step: HttpError) -> web.Response:
@@ -264,12 +151,19 @@ def _block(index: int, block: Mapping[str, object], deltas: Iterable[Delta]) -> 
     return [*frames, _frame({"type": "content_block_stop", "index": index})]
 
 
-def _blocks(answer: Answer) -> list[bytes]:
+def _blocks(answer: Answer, signature: str) -> list[bytes]:
     frames: list[bytes] = []
+    if signature:
+        deltas = [
+            {"type": "thinking_delta", "thinking": piece} for piece in _pieces(answer.thinking)
+        ]
+        deltas.append({"type": "signature_delta", "signature": signature})
+        frames += _block(0, {"type": "thinking", "thinking": "", "signature": ""}, deltas)
+    first = 1 if signature else 0
     if answer.text:
         texts = ({"type": "text_delta", "text": piece} for piece in _pieces(answer.text))
-        frames += _block(0, {"type": "text", "text": ""}, texts)
-    for index, call in enumerate(answer.calls, start=1 if answer.text else 0):
+        frames += _block(first, {"type": "text", "text": ""}, texts)
+    for index, call in enumerate(answer.calls, start=first + (1 if answer.text else 0)):
         use: dict[str, object] = {
             "type": "tool_use",
             "id": call.call_id,
@@ -282,13 +176,13 @@ def _blocks(answer: Answer) -> list[bytes]:
     return frames
 
 
-def _sse_answer(model: str, answer: Answer, usage: TokenCounts) -> list[bytes]:
+def _sse_answer(model: str, answer: Answer, usage: TokenCounts, signature: str) -> list[bytes]:
     ending = {
         "type": "message_delta",
         "delta": {"stop_reason": "tool_use" if answer.calls else "end_turn", "stop_sequence": None},
         "usage": {"output_tokens": usage.output_tokens},
     }
-    frames, blocks = [_start(model, usage)], _blocks(answer)
+    frames, blocks = [_start(model, usage)], _blocks(answer, signature)
     if answer.error is not None:  # the last block never stops
         return [*frames, *blocks[:-1], _frame({"type": "error", "error": answer.error})]
     frames += [*blocks, _frame(ending)]
@@ -304,6 +198,7 @@ class AnthropicServer(ScriptedServer[Step]):
     def __init__(self, *, api_key: str | None = None) -> None:
         super().__init__(api_key=api_key)
         self.requests: list[MessagesRequest] = []
+        self.signatures: dict[str, str] = {}  # each signature the fake issued → its thinking
         self._numbers = itertools.count(1)
 
     def error(self, status: int, message: str) -> web.StreamResponse:
@@ -313,15 +208,15 @@ class AnthropicServer(ScriptedServer[Step]):
         raw = await request.read()
         headers = {name.lower(): value for name, value in request.headers.items()}
         try:
-            body = _MESSAGES_BODY.decode(raw)
+            body = MESSAGES_BODY.decode(raw)
         except msgspec.DecodeError as exc:
             self.failures.append(f"malformed request body: {exc}")
             return _error(http_error(400, f"malformed request body: {exc}"))
-        tapped = MessagesRequest(headers=headers, body=_RAW_BODY.decode(raw), typed=body)
+        tapped = MessagesRequest(headers=headers, body=RAW_BODY.decode(raw), typed=body)
         self.requests.append(tapped)
         if self.api_key and headers.get("x-api-key") != self.api_key:
             return _error(http_error(401, "invalid x-api-key"))
-        refusal = problem(headers, body)
+        refusal = problem(headers, body) or self._forged(body)
         if refusal:
             self.failures.append(f"request {len(self.requests)} refused: {refusal}")
             return _error(http_error(400, refusal))
@@ -333,7 +228,21 @@ class AnthropicServer(ScriptedServer[Step]):
         if step.delay_s:
             await asyncio.sleep(step.delay_s)  # simulated latency of the provider
         answer, usage = self._settle(step, len(raw))
-        return await write_sse(request, _sse_answer(body.model, answer, usage))
+        signature = ""
+        if answer.thinking and body.thinking is not None:
+            signature = f"sig_{next(self._numbers)}"
+            self.signatures[signature] = answer.thinking
+        return await write_sse(request, _sse_answer(body.model, answer, usage, signature))
+
+    def _forged(self, body: MessagesBody) -> str:
+        """A thinking block must come back exactly as the fake signed it."""
+        for message in body.messages:
+            for block in message.blocks:
+                if isinstance(block, ThinkingBlock) and (
+                    self.signatures.get(block.signature) != block.thinking
+                ):
+                    return "messages: Invalid `signature` in `thinking` block"
+        return ""
 
     def _settle(self, step: Answer, body_bytes: int) -> tuple[Answer, TokenCounts]:
         """The step with every call id set (`toolu_fake_<n>` by default), and its usage."""

@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from tests.kit.media_wire import AudioData, ChatFile, ImageUrl
 from tests.kit.scripted_http import ScriptedServer, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
@@ -29,6 +30,7 @@ class TokenCounts(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cost: float | None = None  # OpenRouter's `usage.cost`, in USD
 
 
 class ScriptedCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +46,7 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     calls: list[ScriptedCall] = []
     usage: TokenCounts | None = None  # None: estimated from the sizes of request and answer
     delay_s: float = 0.0
+    is_cut: bool = False  # the stream ends after the text: no finish, no `[DONE]`
 
 
 class HttpError(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,19 +95,27 @@ def http_error(
     return HttpError(status=status, message=message, retry_after_s=retry_after_s, delay_s=delay_s)
 
 
+def cut_stream(text: str) -> Completion:
+    """The text's chunks, then the connection just ends (no finish_reason, no `[DONE]`)."""
+    return Completion(text=text, is_cut=True)
+
+
 def stream_error(message: str, *, text: str = "", delay_s: float = 0.0) -> StreamError:
     """HTTP 200, then an `error` object inside an SSE chunk (OpenRouter's mid-stream failure)."""
     return StreamError(message=message, text=text, delay_s=delay_s)
 
 
 def _usage_json(counts: TokenCounts) -> dict[str, object]:
-    return {
+    usage: dict[str, object] = {
         "prompt_tokens": counts.prompt_tokens,
         "completion_tokens": counts.completion_tokens,
         "total_tokens": counts.prompt_tokens + counts.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": counts.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": counts.reasoning_tokens},
     }
+    if counts.cost is not None:
+        usage["cost"] = counts.cost
+    return usage
 
 
 def _error(status: int, message: str, retry_after_s: float | None = None) -> web.Response:
@@ -152,6 +163,8 @@ def _sse_answer(model: str, answer: Completion, usage: TokenCounts | None) -> li
     """The answer's chunks; the usage chunk only when the request asked for it."""
     chunks = [_delta({"role": "assistant", "content": ""})]
     chunks += [_delta({"content": piece}) for piece in _pieces(answer.text)]
+    if answer.is_cut:
+        return _frames(model, chunks, include_usage=usage is not None)
     for index, call in enumerate(answer.calls):
         chunks.append(_delta({"tool_calls": [{"index": index, **_call_json(call, "")}]}))
         chunks += [
@@ -176,6 +189,9 @@ def _sse_stream_error(model: str, text: str, message: str) -> list[bytes]:
 class ContentPart(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     text: str | None = None
+    image_url: ImageUrl | None = None  # `image_url`
+    file: ChatFile | None = None  # `file`
+    input_audio: AudioData | None = None  # `input_audio`
 
 
 class WireFunction(msgspec.Struct, frozen=True, kw_only=True):

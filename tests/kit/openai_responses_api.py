@@ -19,6 +19,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from tests.kit.media_wire import ResponsesMedia
 from tests.kit.scripted_http import ScriptedServer, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
@@ -46,6 +47,7 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
     calls: list[ScriptedCall] = []
     usage: TokenCounts | None = None  # None: estimated from the sizes of request and answer
+    reasoning: str = ""  # a reasoning item's summary, sent first (encrypted content if included)
 
 
 class HttpError(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,8 +71,8 @@ Step = Answer | HttpError | Broken
 Arguments = dict[str, object] | str  # a str is sent as is, malformed JSON included
 
 
-def reply(text: str, *, usage: TokenCounts | None = None) -> Answer:
-    return Answer(text=text, usage=usage)
+def reply(text: str, *, usage: TokenCounts | None = None, reasoning: str = "") -> Answer:
+    return Answer(text=text, usage=usage, reasoning=reasoning)
 
 
 def tool_call(name: str, arguments: Arguments, *, call_id: str | None = None) -> Answer:
@@ -79,9 +81,12 @@ def tool_call(name: str, arguments: Arguments, *, call_id: str | None = None) ->
     return Answer(calls=[ScriptedCall(name=name, arguments=text, call_id=call_id)])
 
 
-def tool_calls(*calls: Answer, text: str = "", usage: TokenCounts | None = None) -> Answer:
+def tool_calls(
+    *calls: Answer, text: str = "", usage: TokenCounts | None = None, reasoning: str = ""
+) -> Answer:
     """Several calls (each from `tool_call`) in one response, after an optional preamble."""
-    return Answer(calls=[call for step in calls for call in step.calls], text=text, usage=usage)
+    scripted = [call for step in calls for call in step.calls]
+    return Answer(calls=scripted, text=text, usage=usage, reasoning=reasoning)
 
 
 def http_error(
@@ -108,7 +113,7 @@ class OutputText(_Typed, frozen=True, kw_only=True, tag="output_text"):
 
 class Message(_Typed, frozen=True, kw_only=True, tag="message"):
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[InputText | OutputText]  # images and files are not understood yet
+    content: str | list[InputText | OutputText | ResponsesMedia]
 
     @property
     def text(self) -> str:
@@ -131,14 +136,36 @@ class FunctionCallOutput(_Typed, frozen=True, kw_only=True, tag="function_call_o
     output: str
 
 
-Item = Message | FunctionCall | FunctionCallOutput
+class SummaryText(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    type: Literal["summary_text"]
+    text: str
 
 
-class FunctionTool(msgspec.Struct, frozen=True, kw_only=True):
-    type: Literal["function"]
+class ReasoningInput(_Typed, frozen=True, kw_only=True, tag="reasoning"):
+    """A reasoning item replayed; without storage the API needs its encrypted content."""
+
+    id: str
+    summary: list[SummaryText]
+    encrypted_content: str | None = None
+    status: str | None = None
+
+
+Item = Message | FunctionCall | FunctionCallOutput | ReasoningInput
+
+
+class ReasoningParam(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class FunctionTool(_Typed, frozen=True, kw_only=True, tag="function"):
     name: str
     description: str | None = None
     parameters: dict[str, object] = {}
+
+
+class WebSearchTool(_Typed, frozen=True, kw_only=True, tag="web_search"):
+    """The built-in web search tool."""
 
 
 class ResponsesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -148,15 +175,20 @@ class ResponsesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     input: list[Item]  # a bare string is valid too, but the fake takes items only
     stream: Literal[True]  # the fake streams only
     instructions: str | None = None
-    tools: list[FunctionTool] = []
+    tools: list[FunctionTool | WebSearchTool] = []
     tool_choice: str | dict[str, object] | None = None
     parallel_tool_calls: bool | None = None
     store: bool | None = None
     max_output_tokens: int | None = None
     service_tier: Literal["auto", "default", "flex", "priority", "scale"] | None = None
     prompt_cache_key: str | None = None
+    reasoning: ReasoningParam | None = None
+    include: list[Literal["reasoning.encrypted_content"]] = []
 
     def __post_init__(self) -> None:  # the API's check: a decode error, hence a 400
+        for item in self.input:
+            if isinstance(item, ReasoningInput) and not item.encrypted_content and not self.store:
+                raise ValueError(f"Item with id {item.id!r} not found (store is false)")
         called = {item.call_id for item in self.input if isinstance(item, FunctionCall)}
         for item in self.input:
             if isinstance(item, FunctionCallOutput) and item.call_id not in called:
@@ -172,7 +204,7 @@ class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def tools(self) -> list[str]:
-        return [tool.name for tool in self.typed.tools]
+        return [tool.name for tool in self.typed.tools if isinstance(tool, FunctionTool)]
 
     @property
     def function_calls(self) -> list[FunctionCall]:
@@ -181,6 +213,10 @@ class ResponsesRequest(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def function_outputs(self) -> list[FunctionCallOutput]:
         return [item for item in self.typed.input if isinstance(item, FunctionCallOutput)]
+
+    @property
+    def reasoning_items(self) -> list[ReasoningInput]:
+        return [item for item in self.typed.input if isinstance(item, ReasoningInput)]
 
     @property
     def last_user_text(self) -> str | None:
@@ -241,6 +277,18 @@ class _Events:
         self.emit("response.output_text.done", {**at, "text": text, "logprobs": []})
         self.emit("response.content_part.done", {**at, "part": part})
         self._done(index, {**item, "status": "completed", "content": [part]})
+
+    def reasoning(self, item_id: str, summary: str, encrypted: str | None) -> None:
+        index = len(self.output)
+        item: dict[str, object] = {"id": item_id, "type": "reasoning", "summary": []}
+        self.emit("response.output_item.added", {"output_index": index, "item": item})
+        at = {"item_id": item_id, "output_index": index, "summary_index": 0}
+        for piece in _pieces(summary):
+            self.emit("response.reasoning_summary_text.delta", {**at, "delta": piece})
+        item = {**item, "summary": [{"type": "summary_text", "text": summary}]}
+        if encrypted is not None:
+            item["encrypted_content"] = encrypted
+        self._done(index, item)
 
     def call(self, item_id: str, call: ScriptedCall) -> None:
         index = len(self.output)
@@ -313,6 +361,10 @@ class OpenAIResponsesServer(ScriptedServer[Step]):
             events.emit("error", {"code": step.code, "message": step.message, "param": None})
             return events
         events.start()
+        if isinstance(step, Answer) and step.reasoning:
+            item_id = self._id("rs")
+            wanted = "reasoning.encrypted_content" in tapped.typed.include
+            events.reasoning(item_id, step.reasoning, f"enc:{item_id}" if wanted else None)
         if step.text:
             events.message(self._id("msg"), step.text, is_cut=isinstance(step, Broken))
         if isinstance(step, Broken):

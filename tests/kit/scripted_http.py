@@ -1,13 +1,14 @@
 """What every scripted fake of an HTTP API shares: an aiohttp server on 127.0.0.1 with a random
 port, a script of steps each request takes the next of, a record of what went wrong, and SSE."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 
 S = TypeVar("S")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -59,6 +60,8 @@ class ScriptedServer(Generic[S]):
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post(self.route, self.handle)
+        for route, handler in self.more_routes():
+            app.router.add_post(route, handler)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
         # a client that gives up cancels the handler, so a delayed step never holds up the exit
         self._runner = web.AppRunner(
@@ -75,6 +78,10 @@ class ScriptedServer(Generic[S]):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raise NotImplementedError  # each fake answers its own route
+
+    def more_routes(self) -> list[tuple[str, Handler]]:
+        """Further POST routes outside the script (a Files API), none by default."""
+        return []
 
     def error(self, status: int, message: str) -> web.StreamResponse:
         """An error answer in the API's own body format."""

@@ -83,6 +83,34 @@ in_partitions = 4
     )
 
 
+def add_every_provider(path: Path, base_url: str) -> None:
+    """A model of each other wire format beside `main`: configured, never called (the session's
+    memory must not pay for a provider until it is used)."""
+    with path.open("a", encoding="utf-8") as file:
+        file.write(EVERY_PROVIDER.format(base_url=base_url))
+
+
+EVERY_PROVIDER = """
+[models.responses]
+provider = "openai_responses"
+base_url = "{base_url}"
+model = "gpt-responses"
+reasoning = {{ effort = "low" }}
+
+[models.claude]
+provider = "anthropic"
+base_url = "{base_url}"
+api_key = "unused"
+model = "claude-e2e"
+capabilities = ["tools", "image_in", "pdf_in"]
+
+[models.codex]
+provider = "codex"
+model = "gpt-codex"
+auth_file = "/nonexistent/auth.json"
+"""
+
+
 class Stack:
     """A running `stellaclaw up`: its process, workdir and a NATS client on its bus."""
 

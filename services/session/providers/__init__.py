@@ -12,6 +12,7 @@ MODULES = {
     "openai_chat": ("services.session.providers.openai_chat", "OpenAIChat"),
     "openai_responses": ("services.session.providers.openai_responses", "OpenAIResponses"),
     "anthropic": ("services.session.providers.anthropic", "Anthropic"),
+    "codex": ("services.session.providers.codex", "Codex"),
 }
 _loaded: dict[str, Provider] = {}
 

@@ -3,6 +3,7 @@
 The whole call runs under `timeout_s`; a stream silent for `min(120, timeout_s)` s has stalled;
 connecting may take 10 s. A non-2xx answer becomes a ProviderError classified by its status and
 its error body (each wire format says how to read its body); transport failures are transient.
+Inside a turn that logs API bodies (SPEC §7.6, `api_log.for_turn`) each call is one logged line.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
+from services.session.providers import api_log
 from services.session.providers.protocol import ModelReply, ProviderError, classified
 from shared.model_config import ModelConfig
 
@@ -30,11 +32,17 @@ async def post(
     error_text: ErrorText,
 ) -> ModelReply:
     """POST `(path, headers, body)` to the model's base URL and `read` the answer."""
-    try:
-        async with asyncio.timeout(model.timeout_s):
-            return await _post(http, model, request, read, error_text)
-    except TimeoutError:
-        raise ProviderError(f"timed out after {model.timeout_s:g} s") from None
+    path, headers, body = request
+    with api_log.exchange(model, url_of(model, path), headers, body):  # no-op unless logging
+        try:
+            async with asyncio.timeout(model.timeout_s):
+                return await _post(http, model, request, read, error_text)
+        except TimeoutError:
+            raise ProviderError(f"timed out after {model.timeout_s:g} s") from None
+
+
+def url_of(model: ModelConfig, path: str) -> str:
+    return model.base_url.rstrip("/") + path
 
 
 async def _post(
@@ -47,12 +55,13 @@ async def _post(
     path, headers, body = request
     host = httpx.URL(model.base_url).host
     silence_s = min(MAX_SILENCE_S, model.timeout_s)
-    url = model.base_url.rstrip("/") + path
+    url = url_of(model, path)
     timeout = httpx.Timeout(silence_s, connect=CONNECT_TIMEOUT_S)
     try:
         async with http.stream(
             "POST", url, content=body, headers=headers, timeout=timeout
         ) as response:
+            api_log.watch(response)  # the API log's copy of what is read, if the turn keeps one
             if not response.is_success:
                 raise await http_error(response, host, error_text)
             return await read(response)

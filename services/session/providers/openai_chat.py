@@ -11,13 +11,16 @@ from typing import assert_never
 import httpx
 import msgspec
 
-from services.session.providers import http_stream
+from services.session.providers import content_parts, http_stream
 from services.session.providers.protocol import (
+    CallStarted,
     ModelReply,
     ModelRequest,
     OnEvent,
     ProviderError,
+    ReasoningDelta,
     RequestedCall,
+    StreamEvent,
     TextDelta,
     classified,
 )
@@ -55,6 +58,7 @@ class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True):
 
 class Delta(msgspec.Struct, frozen=True, kw_only=True):
     content: str | None = None
+    reasoning: str | None = None  # OpenRouter's readable reasoning
     tool_calls: list[ToolCallDelta] | None = None
 
 
@@ -77,6 +81,7 @@ class WireUsage(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int | None = None
     prompt_tokens_details: PromptDetails | None = None
     completion_tokens_details: CompletionDetails | None = None
+    cost: float | None = None  # OpenRouter's, in USD, with `usage: {include: true}`
 
 
 class WireError(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,8 +107,11 @@ ENCODER = msgspec.json.Encoder()
 # --- history → messages -------------------------------------------------------------------------
 
 
-def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dict[str, object]]:
-    """The `messages` of a request: the system prompt, then the conversation as stored.
+def to_messages(
+    system_prompt: str, history: Sequence[HistoryEvent], media: content_parts.Media | None = None
+) -> list[dict[str, object]]:
+    """The `messages` of a request: the system prompt, then the conversation as stored, each
+    attachment as `media` has it for this call (SPEC §8.2).
 
     Notices are user-role text, each its own message (chat completions take consecutive user
     messages). `history` has a closed tool protocol (`history_repair.closed`).
@@ -112,7 +120,10 @@ def to_messages(system_prompt: str, history: Sequence[HistoryEvent]) -> list[dic
     wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
         match event:
-            case UserMessage() | Notice():
+            case UserMessage():
+                content = content_parts.chat_content(event, media or {})
+                messages.append({"role": "user", "content": content})
+            case Notice():
                 messages.append({"role": "user", "content": event.text})
             case AssistantMessage() if not event.tool_calls and not event.text.strip():
                 pass  # nothing said; providers refuse an empty assistant message
@@ -189,6 +200,8 @@ def request_body(
         body["service_tier"] = model.service_tier
     if httpx.URL(model.base_url).host == OPENROUTER_HOST:
         body["usage"] = {"include": True}  # OpenRouter reports the cost with the usage
+        if tools and model.can("web_search"):
+            body["plugins"] = [{"id": "web"}]  # OpenRouter's native web search (SPEC §7.2)
         if model.cache_ttl and model.model.startswith("anthropic/"):
             body["cache_control"] = cache_marker(model.cache_ttl)  # SPEC §7.4
     return body
@@ -208,7 +221,7 @@ class OpenAIChat:
     async def complete(
         self, http: httpx.AsyncClient, model: ModelConfig, request: ModelRequest, on_event: OnEvent
     ) -> ModelReply:
-        messages = to_messages(request.system_prompt, request.history)
+        messages = to_messages(request.system_prompt, request.history, request.media)
         if request.notice:  # request-only notices are not stored in history
             messages.append({"role": "user", "content": request.notice})
         return await complete(http, model, messages, request.tools, on_event)
@@ -304,14 +317,21 @@ class Assembly:
     def _add_delta(self, delta: Delta) -> None:
         if delta.content:
             self.text.append(delta.content)
-            if self.on_event is not None:
-                self.on_event(TextDelta(text=delta.content))
+            self._tell(TextDelta(text=delta.content))
+        if delta.reasoning:
+            self._tell(ReasoningDelta(text=delta.reasoning))
         for part in delta.tool_calls or []:
             call = self.calls.setdefault(part.index, PartialCall())
             call.provider_call_id = call.provider_call_id or part.call_id or ""
             if part.function is not None:
-                call.name = call.name or part.function.name or ""
+                if not call.name and part.function.name:
+                    call.name = part.function.name
+                    self._tell(CallStarted(name=call.name))
                 call.arguments.append(part.function.arguments or "")
+
+    def _tell(self, event: StreamEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     def reply(self) -> ModelReply:
         calls = [
@@ -334,6 +354,7 @@ def _usage(wire: WireUsage) -> Usage:
         cache_read=cached,
         output=wire.completion_tokens or 0,
         reasoning=(details and details.reasoning_tokens) or 0,
+        cost=wire.cost,
     )
 
 

@@ -3,7 +3,9 @@
 One call, one try: the history as `input` items, the SSE stream's typed events assembled into a
 ModelReply (text deltas passed on as they arrive), and every way the call can fail turned into a
 ProviderError with a one-line reason (SPEC §3.8); retries and fallback are `model_calls`'s.
-Reasoning is neither requested nor replayed: stored history keeps no reasoning items yet.
+Reasoning (`[models.<name>] reasoning`) is requested with its encrypted content; the reasoning
+items a response carries are stored with the assistant message and replayed as received, to the
+same wire format only (Codex, which speaks these events too, keeps its own).
 """
 
 from collections.abc import Sequence
@@ -12,123 +14,64 @@ from typing import assert_never
 import httpx
 import msgspec
 
-from services.session.providers import http_stream
+from services.session.providers import content_parts, http_stream, responses_stream
 from services.session.providers.openai_chat import (
     OPENROUTER_HOST,
-    PartialCall,
-    WireError,
     cache_marker,
     error_text,
-    wire_error_message,
 )
 from services.session.providers.protocol import (
     ModelReply,
     ModelRequest,
     OnEvent,
-    ProviderError,
-    RequestedCall,
-    TextDelta,
-    classified,
 )
 from shared.messages.history import (
     AssistantMessage,
     HistoryEvent,
     Notice,
+    Reasoning,
     SessionStarted,
     ToolCall,
     ToolResults,
     TurnFinished,
     TurnStarted,
-    Usage,
     UserMessage,
 )
 from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig
 
-# --- the wire: the stream's events, decoded by their `type` (unknown fields are ignored) -------
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
-
-
-class TextPiece(msgspec.Struct, frozen=True, kw_only=True):
-    delta: str
-
-
-class OutputItem(msgspec.Struct, frozen=True, kw_only=True):
-    """An item of `response.output`; only a `function_call`'s fields are read."""
-
-    type: str
-    item_id: str | None = msgspec.field(default=None, name="id")
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ItemEvent(msgspec.Struct, frozen=True, kw_only=True):
-    output_index: int = 0
-    item: OutputItem
-
-
-class ArgumentsPiece(msgspec.Struct, frozen=True, kw_only=True):
-    item_id: str | None = None
-    output_index: int = 0
-    delta: str
-
-
-class WireUsage(msgspec.Struct, frozen=True, kw_only=True):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    input_tokens_details: dict[str, int | None] | None = None  # `cached_tokens`
-    output_tokens_details: dict[str, int | None] | None = None  # `reasoning_tokens`
-
-
-class WireResponse(msgspec.Struct, frozen=True, kw_only=True):
-    usage: WireUsage | None = None
-    error: WireError | None = None
-
-
-class ResponseEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """`response.completed`, `response.incomplete` and `response.failed`: the whole response."""
-
-    response: WireResponse = WireResponse()
-
-
-class ErrorEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """`error`: OpenAI puts `code` and `message` at the top; some servers nest an `error`."""
-
-    code: int | str | None = None
-    message: str | None = None
-    error: WireError | None = None
-
-
-EVENT: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
-TEXT_PIECE: msgspec.json.Decoder[TextPiece] = msgspec.json.Decoder(TextPiece)
-ITEM_EVENT: msgspec.json.Decoder[ItemEvent] = msgspec.json.Decoder(ItemEvent)
-ARGUMENTS_PIECE: msgspec.json.Decoder[ArgumentsPiece] = msgspec.json.Decoder(ArgumentsPiece)
-RESPONSE_EVENT: msgspec.json.Decoder[ResponseEvent] = msgspec.json.Decoder(ResponseEvent)
-ERROR_EVENT: msgspec.json.Decoder[ErrorEvent] = msgspec.json.Decoder(ErrorEvent)
+REPLAYED: msgspec.json.Decoder[dict[str, object]] = msgspec.json.Decoder(dict[str, object])
 ENCODER = msgspec.json.Encoder()
 
 
 # --- history → input items ------------------------------------------------------------------
 
 
-def to_input(history: Sequence[HistoryEvent], notice: str | None = None) -> list[dict[str, object]]:
+def to_input(
+    history: Sequence[HistoryEvent],
+    notice: str | None = None,
+    *,
+    provider: str = "openai_responses",
+    media: content_parts.Media | None = None,
+) -> list[dict[str, object]]:
     """The `input` items of a request: the conversation as stored, then a request-only notice.
 
     Notices are user-role text (SPEC §3.11). `history` has a closed tool protocol
-    (`history_repair.closed`), so every function_call has its function_call_output.
+    (`history_repair.closed`), so every function_call has its function_call_output. Reasoning
+    items are replayed only to the `provider` that made them, files as `media` has them (§8.2).
     """
     items: list[dict[str, object]] = []
     wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
         match event:
-            case UserMessage() | Notice():
+            case UserMessage():
+                content = content_parts.responses_content(event, media or {})
+                items.append({"type": "message", "role": "user", "content": content})
+            case Notice():
                 items.append(_user(event.text))
             case AssistantMessage():
                 wire_ids = _wire_ids(event.tool_calls)
+                items += replayed(event.reasoning, provider)
                 items += _assistant(event, wire_ids)
             case ToolResults():  # each output under the id its function_call went with
                 items += [
@@ -141,6 +84,11 @@ def to_input(history: Sequence[HistoryEvent], notice: str | None = None) -> list
     if notice:
         items.append(_user(notice))
     return items
+
+
+def replayed(reasoning: Sequence[Reasoning], provider: str) -> list[dict[str, object]]:
+    """The stored reasoning items this provider made, as received."""
+    return [REPLAYED.decode(r.item) for r in reasoning if r.provider == provider]
 
 
 def _user(text: str) -> dict[str, object]:
@@ -187,12 +135,13 @@ def request_body(model: ModelConfig, request: ModelRequest) -> dict[str, object]
     body: dict[str, object] = {
         "model": model.model,
         "instructions": request.system_prompt,
-        "input": to_input(request.history, request.notice),
+        "input": to_input(request.history, request.notice, media=request.media),
     }
     if request.tools:
-        body["tools"] = [_tool(spec) for spec in request.tools]
+        body["tools"] = tools(request.tools, model)
         body |= {"tool_choice": "auto", "parallel_tool_calls": True}
     body |= {"stream": True, "store": False, "max_output_tokens": model.max_output_tokens}
+    body |= reasoning_fields(model)
     if model.service_tier != "default":
         body["service_tier"] = model.service_tier
     key = cache_key(request.history)
@@ -202,6 +151,24 @@ def request_body(model: ModelConfig, request: ModelRequest) -> dict[str, object]
     if is_openrouter and model.cache_ttl and model.model.startswith("anthropic/"):
         body["cache_control"] = cache_marker(model.cache_ttl)  # SPEC §7.4
     return body
+
+
+def reasoning_fields(model: ModelConfig) -> dict[str, object]:
+    """`reasoning` and the `include` that returns its encrypted content, when configured."""
+    wanted = model.reasoning
+    if wanted is None or (wanted.effort is None and wanted.summary is None):
+        return {}
+    reasoning = {"effort": wanted.effort, "summary": wanted.summary}
+    return {
+        "reasoning": {key: value for key, value in reasoning.items() if value is not None},
+        "include": ["reasoning.encrypted_content"],
+    }
+
+
+def tools(specs: Sequence[ToolSpec], model: ModelConfig) -> list[dict[str, object]]:
+    """The function tools, and the native web search when the model has it (SPEC §7.2)."""
+    native: list[dict[str, object]] = [{"type": "web_search"}] if model.can("web_search") else []
+    return [*(_tool(spec) for spec in specs), *native]
 
 
 def _tool(spec: ToolSpec) -> dict[str, object]:
@@ -230,105 +197,6 @@ class OpenAIResponses:
         host = httpx.URL(model.base_url).host
 
         async def read(response: httpx.Response) -> ModelReply:
-            return await _read(response, host, on_event)
+            return await responses_stream.read(response, host, on_event)
 
         return await http_stream.post(http, model, ("/responses", headers, body), read, error_text)
-
-
-async def _read(response: httpx.Response, host: str, on_event: OnEvent) -> ModelReply:
-    """The stream's events until the response ends (the API sends no `[DONE]`)."""
-    assembly = Assembly(host, on_event)
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, `event:` lines (the data names its type), comments
-        try:
-            assembly.add(line.removeprefix("data:").strip())
-        except msgspec.DecodeError as exc:
-            raise ProviderError(f"malformed stream event from {host}: {exc}") from None
-        if assembly.is_finished:
-            return assembly.reply()
-    raise ProviderError(f"the stream from {host} ended before the response finished")
-
-
-class Assembly:
-    """Text, function calls (per `output_index`) and usage of one stream, event by event."""
-
-    def __init__(self, host: str, on_event: OnEvent) -> None:
-        self.host = host
-        self.on_event = on_event
-        self.text: list[str] = []
-        self.calls: dict[int, PartialCall] = {}
-        self.indexes: dict[str, int] = {}  # item id → output_index
-        self.usage = Usage()
-        self.is_finished = False
-
-    def add(self, data: str) -> None:
-        """One event's JSON; a DecodeError if it is not what its type promises."""
-        kind = EVENT.decode(data).type
-        match kind:
-            case "response.output_text.delta":
-                self._say(TEXT_PIECE.decode(data).delta)
-            case "response.output_item.added" | "response.output_item.done":
-                self._item(ITEM_EVENT.decode(data), is_done=kind.endswith(".done"))
-            case "response.function_call_arguments.delta":
-                self._arguments(ARGUMENTS_PIECE.decode(data))
-            case "response.completed" | "response.incomplete":  # incomplete: cut at a limit
-                usage = RESPONSE_EVENT.decode(data).response.usage
-                self.usage = _usage(usage) if usage is not None else self.usage
-                self.is_finished = True
-            case "response.failed":
-                error = RESPONSE_EVENT.decode(data).response.error
-                raise self._failure(f"the response from {self.host} failed", error)
-            case "error":
-                event = ERROR_EVENT.decode(data)
-                error = event.error or WireError(message=event.message, code=event.code)
-                raise self._failure(f"error in the stream from {self.host}", error)
-
-    def _say(self, text: str) -> None:
-        if text:
-            self.text.append(text)
-            self.on_event(TextDelta(text=text))
-
-    def _item(self, event: ItemEvent, *, is_done: bool) -> None:
-        item = event.item
-        if item.type != "function_call":
-            return
-        call = self.calls.setdefault(event.output_index, PartialCall())
-        if item.item_id:
-            self.indexes[item.item_id] = event.output_index
-        call.provider_call_id = item.call_id or call.provider_call_id
-        call.name = item.name or call.name
-        if is_done and item.arguments is not None:
-            call.arguments = [item.arguments]  # the complete arguments win over the deltas
-
-    def _arguments(self, piece: ArgumentsPiece) -> None:
-        index = self.indexes.get(piece.item_id or "", piece.output_index)
-        self.calls.setdefault(index, PartialCall()).arguments.append(piece.delta)
-
-    def _failure(self, what: str, error: WireError | None) -> ProviderError:
-        error = error or WireError()
-        detail = wire_error_message(error) or "no message"
-        code = error.code
-        status = code if isinstance(code, int) and 400 <= code < 600 else None
-        return classified(f"{what}: {detail}", status, f"{code or ''} {detail}")
-
-    def reply(self) -> ModelReply:
-        calls = [
-            RequestedCall(
-                provider_call_id=call.provider_call_id,
-                name=call.name,
-                arguments="".join(call.arguments),
-            )
-            for _, call in sorted(self.calls.items())
-        ]
-        return ModelReply(text="".join(self.text), tool_calls=calls, usage=self.usage)
-
-
-def _usage(wire: WireUsage) -> Usage:
-    cached = (wire.input_tokens_details or {}).get("cached_tokens") or 0
-    return Usage(
-        input=max(0, (wire.input_tokens or 0) - cached),
-        cache_read=cached,
-        output=wire.output_tokens or 0,
-        reasoning=(wire.output_tokens_details or {}).get("reasoning_tokens") or 0,
-    )

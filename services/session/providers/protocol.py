@@ -34,7 +34,6 @@ class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
     tool_calls: list[RequestedCall]
     usage: Usage
     reasoning: list[Reasoning] = msgspec.field(default_factory=list)
-    cost: float | None = None  # USD, when the provider reports it (OpenRouter `usage.cost`)
 
 
 class InlineMedia(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,13 +69,25 @@ class TextDelta(msgspec.Struct, frozen=True, kw_only=True):
     text: str
 
 
+class ReasoningDelta(msgspec.Struct, frozen=True, kw_only=True):
+    """Readable reasoning as it streams (a summary or thinking text, where the API sends one)."""
+
+    text: str
+
+
+class CallStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """The model began a tool call: its name is known, its arguments are still streaming."""
+
+    name: str
+
+
 class Retrying(msgspec.Struct, frozen=True, kw_only=True):
     """The call is tried again: text streamed so far is replaced by the next try's."""
 
     attempt: int
 
 
-StreamEvent = TextDelta | Retrying
+StreamEvent = TextDelta | ReasoningDelta | CallStarted | Retrying
 OnEvent = Callable[[StreamEvent], None]
 
 

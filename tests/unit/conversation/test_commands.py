@@ -102,10 +102,12 @@ def test_status_of_a_running_session_shows_its_time_activity_and_usage():
         running_s=42.9,
         activity="running 2 tools",
         usage=Usage(input=800, cache_read=0, output=95),
+        context_tokens=50_000,
     )
-    assert commands.session_lines(SESSION, busy) == [
+    assert commands.session_lines(SESSION, busy, 200_000) == [
         "Session: cli_ada_fg1 · 12 turns · since 2025-03-01",
         "State: running 42s (running 2 tools)",
+        "Context: 50k / 200k tokens (25 %) · reported",
         "Usage, this session: 800 in (0 cached) · 95 out",
     ]
 
@@ -128,13 +130,22 @@ def test_status_of_a_running_session_shows_its_time_activity_and_usage():
     ],
 )
 def test_status_session_and_state_lines(fields, session, state_line):
-    assert commands.session_lines(SESSION, answer(**fields)) == [session, state_line]
+    assert commands.session_lines(SESSION, answer(**fields), 128_000) == [session, state_line]
 
 
 def test_usage_counts_every_prompt_token_and_shows_the_cached_part():
     usage = Usage(input=5_000, cache_read=40_000, cache_write=200, output=1_234, reasoning=9)
-    assert commands.usage_line(usage) == "Usage, this session: 45.2k in (40k cached) · 1.2k out"
-    assert commands.usage_line(Usage(reasoning=3)) is None
+    line = commands.usage_line(usage, "this session")
+    assert line == "Usage, this session: 45.2k in (40k cached) · 1.2k out"
+    assert commands.usage_line(Usage(reasoning=3), "24 h") is None
+
+
+@pytest.mark.parametrize(
+    ("cost", "shown"), [(0.012345, "$0.0123"), (12.4, "$12.40"), (0.0, "$0.0000")]
+)
+def test_the_cost_is_shown_when_known(cost, shown):
+    usage = Usage(input=1_000, output=10, cost=cost)
+    assert commands.usage_line(usage, "24 h") == f"Usage, 24 h: 1k in (0 cached) · 10 out · {shown}"
 
 
 @pytest.mark.parametrize(

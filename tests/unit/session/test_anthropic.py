@@ -6,7 +6,6 @@ import httpx
 import msgspec
 import pytest
 
-from services.session.providers import provider_for
 from services.session.providers.anthropic import Anthropic
 from services.session.providers.protocol import (
     AuthError,
@@ -35,7 +34,6 @@ from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig
 from tests.kit.anthropic_api import (
     AnthropicServer,
-    CacheControl,
     HttpError,
     TokenCounts,
     anthropic_api,
@@ -46,6 +44,7 @@ from tests.kit.anthropic_api import (
     tool_call,
     tool_calls,
 )
+from tests.kit.anthropic_wire import CacheControl
 
 KEY = "sk-ant-test"
 TURN = TurnId("t1")
@@ -385,7 +384,3 @@ async def test_the_event_line_names_data_without_a_type_and_unknown_events_are_s
         answer = await complete(client, model_at("http://provider.test/v1"))
 
     assert (answer.text, answer.usage) == ("hi", Usage(input=5, output=2))
-
-
-def test_the_registry_names_this_provider():
-    assert isinstance(provider_for("anthropic"), Anthropic)

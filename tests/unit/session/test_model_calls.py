@@ -16,7 +16,7 @@ from services.session.providers.protocol import (
 from shared import config as config_file
 from shared.config import Config
 from shared.model_config import RetryConfig
-from tests.kit.llm_api import OpenAIChatServer, http_error, reply, stream_error
+from tests.kit.llm_api import OpenAIChatServer, cut_stream, http_error, reply, stream_error
 
 ASK = ModelRequest(system_prompt="You are a test.", history=[], tools=[])
 FAST = {"mode": "exponential", "attempts": 2, "backoff_s": 0.01}
@@ -61,6 +61,32 @@ async def test_a_429_is_retried_after_its_retry_after_and_the_stream_restarts(se
     assert chat.events[0] == Retrying(attempt=1)
     assert "".join(e.text for e in chat.events if isinstance(e, TextDelta)) == "ok"
     assert chat.told == []
+
+
+def shown(events: list[StreamEvent]) -> str:
+    """The text a reader of the stream shows: a retry replaces what the last try streamed."""
+    text = ""
+    for event in events:
+        if isinstance(event, Retrying):
+            text = ""
+        elif isinstance(event, TextDelta):
+            text += event.text
+    return text
+
+
+async def test_a_stream_cut_mid_answer_is_retried_and_its_text_replaced_not_repeated(server, http):
+    server.script(cut_stream("The answer is fo"), reply("The answer is forty-two."))
+    chat = Chat()
+    choice = ModelChoice(models(server.base_url), http, Cooldowns(), "main", chat.tell)
+
+    answered = await choice.complete(ASK, chat.events.append)
+
+    assert answered.reply.text == "The answer is forty-two."
+    streamed = [e for e in chat.events if isinstance(e, TextDelta)]
+    assert "".join(e.text for e in streamed) == "The answer is foThe answer is forty-two."
+    assert Retrying(attempt=1) in chat.events
+    assert shown(chat.events) == "The answer is forty-two."
+    assert len(server.requests) == 2
 
 
 async def test_after_the_retries_the_turn_falls_back_and_says_so_once(server, http):

@@ -4,8 +4,13 @@ import httpx
 import msgspec
 import pytest
 
-from services.session.providers.openai_chat import complete, request_body, to_messages
-from services.session.providers.protocol import AuthError, ModelReply, ProviderError, RequestedCall
+from services.session.providers.openai_chat import complete, to_messages
+from services.session.providers.protocol import (
+    AuthError,
+    ModelReply,
+    ProviderError,
+    RequestedCall,
+)
 from shared.ids import SessionId, ToolCallId, TurnId
 from shared.messages.contract import Sender
 from shared.messages.history import (
@@ -323,23 +328,6 @@ async def test_a_bare_error_message_in_a_chunk_is_a_provider_error():
             ProviderError, match=r"error in the stream from provider\.test: model overloaded"
         ):
             await complete(client, model_at("http://provider.test/v1"), ASK, [])
-
-
-def test_openrouter_extras_reasoning_and_service_tier_go_into_the_body():
-    def body(**config: object) -> dict[str, object]:
-        table = {"provider": "openai_chat", "model": "anthropic/claude-x"} | config
-        return request_body(msgspec.convert(table, ModelConfig), ASK, [])
-
-    routed = body(reasoning={"effort": "high"}, service_tier="fast")
-    assert routed["usage"] == {"include": True}
-    assert routed["cache_control"] == {"type": "ephemeral"}  # cache_ttl 300 by default here
-    assert routed["reasoning"] == {"effort": "high"}
-    assert routed["service_tier"] == "priority"
-    assert body(cache_ttl=3600)["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
-    assert "cache_control" not in body(cache_ttl=0)
-    assert "cache_control" not in body(model="openai/gpt-5")
-    plain = body(base_url="http://127.0.0.1:8080/v1")
-    assert {"usage", "cache_control", "reasoning", "service_tier"}.isdisjoint(plain)
 
 
 async def test_extra_headers_are_sent(server, http):

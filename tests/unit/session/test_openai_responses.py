@@ -182,7 +182,7 @@ def test_a_provider_id_repeated_within_a_message_gives_way_to_ours_and_blank_tex
     assert items == [*calls_sent, output("c1", "1"), output("c2", "1")]
 
 
-async def test_the_body_has_instructions_no_storage_a_cache_key_and_no_reasoning(api, http):
+async def test_the_body_has_instructions_no_storage_a_cache_key_and_the_reasoning(api, http):
     api.script(reply("ok"))
     request = ModelRequest(system_prompt="You are Stellaclaw.", history=history(), tools=[SHELL])
 
@@ -200,6 +200,8 @@ async def test_the_body_has_instructions_no_storage_a_cache_key_and_no_reasoning
         "store": False,
         "max_output_tokens": 1234,
         "prompt_cache_key": "s1:0",  # SPEC §7.4: <session>:<compaction count>
+        "reasoning": {"effort": "high"},
+        "include": ["reasoning.encrypted_content"],
     }
 
 
