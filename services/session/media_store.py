@@ -3,7 +3,8 @@
 A file is fetched from the bus once and kept under `<workdir>/session/media/objects/`; a fitted
 image beside it per `max_image_px`; the Files API ids of uploads under `file_ids/`, per API base
 URL and content hash, so a restart does not upload a file again. Bytes are held in memory only
-while the request that needs them is built and sent.
+while the request that needs them is built and sent. A use refreshes a file's time; files unused
+for `bus.files_ttl_days` (by then sc_files has dropped its copy too) are pruned every few hours.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import nats.errors
@@ -24,6 +26,7 @@ from shared.ids import new_id
 from shared.messages.contract import Attachment
 
 READ_TIMEOUT_S = 60.0  # a 20 MB file over a slow bus
+PRUNE_EVERY_S = 6 * 3600.0
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +43,7 @@ class MediaStore:
         try:
             if not await asyncio.to_thread(path.exists):
                 await self._fetch(attachment.object_name, path)
-            return await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(used_bytes, path)
         except OSError as exc:  # a full or unwritable disk: this call goes without the file
             log.error("media cache %s: %r", self.root, exc)
             raise MediaUnavailableError(f"the session's file cache failed ({exc!r})") from None
@@ -61,6 +64,18 @@ class MediaStore:
         except OSError as exc:  # not kept: fitted again next time
             log.warning("media cache %s: %r", self.root, exc)
         return fitted
+
+    async def keep_pruned(self, max_age_s: float) -> None:
+        """Prune now and every PRUNE_EVERY_S, until cancelled."""
+        while True:
+            removed = await asyncio.to_thread(prune, self.root, max_age_s)
+            if removed:
+                log.info(
+                    "media cache: removed %d file(s) unused for %.0f days",
+                    removed,
+                    max_age_s / 86400,
+                )
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     def file_id(self, base_url: str, sha256: str) -> str | None:
         try:
@@ -113,8 +128,29 @@ def _fitted_copy(base: Path, max_px: int) -> tuple[str, bytes] | None:
     """A fitted image kept earlier: `<object>.px<max_px>.<subtype>`."""
     for found in base.parent.glob(f"{base.name}.px{max_px}.*"):
         subtype = found.name.rsplit(".", 1)[1]
-        return f"image/{subtype}", found.read_bytes()
+        return f"image/{subtype}", used_bytes(found)
     return None
+
+
+def used_bytes(path: Path) -> bytes:
+    """The file's bytes; its time says it was used now, so pruning keeps it."""
+    data = path.read_bytes()
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return data
+
+
+def prune(root: Path, max_age_s: float) -> int:
+    """Remove the cached files (originals, fitted images, leftovers of a crash) unused for
+    `max_age_s`; the Files API ids stay (a few bytes each, and an upload costs more)."""
+    cutoff = time.time() - max_age_s
+    removed = 0
+    for path in (root / "objects").glob("*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _keep_fitted(base: Path, max_px: int, fitted: tuple[str, bytes], *, is_same: bool) -> None:

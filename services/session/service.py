@@ -37,6 +37,7 @@ HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 # Many sessions call the same provider at once: keep their connections (httpx keeps 20 by
 # default, and a new TLS connection per model call costs more than the call's bookkeeping).
 HTTP_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+DAY_S = 86_400.0
 MEDIA_DIR = "session/media"  # attachments fetched from sc_files, fitted images, Files API ids
 _OWNER: msgspec.json.Decoder[lease.Owner] = msgspec.json.Decoder(lease.Owner)
 log = logging.getLogger(__name__)
@@ -59,11 +60,13 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         control = await conn.nc.subscribe(subjects.SESSION_CONTROL_ALL, cb=actors.on_control)
         await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
         watcher = asyncio.create_task(actors.watch_leases())
+        pruning = asyncio.create_task(media.keep_pruned(runtime.config.bus.files_ttl_days * DAY_S))
         [wakes] = layout.durables(runtime.config.bus)["session"]
         try:
             await bus.consume(conn, wakes, WAKE, actors.wake, stop)
         finally:
             watcher.cancel()
+            pruning.cancel()
             await control.unsubscribe()
         await actors.finish(grace_s=runtime.config.shutdown_grace_s)
 
