@@ -177,6 +177,11 @@ def usage_event(conv: str) -> str:
     return event(f"usage.{conv}")
 
 
+def usage_msg_id(turn_id: str, call: int) -> str:
+    """The dedupe id of a turn's `call`-th model call's usage fact."""
+    return f"usage_{turn_id}_{call}"
+
+
 def counters(service: str) -> str:
     """Core request/reply (a nats.micro endpoint): a service's message counters."""
     return f"sc.ctl.counters.{service}"

@@ -55,10 +55,6 @@ async def _no_follow_ups() -> None:
     return None
 
 
-async def _unreported(answered: Answered) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Turn:
     """Everything one turn works with; the history is the one piece it changes."""
@@ -73,7 +69,6 @@ class Turn:
     running: Running
     journal: tool_batch.Journal  # records a group of calls before they are sent
     fold: Callable[[], Awaitable[None]] = _no_follow_ups  # follow-ups in, at a safe boundary
-    report: Callable[[Answered], Awaitable[None]] = _unreported  # each call's usage, told
     max_round_trips: int = 120
     started: dict[ToolCallId, float] = field(default_factory=dict)  # see tool_batch.Run
     attempt: int = 0
@@ -157,7 +152,6 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
     answered = await tool_batch.until_cancelled(turn.running.cancel, call)
     if answered.model_name != turn.models.chain[0]:
         turn.running.fallback = answered.model_name
-    await turn.report(answered)
     return answered
 
 

@@ -221,6 +221,7 @@ async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) ->
         await cancelled(actor, plan.turn_id, plan.chat)
     else:
         await finish(actor, plan.turn_id, plan.chat, ending)
+    await usages.report(actor.conn, plan.chat, actor.session_id, plan.turn_id, actor.history.events)
     elapsed_s = asyncio.get_running_loop().time() - started_at
     log.info("turn %s %s in %.2f s", plan.turn_id, ending.outcome, elapsed_s)
 
@@ -240,7 +241,6 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         )
 
     models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
-    ids = (actor.session_id, plan.turn_id)
     return turn_loop.Turn(
         turn_id=plan.turn_id,
         turn_number=plan.number,
@@ -259,7 +259,6 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         running=actor.running,
         journal=actor.journal_batch,
         fold=lambda: follow_ups.fold(actor, plan.turn_id),
-        report=lambda a: usages.report(actor.conn, plan.chat, ids, a.model_name, a.reply.usage),
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
         media=actor.pool.media,

@@ -1,5 +1,6 @@
 """Token counts and their cost (SPEC §7.5): per call, summed per turn and per session, and each
-call told on `sc.evt.usage.<conv>` for observers and the conversation's 24 h totals."""
+call told on `sc.evt.usage.<conv>` when its turn has ended, for observers and the
+conversation's 24 h totals."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -58,19 +59,25 @@ def context_tokens(events: Sequence[HistoryEvent]) -> int:
 async def report(
     conn: bus.Connection,
     chat: Chat,
-    turn: tuple[SessionId, TurnId],
-    model_name: str,
-    used: Usage,
+    session_id: SessionId,
+    turn_id: TurnId,
+    events: Sequence[HistoryEvent],
 ) -> None:
-    """Tell one call's usage on the bus without waiting for the stream's ack: a lost fact costs
-    a line of `/status`, waiting would cost every model call a round trip."""
-    session_id, turn_id = turn
-    fact = ModelUsed(
-        conversation_id=chat.conversation_id,
-        session_id=session_id,
-        turn_id=turn_id,
-        model=model_name,
-        usage=used,
-        at=datetime.now(UTC),
-    )
-    await conn.nc.publish(subjects.usage_event(chat.conversation_id), bus.encode(fact))
+    """Tell each model call of the finished turn on the bus (SPEC §7.5), once its answer is out.
+    Published without waiting for the stream's ack: a lost fact costs a line of `/status`, and
+    neither the answer nor the next turn waits for them. A turn whose end is redone after a
+    crash tells its calls again under the same ids, which the stream's dedupe window drops."""
+    at = datetime.now(UTC)
+    subject = subjects.usage_event(chat.conversation_id)
+    calls = [e for e in events if isinstance(e, AssistantMessage) and e.turn_id == turn_id]
+    for number, event in enumerate(calls):
+        fact = ModelUsed(
+            conversation_id=chat.conversation_id,
+            session_id=session_id,
+            turn_id=turn_id,
+            model=event.model,
+            usage=event.usage,
+            at=at,
+        )
+        once = {subjects.MSG_ID_HEADER: subjects.usage_msg_id(turn_id, number)}
+        await conn.nc.publish(subject, bus.encode(fact), headers=once)
