@@ -18,8 +18,9 @@ from tests.kit.anthropic_api import (
     anthropic_api,
     reply,
     tool_call,
+    tool_calls,
 )
-from tests.kit.anthropic_wire import CacheControl
+from tests.kit.anthropic_wire import CacheControl, ThinkingBlock
 from tests.kit.services import make_runtime, running
 
 KEY = "sk-ant-integration"
@@ -32,6 +33,7 @@ def config(base_url: str) -> dict[str, object]:
         "base_url": base_url,
         "api_key": KEY,
         "retry": {"attempts": 1, "backoff_s": 0.01},
+        "reasoning": {"effort": "minimal"},  # thinking, 1,024 tokens
     }
     return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5}
 
@@ -51,7 +53,9 @@ async def anthropic_stack(
 
 async def test_a_tool_call_round_trips_through_the_messages_api(bus, workdir, nats_access):
     steps = (
-        tool_call("shell", {"command": "echo hi"}, call_id="toolu_shell_1"),
+        tool_calls(
+            tool_call("shell", {"command": "echo hi"}, call_id="toolu_shell_1"), thinking="Hm."
+        ),
         reply("The command said hi."),
     )
     async with anthropic_stack(bus, workdir, nats_access, *steps) as fake:
@@ -63,6 +67,9 @@ async def test_a_tool_call_round_trips_through_the_messages_api(bus, workdir, na
     assert second.roles[0] == "user"
     assert all(a != b for a, b in itertools.pairwise(second.roles))  # roles alternate
     assert second.roles[-2:] == ["assistant", "user"]
+    assert first.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    [signature] = fake.signatures  # the signed block first, as the API insists, unchanged
+    assert second.typed.messages[-2].blocks[0] == ThinkingBlock(thinking="Hm.", signature=signature)
     [use] = second.tool_uses
     assert (use.call_id, use.name, use.input) == ("toolu_shell_1", "shell", {"command": "echo hi"})
     [result] = second.tool_results
@@ -92,4 +99,5 @@ async def test_a_tool_call_round_trips_through_the_messages_api(bus, workdir, na
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
     [asked, answered] = [e for e in events if isinstance(e, AssistantMessage)]
     assert [c.provider_call_id for c in asked.tool_calls] == ["toolu_shell_1"]
+    assert [r.provider for r in asked.reasoning] == ["anthropic"]
     assert answered.text == "The command said hi."

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 
+from services.session.providers import codex_auth
 from services.session.service import run as run_session
 from services.tools.service import run as run_tools
 from shared import subjects
@@ -30,10 +31,12 @@ def config(base_url: str, auth_file: Path) -> dict[str, object]:
 
 
 @asynccontextmanager
-async def codex_stack(bus, workdir, nats_access, *steps: Step) -> AsyncIterator[CodexServer]:
+async def codex_stack(
+    bus, workdir, nats_access, *steps: Step, expires_in_s: float = 3600
+) -> AsyncIterator[CodexServer]:
     """The session and tools services against the fake Codex backend scripted with `steps`."""
     async with codex_api() as codex:
-        auth_file = codex.write_auth_file(workdir.parent / "auth.json")
+        auth_file = codex.write_auth_file(workdir.parent / "auth.json", expires_in_s=expires_in_s)
         codex.script(*steps)
         runtime = make_runtime(config(codex.base_url, auth_file), workdir, nats_access)
         await bus.watch(OUT)
@@ -78,3 +81,28 @@ async def test_a_shell_call_goes_round_the_codex_socket_and_the_answer_is_delive
     [asked_event, _] = [e for e in events if isinstance(e, AssistantMessage)]
     assert [r.provider for r in asked_event.reasoning] == ["codex"]
     assert [c.provider_call_id for c in asked_event.tool_calls] == ["call_echo"]
+
+
+async def test_a_token_about_to_expire_is_refreshed_before_the_turn_calls_and_kept(
+    bus, workdir, nats_access, monkeypatch
+):
+    async with codex_stack(bus, workdir, nats_access, reply("Fresh."), expires_in_s=20) as codex:
+        monkeypatch.setattr(codex_auth, "TOKEN_URL", codex.token_url)  # the endpoint's address
+        stale = tokens(workdir.parent / "auth.json")
+        await say(bus, "hello", 1)
+        final = await answer(bus)
+
+    assert final.text == "Fresh."
+    [refresh] = codex.refreshes
+    assert refresh.refresh_token == stale["refresh_token"]
+    [request] = codex.requests
+    assert request.headers["authorization"] == f"Bearer {codex.access_token}"
+    kept = tokens(workdir.parent / "auth.json")
+    assert kept["access_token"] == codex.access_token != stale["access_token"]
+    assert kept["refresh_token"] == codex.refresh_token
+
+
+def tokens(path: Path) -> dict[str, object]:
+    found = msgspec.json.decode(path.read_bytes())["tokens"]
+    assert isinstance(found, dict)
+    return found

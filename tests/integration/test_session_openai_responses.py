@@ -22,6 +22,7 @@ from tests.kit.openai_responses_api import (
     reply,
     responses_api,
     tool_call,
+    tool_calls,
 )
 from tests.kit.services import make_runtime, running
 
@@ -33,6 +34,7 @@ def config(base_url: str) -> dict[str, object]:
         "base_url": base_url,
         "api_key": "k",
         "retry": {"attempts": 1, "backoff_s": 0.01},
+        "reasoning": {"effort": "low", "summary": "auto"},
     }
     return {"default_model": "main", "models": {"main": model}, "shutdown_grace_s": 5}
 
@@ -57,7 +59,9 @@ async def test_a_shell_call_goes_round_the_responses_api_and_the_answer_is_deliv
         bus,
         workdir,
         nats_access,
-        tool_call("shell", {"command": "echo hi"}, call_id="call_echo"),
+        tool_calls(
+            tool_call("shell", {"command": "echo hi"}, call_id="call_echo"), reasoning="Run it."
+        ),
         reply("The shell said hi."),
     ) as api:
         await say(bus, "greet me from the shell", 1)
@@ -68,8 +72,10 @@ async def test_a_shell_call_goes_round_the_responses_api_and_the_answer_is_deliv
     assert first.last_user_text == "greet me from the shell"
     assert first.body["instructions"]  # the system prompt travels as instructions
     assert first.body["prompt_cache_key"] == second.body["prompt_cache_key"] == f"{SESSION}:0"
-    # the second request replays the call and answers it with the command's output, in order
-    *_, call, result = second.typed.input
+    assert first.body["include"] == ["reasoning.encrypted_content"]
+    # the second request replays the reasoning and the call, then answers it with the output
+    *_, reasoning, call, result = second.typed.input
+    assert reasoning == second.reasoning_items[0]  # the fake checked it issued that content
     assert call == FunctionCall(
         call_id="call_echo", name="shell", arguments='{"command":"echo hi"}'
     )
@@ -83,5 +89,6 @@ async def test_a_shell_call_goes_round_the_responses_api_and_the_answer_is_deliv
     events = await bus.stored(subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY)
     [asked, _] = [e for e in events if isinstance(e, AssistantMessage)]
     assert [c.provider_call_id for c in asked.tool_calls] == ["call_echo"]
+    assert [(r.provider, r.summary) for r in asked.reasoning] == [("openai_responses", "Run it.")]
     [results] = [e for e in events if isinstance(e, ToolResults)]
     assert results.results[0].tool == "shell"

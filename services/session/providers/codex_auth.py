@@ -232,8 +232,8 @@ class CodexAuth:
     per event loop, since an asyncio.Lock belongs to the loop that first waited on it.
     """
 
-    def __init__(self, token_url: str = TOKEN_URL) -> None:
-        self.token_url = token_url
+    def __init__(self, token_url: str | None = None) -> None:
+        self._token_url = token_url  # None: TOKEN_URL, looked up at each refresh
         self._renewals: set[asyncio.Task[FileTokens]] = set()
         self._locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
@@ -280,10 +280,11 @@ class CodexAuth:
         """The refresh token for new tokens at the OAuth endpoint."""
         body = {"client_id": CLIENT_ID, "grant_type": "refresh_token"}
         body |= {"refresh_token": refresh_token, "scope": SCOPE}
-        host = httpx.URL(self.token_url).host
+        token_url = self._token_url or TOKEN_URL
+        host = httpx.URL(token_url).host
         try:
             response = await http.post(
-                self.token_url,
+                token_url,
                 content=ENCODER.encode(body),
                 headers={"Content-Type": "application/json", "Accept": "application/json"},
                 timeout=REFRESH_TIMEOUT,

@@ -234,3 +234,25 @@ async def test_a_call_cancelled_while_waiting_for_the_flock_lets_it_go(codex, ht
 
     assert found.access_token == codex.access_token
     assert len(codex.refreshes) == 1
+
+
+async def test_a_call_cancelled_during_a_refresh_still_keeps_the_new_tokens(codex, http, tmp_path):
+    """The refresh token is single-use: once the endpoint has it, its answer must be written."""
+    path = codex.write_auth_file(tmp_path / "auth.json", expires_in_s=10)
+    spent = tokens_in(path)["refresh_token"]
+    gate = codex.hold_refreshes()
+    auth = CodexAuth(codex.token_url)
+    call = asyncio.create_task(auth.credentials(http, str(path)))
+    async with asyncio.timeout(5):
+        await codex.refresh_arrived.wait()  # the endpoint took the token
+
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    gate.set()
+
+    await eventually(lambda: tokens_in(path)["refresh_token"] != spent, what="new tokens")
+    assert tokens_in(path)["refresh_token"] == codex.refresh_token
+    found = await auth.credentials(http, str(path))  # no second refresh with the spent token
+    assert found.access_token == codex.access_token
+    assert len(codex.refreshes) == 1
