@@ -254,9 +254,12 @@ def _choices(kind: type, path: list[str]) -> list[str]:
     for name in path:
         while isinstance(info, msgspec.inspect.UnionType):  # `X | None`: follow the table
             info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
-        if not isinstance(info, msgspec.inspect.StructType):
+        if isinstance(info, msgspec.inspect.ListType) and name.isdigit():  # `key.3`: an item
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.name == name), msgspec.inspect.AnyType())
+        else:
             return []
-        info = next((f.type for f in info.fields if f.name == name), msgspec.inspect.AnyType())
     while isinstance(info, msgspec.inspect.UnionType):  # `Literal[...] | None`
         info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
     return [str(v) for v in info.values] if isinstance(info, msgspec.inspect.LiteralType) else []

@@ -25,7 +25,7 @@ from tests.kit.anthropic_wire import (
     ThinkingBlock,
     problem,
 )
-from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+from tests.kit.scripted_http import ScriptedServer, pieces, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -132,11 +132,6 @@ def _frame(data: Mapping[str, object]) -> bytes:
     return f"event: {data['type']}\n".encode() + b"data: " + _ENCODER.encode(data) + b"\n\n"
 
 
-def _pieces(text: str, count: int = 3) -> list[str]:
-    size = max(1, -(-len(text) // count))
-    return [text[start : start + size] for start in range(0, len(text), size)]
-
-
 def _start(model: str, usage: TokenCounts) -> bytes:
     head = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": []}
     counts = msgspec.structs.asdict(usage) | {"output_tokens": 1}
@@ -155,13 +150,13 @@ def _blocks(answer: Answer, signature: str) -> list[bytes]:
     frames: list[bytes] = []
     if signature:
         deltas = [
-            {"type": "thinking_delta", "thinking": piece} for piece in _pieces(answer.thinking)
+            {"type": "thinking_delta", "thinking": piece} for piece in pieces(answer.thinking)
         ]
         deltas.append({"type": "signature_delta", "signature": signature})
         frames += _block(0, {"type": "thinking", "thinking": "", "signature": ""}, deltas)
     first = 1 if signature else 0
     if answer.text:
-        texts = ({"type": "text_delta", "text": piece} for piece in _pieces(answer.text))
+        texts = ({"type": "text_delta", "text": piece} for piece in pieces(answer.text))
         frames += _block(first, {"type": "text", "text": ""}, texts)
     for index, call in enumerate(answer.calls, start=first + (1 if answer.text else 0)):
         use: dict[str, object] = {
@@ -170,8 +165,8 @@ def _blocks(answer: Answer, signature: str) -> list[bytes]:
             "name": call.name,
             "input": {},
         }
-        pieces = ["", *_pieces(call.arguments)]  # the API opens with an empty piece
-        inputs = ({"type": "input_json_delta", "partial_json": piece} for piece in pieces)
+        parts = ["", *pieces(call.arguments)]  # the API opens with an empty piece
+        inputs = ({"type": "input_json_delta", "partial_json": piece} for piece in parts)
         frames += _block(index, use, inputs)
     return frames
 

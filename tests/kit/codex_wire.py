@@ -14,7 +14,9 @@ from tests.kit.openai_responses_api import (
     Message,
     ScriptedCall,
     TokenCounts,
+    usage_json,
 )
+from tests.kit.scripted_http import pieces
 
 ACCOUNT_CLAIM = "https://api.openai.com/auth"
 _ENCODER = msgspec.json.Encoder()
@@ -122,21 +124,6 @@ REFRESH_BODY: msgspec.json.Decoder[RefreshBody] = msgspec.json.Decoder(RefreshBo
 
 
 # --- what the backend streams -------------------------------------------------------------------
-
-
-def pieces(text: str, count: int = 3) -> list[str]:
-    size = max(1, -(-len(text) // count))
-    return [text[start : start + size] for start in range(0, len(text), size)]
-
-
-def usage_json(counts: TokenCounts) -> dict[str, object]:
-    return {
-        "input_tokens": counts.input_tokens,
-        "input_tokens_details": {"cached_tokens": counts.cached_tokens},
-        "output_tokens": counts.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": counts.reasoning_tokens},
-        "total_tokens": counts.input_tokens + counts.output_tokens,
-    }
 
 
 class Events:

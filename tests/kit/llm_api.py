@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from tests.kit.media_wire import AudioData, ChatFile, ImageUrl
-from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+from tests.kit.scripted_http import ScriptedServer, pieces, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -143,11 +143,6 @@ def _envelope(model: str, kind: str) -> dict[str, object]:
     return {"id": "chatcmpl-fake", "object": kind, "created": int(time.time()), "model": model}
 
 
-def _pieces(text: str, count: int = 3) -> list[str]:
-    size = max(1, -(-len(text) // count))
-    return [text[start : start + size] for start in range(0, len(text), size)]
-
-
 def _delta(delta: dict[str, object], finish_reason: str | None = None) -> dict[str, object]:
     return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
@@ -162,14 +157,14 @@ def _frames(model: str, chunks: list[dict[str, object]], *, include_usage: bool)
 def _sse_answer(model: str, answer: Completion, usage: TokenCounts | None) -> list[bytes]:
     """The answer's chunks; the usage chunk only when the request asked for it."""
     chunks = [_delta({"role": "assistant", "content": ""})]
-    chunks += [_delta({"content": piece}) for piece in _pieces(answer.text)]
+    chunks += [_delta({"content": piece}) for piece in pieces(answer.text)]
     if answer.is_cut:
         return _frames(model, chunks, include_usage=usage is not None)
     for index, call in enumerate(answer.calls):
         chunks.append(_delta({"tool_calls": [{"index": index, **_call_json(call, "")}]}))
         chunks += [
             _delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-            for piece in _pieces(call.arguments)
+            for piece in pieces(call.arguments)
         ]
     chunks.append(_delta({}, "tool_calls" if answer.calls else "stop"))
     if usage is not None:
@@ -180,7 +175,7 @@ def _sse_answer(model: str, answer: Completion, usage: TokenCounts | None) -> li
 def _sse_stream_error(model: str, text: str, message: str) -> list[bytes]:
     """OpenRouter's mid-stream failure: an `error` beside a choice finished with "error"."""
     chunks = [_delta({"role": "assistant", "content": ""})]
-    chunks += [_delta({"content": piece}) for piece in _pieces(text)]
+    chunks += [_delta({"content": piece}) for piece in pieces(text)]
     failed = _delta({"content": ""}, "error")
     chunks.append({**failed, "error": {"code": "server_error", "message": message}})
     return _frames(model, chunks, include_usage=False)

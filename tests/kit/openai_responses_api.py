@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from tests.kit.media_wire import ResponsesMedia
-from tests.kit.scripted_http import ScriptedServer, serving, write_sse
+from tests.kit.scripted_http import ScriptedServer, pieces, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _ECHOED = ("instructions", "max_output_tokens", "parallel_tool_calls", "store", "tool_choice")
@@ -231,12 +231,7 @@ _BODY: msgspec.json.Decoder[ResponsesBody] = msgspec.json.Decoder(ResponsesBody)
 # --- what the fake answers ----------------------------------------------------------------------
 
 
-def _pieces(text: str, count: int = 3) -> list[str]:
-    size = max(1, -(-len(text) // count))
-    return [text[start : start + size] for start in range(0, len(text), size)]
-
-
-def _usage_json(counts: TokenCounts) -> dict[str, object]:
+def usage_json(counts: TokenCounts) -> dict[str, object]:
     return {
         "input_tokens": counts.input_tokens,
         "input_tokens_details": {"cached_tokens": counts.cached_tokens},
@@ -270,7 +265,7 @@ class _Events:
         item["role"] = "assistant"
         self.emit("response.output_item.added", {"output_index": index, "item": item})
         self.emit("response.content_part.added", {**at, "part": {**part, "text": ""}})
-        for piece in _pieces(text):
+        for piece in pieces(text):
             self.emit("response.output_text.delta", {**at, "delta": piece, "logprobs": []})
         if is_cut:
             return
@@ -283,7 +278,7 @@ class _Events:
         item: dict[str, object] = {"id": item_id, "type": "reasoning", "summary": []}
         self.emit("response.output_item.added", {"output_index": index, "item": item})
         at = {"item_id": item_id, "output_index": index, "summary_index": 0}
-        for piece in _pieces(summary):
+        for piece in pieces(summary):
             self.emit("response.reasoning_summary_text.delta", {**at, "delta": piece})
         item = {**item, "summary": [{"type": "summary_text", "text": summary}]}
         if encrypted is not None:
@@ -296,7 +291,7 @@ class _Events:
         item: dict[str, object] = {"id": item_id, "type": "function_call", "arguments": ""}
         item |= {"status": "in_progress", "call_id": call.call_id, "name": call.name}
         self.emit("response.output_item.added", {"output_index": index, "item": item})
-        for piece in _pieces(call.arguments):
+        for piece in pieces(call.arguments):
             self.emit("response.function_call_arguments.delta", {**at, "delta": piece})
         done = {**at, "name": call.name, "arguments": call.arguments}
         self.emit("response.function_call_arguments.done", done)
@@ -379,7 +374,7 @@ class OpenAIResponsesServer(ScriptedServer[Step]):
         usage = step.usage or TokenCounts(
             input_tokens=max(1, size // 4), output_tokens=max(1, output_chars // 4)
         )
-        events.finish("response.completed", "completed", {"usage": _usage_json(usage)})
+        events.finish("response.completed", "completed", {"usage": usage_json(usage)})
         return events
 
     def _id(self, prefix: str) -> str:

@@ -110,3 +110,9 @@ async def serving(server: Served) -> AsyncIterator[Served]:
     finally:
         await server.stop()
     server.assert_done()
+
+
+def pieces(text: str, count: int = 3) -> list[str]:
+    """`text` in about `count` deltas, as the APIs stream it."""
+    size = max(1, -(-len(text) // count))
+    return [text[start : start + size] for start in range(0, len(text), size)]

@@ -7,14 +7,13 @@ for (Anthropic's errors page). Thinking blocks are kept whole, signature include
 import httpx
 import msgspec
 
-from services.session.providers.openai_chat import PartialCall
+from services.session.providers.openai_chat import PartialCall, requested
 from services.session.providers.protocol import (
     CallStarted,
     ModelReply,
     OnEvent,
     ProviderError,
     ReasoningDelta,
-    RequestedCall,
     TextDelta,
     classified,
 )
@@ -181,14 +180,7 @@ class Assembly:
         return classified(reason, ERROR_STATUSES.get(error.type), detail)
 
     def reply(self) -> ModelReply:
-        calls = [
-            RequestedCall(
-                provider_call_id=call.provider_call_id,
-                name=call.name,
-                arguments="".join(call.arguments) or "{}",  # a call without input sends none
-            )
-            for _, call in sorted(self.calls.items())
-        ]
+        calls = requested(self.calls, no_arguments="{}")  # a call without input sends none
         usage = Usage(
             input=self.usage.input_tokens or 0,  # Anthropic counts cached input apart already
             cache_read=self.usage.cache_read_input_tokens or 0,

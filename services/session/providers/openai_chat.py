@@ -288,6 +288,18 @@ class PartialCall:
         self.arguments: list[str] = []
 
 
+def requested(calls: dict[int, PartialCall], *, no_arguments: str = "") -> list[RequestedCall]:
+    """The assembled calls in stream order; `no_arguments` stands for arguments never sent."""
+    return [
+        RequestedCall(
+            provider_call_id=call.provider_call_id,
+            name=call.name,
+            arguments="".join(call.arguments) or no_arguments,
+        )
+        for _, call in sorted(calls.items())
+    ]
+
+
 class Assembly:
     """Text, tool calls (per `index`) and usage of one stream, chunk by chunk."""
 
@@ -334,15 +346,8 @@ class Assembly:
             self.on_event(event)
 
     def reply(self) -> ModelReply:
-        calls = [
-            RequestedCall(
-                provider_call_id=call.provider_call_id,
-                name=call.name,
-                arguments="".join(call.arguments),
-            )
-            for _, call in sorted(self.calls.items())
-        ]
-        return ModelReply(text="".join(self.text), tool_calls=calls, usage=self.usage)
+        text = "".join(self.text)
+        return ModelReply(text=text, tool_calls=requested(self.calls), usage=self.usage)
 
 
 def _usage(wire: WireUsage) -> Usage:

@@ -10,6 +10,7 @@ import msgspec
 from services.session.providers.openai_chat import (
     PartialCall,
     WireError,
+    requested,
     wire_error_message,
 )
 from services.session.providers.protocol import (
@@ -18,7 +19,6 @@ from services.session.providers.protocol import (
     OnEvent,
     ProviderError,
     ReasoningDelta,
-    RequestedCall,
     TextDelta,
     classified,
 )
@@ -199,14 +199,7 @@ class Assembly:
         return classified(f"{what}: {detail}", status, f"{code or ''} {detail}")
 
     def reply(self) -> ModelReply:
-        calls = [
-            RequestedCall(
-                provider_call_id=call.provider_call_id,
-                name=call.name,
-                arguments="".join(call.arguments),
-            )
-            for _, call in sorted(self.calls.items())
-        ]
+        calls = requested(self.calls)
         text = "".join(self.text)
         return ModelReply(text=text, tool_calls=calls, usage=self.usage, reasoning=self.reasoning)
 

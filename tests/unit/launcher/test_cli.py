@@ -85,6 +85,39 @@ def test_a_missing_variable_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
             "config: telegram.allowed_user_ids.0: expected `int`, got `str`",
         ),
         ("default_model = \n", "config: stellaclaw.toml is not valid TOML"),
+        (
+            MODEL + "capabilities=['tools', 'telepathy']\n",
+            "config: models.m.capabilities.1: expected one of audio_in, file_in, image_in, "
+            "image_out, pdf_in, reasoning, tools, web_search, got 'telepathy'",
+        ),
+        (
+            MODEL + "prices={input=-1, output=2}\n",
+            "config: models.m.prices.input: expected `float` >= 0",
+        ),
+        (
+            MODEL + "prices={input=1}\n",
+            "config: models.m.prices.output: missing required key",
+        ),
+        (
+            MODEL + "media={transport='email'}\n",
+            "config: models.m.media.transport: expected one of files_api, inline, got 'email'",
+        ),
+        (
+            MODEL + "media={image_types=['png']}\n",
+            "config: models.m.media.image_types.0: expected `str` matching",
+        ),
+        (
+            MODEL + "chars_per_token=0\n",
+            "config: models.m.chars_per_token: expected `float` > 0",
+        ),
+        (
+            MODEL + "selectable='yes'\n",
+            "config: models.m.selectable: expected `bool`, got `str`",
+        ),
+        (
+            MODEL + "auth_file=''\n",
+            "config: models.m.auth_file: expected `str` of length >= 1",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path, capsys, text, line):
