@@ -13,7 +13,7 @@ import msgspec
 
 from services.session.providers.protocol import InlineMedia, MediaNote, MediaPart, ModelRequest
 from shared.messages.contract import Attachment
-from shared.messages.history import HistoryEvent, UserMessage
+from shared.messages.history import HistoryEvent, ToolResults, UserMessage
 from shared.model_config import ModelConfig
 
 MAX_IMAGES = 20
@@ -112,12 +112,17 @@ def _not_taken(kind: str) -> Refused:
 
 
 def attachments_of(history: Iterable[HistoryEvent]) -> list[Attachment]:
-    """Every attachment of the history's user messages, oldest first, each once."""
+    """Every attachment of the history's user messages and tool results (the files `image_load`
+    and its kind loaded, SPEC §8.3), oldest first, each once."""
     found: dict[str, Attachment] = {}
     for event in history:
         if isinstance(event, UserMessage):
             for attachment in event.attachments:
                 found.setdefault(key(attachment), attachment)
+        elif isinstance(event, ToolResults):
+            for result in event.results:
+                for attachment in result.attachments:
+                    found.setdefault(key(attachment), attachment)
     return list(found.values())
 
 

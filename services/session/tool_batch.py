@@ -58,7 +58,12 @@ def as_result(call: ToolCall, finished: ToolFinished) -> ToolResult:
             return failed(call, error, kind)
         case succeeded:
             content = bytes(succeeded.output).decode()
-            return ToolResult(call_id=call.call_id, tool=call.name, content=content)
+            return ToolResult(
+                call_id=call.call_id,
+                tool=call.name,
+                content=content,
+                attachments=succeeded.attachments,
+            )
 
 
 def fitted(results: list[ToolResult]) -> list[ToolResult]:

@@ -47,6 +47,7 @@ class ToolResult(Value, frozen=True, kw_only=True):
     tool: str
     content: str  # compact JSON, as the model reads it
     is_error: bool = False
+    attachments: list[Attachment] = msgspec.field(default_factory=list)  # loaded (SPEC §8.3)
 
 
 class SessionStarted(BusMessage, frozen=True, kw_only=True, tag="session_started"):

@@ -6,7 +6,7 @@ from typing import Literal
 import msgspec
 
 from shared.ids import CallIdField, ConvIdField, SessionIdField
-from shared.messages.contract import BusMessage, Value, Workspace
+from shared.messages.contract import Attachment, BusMessage, Value, Workspace
 from shared.sandbox import SandboxSetting, SandboxSupport
 
 ErrorKind = Literal[
@@ -56,6 +56,8 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True, tag_field="outcome"
 
 class ToolSucceeded(ToolOutcome, frozen=True, kw_only=True, tag="succeeded"):
     output: msgspec.Raw  # the result object as compact JSON
+    # Files the tool loaded for the model to see (SPEC §8.3), stored in sc_files.
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
 
 
 class ToolFailed(ToolOutcome, frozen=True, kw_only=True, tag="failed"):

@@ -36,7 +36,7 @@ class ToolUseBlock(Block, frozen=True, kw_only=True, tag="tool_use"):
 
 class ToolResultBlock(Block, frozen=True, kw_only=True, tag="tool_result"):
     tool_use_id: str
-    content: str | list[TextBlock] = ""
+    content: str | list[TextBlock | AnthropicMedia] = ""  # images and documents loaded by tools
     is_error: bool = False
 
 

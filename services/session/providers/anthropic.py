@@ -93,7 +93,7 @@ def to_messages(
                     {
                         "type": "tool_result",
                         "tool_use_id": wire_ids.get(result.call_id, result.call_id),
-                        "content": result.content,
+                        "content": content_parts.anthropic_result(result, media or {}),
                         "is_error": result.is_error,
                     }
                     for result in event.results

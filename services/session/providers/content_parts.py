@@ -1,9 +1,11 @@
-"""A user message with attachments in each wire format (SPEC §7.2, §8.1).
+"""Attachments in each wire format (SPEC §7.2, §8.1, §8.3).
 
-The text gets the `Attachments:` lines (history keeps the text without them); then each
-attachment follows as the part `ModelRequest.media` holds for it: a file inline (base64), a
+A user message's text gets the `Attachments:` lines (history keeps the text without them); then
+each attachment follows as the part `ModelRequest.media` holds for it: a file inline (base64), a
 Files API id, or its downgrade note as text. An attachment without a part (nothing normalized
-the request) is only listed.
+the request) is only listed. Files a tool loaded (`image_load` and its kind) go inside the tool
+result where the API takes them (Anthropic), else in one user message after the batch's
+results, each tool's under `[Loaded by <tool> <call id>]`.
 """
 
 import base64
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 
 from services.session.providers.protocol import InlineMedia, MediaNote, MediaPart
 from shared.messages.contract import Attachment
-from shared.messages.history import UserMessage
+from shared.messages.history import ToolResult, UserMessage
 
 Part = dict[str, object]
 Media = Mapping[str, MediaPart]
@@ -42,6 +44,16 @@ def parts_of(message: UserMessage, media: Media) -> list[tuple[Attachment, Media
     """Each attachment that has a part for this request, in the message's order."""
     found = ((a, media.get(a.object_name or a.path)) for a in message.attachments)
     return [(attachment, part) for attachment, part in found if part is not None]
+
+
+def loaded(result: ToolResult, media: Media) -> list[MediaPart]:
+    """The parts of the files a tool call loaded, in its order."""
+    found = (media.get(a.object_name or a.path) for a in result.attachments)
+    return [part for part in found if part is not None]
+
+
+def loaded_label(result: ToolResult, wire_id: str) -> str:
+    return f"[Loaded by {result.tool} {wire_id}]"
 
 
 def data_url(media: InlineMedia) -> str:
@@ -81,6 +93,18 @@ def _chat_part(part: MediaPart) -> Part:
     return {"type": "file", "file": {"filename": part.file_name, "file_data": data_url(part)}}
 
 
+def chat_loaded(
+    results: list[ToolResult], media: Media, wire_ids: Mapping[str, str]
+) -> list[dict[str, object]]:
+    """The user message after a batch's tool messages that shows what its tools loaded."""
+    content: list[Part] = []
+    for result in results:
+        if parts := loaded(result, media):
+            label = loaded_label(result, wire_ids.get(result.call_id, result.call_id))
+            content += [{"type": "text", "text": label}, *(_chat_part(part) for part in parts)]
+    return [{"role": "user", "content": content}] if content else []
+
+
 # --- openai_responses -------------------------------------------------------------------------
 
 
@@ -103,6 +127,19 @@ def _responses_part(part: MediaPart) -> Part:
     if part.file_id:
         return {"type": "input_file", "file_id": part.file_id}
     return {"type": "input_file", "filename": part.file_name, "file_data": data_url(part)}
+
+
+def responses_loaded(
+    results: list[ToolResult], media: Media, wire_ids: Mapping[str, str]
+) -> list[dict[str, object]]:
+    """The user message item after a batch's outputs that shows what its tools loaded."""
+    content: list[Part] = []
+    for result in results:
+        if parts := loaded(result, media):
+            label = loaded_label(result, wire_ids.get(result.call_id, result.call_id))
+            content.append({"type": "input_text", "text": label})
+            content += [_responses_part(part) for part in parts]
+    return [{"type": "message", "role": "user", "content": content}] if content else []
 
 
 # --- anthropic --------------------------------------------------------------------------------
@@ -132,3 +169,12 @@ def _anthropic_block(part: MediaPart) -> Part | None:
         return {"type": kind, "source": {"type": "text", "media_type": "text/plain", "data": text}}
     source = {"type": "base64", "media_type": part.media_type, "data": _base64(part.data)}
     return {"type": kind, "source": source}
+
+
+def anthropic_result(result: ToolResult, media: Media) -> str | list[Part]:
+    """A tool_result's `content`: the result's text, and the images and documents it loaded."""
+    blocks = [block for part in loaded(result, media) if (block := _anthropic_block(part))]
+    if not blocks:
+        return result.content
+    text: list[Part] = [{"type": "text", "text": result.content}] if result.content.strip() else []
+    return text + blocks

@@ -139,6 +139,7 @@ def to_messages(
                     }
                     for result in event.results
                 ]
+                messages += content_parts.chat_loaded(event.results, media or {}, wire_ids)
             case SessionStarted() | TurnStarted() | TurnFinished():
                 pass  # bookkeeping, not conversation
             case unhandled:

@@ -77,6 +77,7 @@ def to_input(
                 items += [
                     _output(wire_ids.get(r.call_id, r.call_id), r.content) for r in event.results
                 ]
+                items += content_parts.responses_loaded(event.results, media or {}, wire_ids)
             case SessionStarted() | TurnStarted() | TurnFinished():
                 pass  # bookkeeping, not conversation
             case unhandled:
