@@ -101,6 +101,18 @@ class AgentConfig(ConfigTable, frozen=True, kw_only=True):
     max_parallel_tools: Annotated[int, Meta(ge=1, le=64)] = 8
 
 
+class CompactionConfig(ConfigTable, frozen=True, kw_only=True):
+    """When and how a session's history is compacted (SPEC §4)."""
+
+    trigger_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.9
+    retain_ratio: Annotated[float, Meta(ge=0, lt=1)] = 0.18
+    summary_max_tokens: Annotated[int, Meta(ge=256, le=65_536)] = 2_048
+    model: str | None = None  # a `[models.<name>]`; unset: the session's model
+    idle: bool = True
+    idle_after_s: Annotated[float, Meta(gt=0)] | None = None  # unset: cache_ttl - 30, else 1,800
+    idle_min_ratio: Annotated[float, Meta(ge=0, le=1)] = 0.5
+
+
 class LogConfig(ConfigTable, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # SPEC §7.6: model-call bodies, redacted, to <workdir>/logs/api/ (never to the service log)
@@ -117,6 +129,7 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
     telegram: TelegramConfig | None = None
     agent: AgentConfig = AgentConfig()
+    compaction: CompactionConfig = CompactionConfig()
     sandbox: SandboxConfig = SandboxConfig()
     bus: BusConfig = BusConfig()
     logging: LogConfig = LogConfig()
@@ -291,6 +304,9 @@ def _cross_check(config: Config) -> None:
         if unknown or name in model.fallback:
             what = f"{unknown[0]!r} is not a configured model" if unknown else "names itself"
             raise ConfigError(f"config: models.{name}.fallback: {what}")
+    summarizer = config.compaction.model
+    if summarizer is not None and summarizer not in config.models:
+        raise ConfigError(f"config: compaction.model: {summarizer!r} is not a configured model")
     if config.default_model not in config.models:
         known = ", ".join(sorted(config.models)) or "none"
         raise ConfigError(

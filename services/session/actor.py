@@ -30,6 +30,7 @@ from services.session import (
     turns,
 )
 from services.session.heads import CallEntry, Journal
+from services.session.tokens import Calibration
 from services.session.tool_results import Results
 from services.session.turn_loop import Running
 from shared import bus, subjects
@@ -70,6 +71,8 @@ class SessionActor:
         self.running: Running | None = None
         self.cancel_entry: inbox.Entry | None = None
         self.consumed: set[int] = set()
+        self.consumed_through = 0  # every input seq up to it: folded into a compaction
+        self.calibrations: dict[str, Calibration] = {}  # the token estimate's, by model (§4.1)
         self.acknowledged: set[int] = set()  # follow-ups whose 👀 was sent
         self.nudged = asyncio.Event()
         self.full_read = False  # a signal without a sequence came: read until nothing is left
@@ -154,9 +157,12 @@ class SessionActor:
         """Resume what was cut, then take the inputs past the cursor until idle."""
         kv = self.pool.stores.heads
         self.held = await heads.take(self.conn, kv, self.session_id, self.lease.revision)
-        self.history = await history_store.load(self.conn, self.session_id)
+        start_seq = self.held.head.history_from
+        self.history = await history_store.load(self.conn, self.session_id, start_seq)
         self.history.guard = self.ensure_lease
         self.consumed = inbox.consumed(self.history.events)
+        self.consumed_through = history_store.inputs_through(self.history.events)
+        self.calibrations = dict(self.held.head.calibrations)
         await self.inbox.close()
         self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
         await self.inbox.read()
@@ -179,7 +185,7 @@ class SessionActor:
         match entry.input:
             case None:  # bad data: reported when it was read
                 self.inbox.done(entry)
-            case HandleMessage(input_seq=seq) | ContinueTurn(input_seq=seq) if seq in self.consumed:
+            case HandleMessage(input_seq=seq) | ContinueTurn(input_seq=seq) if self.took(seq):
                 self.inbox.done(entry)  # its effect is in history: a takeover re-read it
             case _ if self.is_broken:
                 await self.refuse_broken(entry)
@@ -239,6 +245,10 @@ class SessionActor:
                 continue
             self.take_controls()
 
+    def took(self, seq: int) -> bool:
+        """Does history hold this input's effect (compacted into a summary, maybe)?"""
+        return seq in self.consumed or seq <= self.consumed_through
+
     def take_controls(self) -> None:
         running = self.running
         if running is None:
@@ -249,7 +259,7 @@ class SessionActor:
                     log.info("cancelling turn %s", running.turn_id)
                     running.cancel_seq, self.cancel_entry = seq, entry
                     running.cancel.set()
-                case ContinueTurn(chat=chat, input_seq=seq) if seq not in self.consumed:
+                case ContinueTurn(chat=chat, input_seq=seq) if not self.took(seq):
                     self.inbox.done(entry)
                     self._reply(chat, seq, failures.ALREADY_RUNNING)
                 case HandleMessage(input_seq=seq) as message if seq not in self.acknowledged:

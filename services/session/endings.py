@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from services.session import failures, ledger, tool_batch, turn_loop
+from services.session.compaction import CompactionFailedError
 from services.session.heads import CallEntry
 from services.session.providers import api_log
 from services.session.providers.protocol import AuthError, ContextLengthError, ProviderError
@@ -35,6 +36,9 @@ async def ending(
     except ContextLengthError:  # compaction will catch it first; until then the turn fails
         text = failures.context_exceeded()
         return turn_loop.Ending(text=text, outcome="failed", error="context", can_continue=True)
+    except CompactionFailedError as exc:  # history is intact: /continue tries again
+        text = failures.compaction_failed(redaction.scrub(exc.reason, actor.conn.secrets))
+        return turn_loop.Ending(text=text, outcome="failed", error="compaction", can_continue=True)
     except AuthError as exc:
         text = failures.auth_refused(exc.model_name, exc.status)
         return turn_loop.Ending(text=text, outcome="failed", error="auth", can_continue=True)

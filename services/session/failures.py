@@ -34,6 +34,13 @@ def context_exceeded() -> str:
     )
 
 
+def compaction_failed(reason: str) -> str:
+    return (
+        f"⚠️ Automatic context compaction failed: {reason}. History is intact. "
+        "Send /continue to retry, or /new to start fresh."
+    )
+
+
 def empty_twice() -> str:
     return "⚠️ The model returned an empty answer twice. Send /continue to retry."
 

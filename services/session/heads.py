@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.session.history_store import FencedError
+from services.session.tokens import Calibration
 from shared import bus, subjects
 from shared.messages.contract import Chat
 from shared.messages.history import Usage
@@ -60,6 +61,8 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     turns: int = 0
     usage: Usage = Usage()
     context_tokens: int = 0  # what the last model call's window held
+    history_from: int = 0  # the SC_HIST sequence a rebuild reads from: the last compaction's tail
+    calibrations: dict[str, Calibration] = msgspec.field(default_factory=dict)  # by model name
     started_at: datetime | None = None
     can_continue: bool = False  # the last turn failed recoverably or was cut (`/continue`)
     broken: str = ""  # why the history cannot be rebuilt (an event that cannot be read)

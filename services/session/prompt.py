@@ -7,7 +7,7 @@ notice before the next user message (SPEC §3.1).
 from collections.abc import Sequence
 
 from shared.config import SandboxConfig
-from shared.messages.history import HistoryEvent, Notice, SessionStarted
+from shared.messages.history import Compacted, HistoryEvent, Notice, SessionStarted
 from shared.sandbox import SandboxMode, SandboxSetting, SandboxSupport, describe, resolve
 
 IDENTITY = "You are Stellaclaw, a capable assistant with tools."
@@ -66,9 +66,10 @@ def sandbox_update(line: str) -> str:
 
 
 def started_sandbox(events: Sequence[HistoryEvent]) -> str:
-    """The sandbox line of the session's system prompt (its first event says it)."""
+    """The sandbox line of the session's system prompt (its first event says it: the session's
+    start, or the compaction that rebuilt the prompt)."""
     first = events[0] if events else None
-    return first.sandbox if isinstance(first, SessionStarted) else ""
+    return first.sandbox if isinstance(first, SessionStarted | Compacted) else ""
 
 
 def current_sandbox(events: Sequence[HistoryEvent]) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from services.session import history_store
 from services.session import usage as usages
 from services.session.heads import Held
 from shared.ids import SessionId
@@ -49,7 +50,7 @@ def of_actor(actor: "SessionActor") -> SessionStatus:
         session_id=actor.session_id,
         session_type=head.session_type,
         state=state,
-        turns=sum(isinstance(e, TurnStarted) for e in events),
+        turns=history_store.turns_started(events),
         started_at=head.started_at,
         running_s=running_s,
         activity=activity,
@@ -93,8 +94,10 @@ def closing(actor: "SessionActor", *, handed_over: bool) -> dict[str, object]:
     return {
         "cursor": actor.inbox.cursor,
         "journal": journal,
-        "turns": sum(isinstance(e, TurnStarted) for e in events),
+        "turns": history_store.turns_started(events),
         "usage": usages.of_history(events),
         "context_tokens": usages.context_tokens(events),
+        "history_from": actor.history.start_seq,
+        "calibrations": actor.calibrations,
         "can_continue": can_continue(events),
     }

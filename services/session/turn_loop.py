@@ -2,18 +2,32 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
-from services.session import answers, history_repair, tool_batch
+from services.session import answers, compaction, history_repair, tool_batch
+from services.session.compaction import Job
+from services.session.context_window import Window
 from services.session.history_store import History
 from services.session.model_calls import Answered, MediaSource, ModelChoice
-from services.session.providers.protocol import ModelReply, ModelRequest, StreamEvent
+from services.session.providers.protocol import (
+    ContextLengthError,
+    ModelReply,
+    ModelRequest,
+    StreamEvent,
+)
 from services.session.tool_results import Results
 from shared.ids import ToolCallId, TurnId
-from shared.messages.history import AssistantMessage, ToolCall, ToolResult, ToolResults
+from shared.messages.history import (
+    AssistantMessage,
+    Compacted,
+    ToolCall,
+    ToolResult,
+    ToolResults,
+)
 from shared.messages.tools import ToolSpec, ToolTraits
 
 EMPTY_NOTICE = "[Empty Response] The previous model response was empty. Continue."
@@ -62,7 +76,7 @@ class Turn:
     turn_id: TurnId
     turn_number: int
     models: ModelChoice  # its model, then that model's fallbacks
-    system_prompt: str
+    system_prompt: Callable[[], str]  # rebuilt after a compaction (SPEC §4.3)
     history: History
     batch: tool_batch.Batch
     results: Results  # the session's tool starts and results
@@ -72,6 +86,17 @@ class Turn:
     max_round_trips: int = 120
     started: dict[ToolCallId, float] = field(default_factory=dict)  # see tool_batch.Run
     attempt: int = 0
+    window: Window | None = None  # compaction (SPEC §4): none, the history only grows
+
+    def job(self, reason: str = "threshold") -> Job:
+        return Job(
+            config=self.models.config,
+            model_name=self.models.current,
+            system_prompt=self.system_prompt(),
+            reason=reason,
+            turn_id=self.turn_id,
+        )
+
     media: MediaSource | None = None  # reads the history's attachments for each model call
 
 
@@ -116,10 +141,11 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
 
 def _rounds_so_far(turn: Turn) -> int:
     """The batches this turn already ran (a turn resumed after a restart keeps its count, and
-    its call ids stay unique)."""
-    return sum(
-        isinstance(e, ToolResults) and e.turn_id == turn.turn_id for e in turn.history.events
-    )
+    its call ids stay unique, also when a compaction folded some of them in)."""
+    events = turn.history.events
+    first = events[0] if events else None
+    folded = first.rounds if isinstance(first, Compacted) and first.turn_id == turn.turn_id else 0
+    return folded + sum(isinstance(e, ToolResults) and e.turn_id == turn.turn_id for e in events)
 
 
 async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, ToolTraits]) -> None:
@@ -142,17 +168,48 @@ async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, Tool
 
 
 async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answered:
-    request = ModelRequest(
-        system_prompt=turn.system_prompt,
+    """One model call, the history compacted first when it reaches the limit, and compacted
+    again (the tail halving) while the provider says it is too long (SPEC §4.2, §4.4)."""
+    window = turn.window
+    if window is not None:
+        await _compacting(turn, window.fit(turn.job("threshold"), _request(turn, tools, notice)))
+    for passes in range(1, compaction.MAX_PASSES + 2):
+        request = _request(turn, tools, notice)
+        call = turn.models.complete(request, _streamed, turn.media)
+        try:
+            answered = await tool_batch.until_cancelled(turn.running.cancel, call)
+        except ContextLengthError:
+            if window is None or passes > compaction.MAX_PASSES:
+                raise
+            if not await _compacting(turn, window.shrink(turn.job("context_length"), passes)):
+                raise
+            continue
+        if window is not None:
+            window.learn(answered.model_name, request, answered.reply)
+        if answered.model_name != turn.models.chain[0]:
+            turn.running.fallback = answered.model_name
+        return answered
+    raise AssertionError("unreachable: the last pass raises")
+
+
+async def _compacting(turn: Turn, work: Coroutine[Any, Any, bool]) -> bool:
+    """A compaction step, the turn's activity saying so (`/status`). It is not abandoned on
+    `/cancel`: an append cut halfway would leave the held history behind the stored one."""
+    was = turn.running.activity
+    turn.running.activity = "compacting"
+    try:
+        return await work
+    finally:
+        turn.running.activity = was
+
+
+def _request(turn: Turn, tools: list[ToolSpec], notice: str | None) -> ModelRequest:
+    return ModelRequest(
+        system_prompt=turn.system_prompt(),
         history=history_repair.closed(turn.history.events),
         tools=tools,
         notice=notice,
     )
-    call = turn.models.complete(request, _streamed, turn.media)
-    answered = await tool_batch.until_cancelled(turn.running.cancel, call)
-    if answered.model_name != turn.models.chain[0]:
-        turn.running.fallback = answered.model_name
-    return answered
 
 
 def _streamed(event: StreamEvent) -> None:

@@ -18,11 +18,13 @@ from services.session import (
     endings,
     failures,
     follow_ups,
+    history_store,
     prompt,
     tool_batch,
     turn_loop,
 )
 from services.session import usage as usages
+from services.session.context_window import Window
 from services.session.heads import CallEntry, Journal
 from services.session.inbox import Entry
 from services.session.model_calls import ModelChoice
@@ -31,6 +33,7 @@ from shared.ids import TurnId
 from shared.messages.contract import Chat
 from shared.messages.history import (
     AssistantMessage,
+    Compacted,
     Notice,
     SessionStarted,
     TurnFinished,
@@ -245,7 +248,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         turn_id=plan.turn_id,
         turn_number=plan.number,
         models=models,
-        system_prompt=prompt.system_prompt(
+        system_prompt=lambda: prompt.system_prompt(
             plan.chat.conversation_id, model_name, prompt.started_sandbox(actor.history.events)
         ),
         history=actor.history,
@@ -262,6 +265,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
         media=actor.pool.media,
+        window=Window(actor.history, actor.pool.http, config, actor.calibrations),
     )
 
 
@@ -337,7 +341,7 @@ async def reply(actor: "SessionActor", chat: Chat, input_seq: int, text: str) ->
 
 
 def _next_turn(actor: "SessionActor") -> tuple[TurnId, int]:
-    number = 1 + sum(isinstance(e, TurnStarted) for e in actor.history.events)
+    number = 1 + history_store.turns_started(actor.history.events)
     return TurnId(f"{actor.session_id}_t{number}"), number
 
 
@@ -345,6 +349,9 @@ def open_turn(actor: "SessionActor") -> tuple[TurnStarted, int] | None:
     """The last turn started and not finished (its owner was cut), and its number."""
     opened: TurnStarted | None = None
     number = 0
+    first = actor.history.events[0] if actor.history.events else None
+    if isinstance(first, Compacted):  # the turn running then may have been folded in
+        opened, number = first.opened, first.turns
     for event in actor.history.events:
         if isinstance(event, TurnStarted):
             opened, number = event, number + 1

@@ -9,7 +9,7 @@ from shared import bus, subjects
 from shared.ids import SessionId, TurnId
 from shared.messages.contract import Chat
 from shared.messages.events import ModelUsed
-from shared.messages.history import AssistantMessage, HistoryEvent, Usage, summed
+from shared.messages.history import AssistantMessage, Compacted, HistoryEvent, Usage, summed
 from shared.model_config import PricesConfig
 
 PER_TOKENS = 1_000_000  # prices are USD per million tokens
@@ -39,17 +39,25 @@ def priced(usage: Usage, prices: PricesConfig | None) -> Usage:
 
 
 def of_history(events: Sequence[HistoryEvent], turn_id: str | None = None) -> Usage:
-    """Every model call's usage in `events` (of one turn, when `turn_id` is given)."""
-    return summed(
+    """Every model call's usage in `events` (of one turn, when `turn_id` is given); a session's
+    total includes the calls a compaction folded in."""
+    calls = [
         event.usage
         for event in events
         if isinstance(event, AssistantMessage) and (turn_id is None or event.turn_id == turn_id)
-    )
+    ]
+    first = events[0] if events else None
+    if turn_id is None and isinstance(first, Compacted):
+        calls.insert(0, first.usage)
+    return summed(calls)
 
 
 def context_tokens(events: Sequence[HistoryEvent]) -> int:
-    """What the last model call's window held: its prompt and its answer."""
+    """What the last model call's window held: its prompt and its answer (after a compaction
+    and before the next call: what the compaction left)."""
     for event in reversed(events):
+        if isinstance(event, Compacted):
+            return event.tokens_after
         if isinstance(event, AssistantMessage):
             used = event.usage
             return used.input + used.cache_read + used.cache_write + used.output

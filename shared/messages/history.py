@@ -116,6 +116,35 @@ class TurnFinished(BusMessage, frozen=True, kw_only=True, tag="turn_finished"):
     usage: Usage = Usage()  # the turn's model calls, summed (SPEC §7.5)
 
 
+COMPRESSION_TAG = "[Stellaclaw Context Compression]"
+
+
+class Compacted(BusMessage, frozen=True, kw_only=True, tag="compacted"):
+    """A compaction (SPEC §4.3): the model's view restarts here, as one user-role message with the
+    summary (`text`), then the verbatim tail (the events stored from `tail_from_seq` up to this
+    one), then whatever follows. A rebuild reads from the last one on (DESIGN §5)."""
+
+    session_id: SessionIdField
+    number: int  # 1, 2, …: the prompt cache key's `<session>:<number>`
+    summary: str
+    tail_from_seq: int  # the SC_HIST sequence of the tail's first event (past the end: no tail)
+    turns: int  # turns started before the tail (numbering goes on from them)
+    inputs_through: int = 0  # the last input seq (SC_SESS) whose effect was folded in
+    usage: Usage = Usage()  # the model calls folded in, summed (session totals go on)
+    sandbox: str = ""  # the sandbox line in force (the prompt's environment line)
+    turn_id: TurnIdField | None = None  # the turn it ran in (None: idle or `/compact`)
+    opened: TurnStarted | None = None  # that turn's start, when it was folded in (recovery)
+    rounds: int = 0  # that turn's tool batches folded into the summary (call ids stay unique)
+    tokens_before: int = 0
+    tokens_after: int = 0
+    reason: Literal["threshold", "context_length", "command", "idle"] = "threshold"
+
+    @property
+    def text(self) -> str:
+        """The user-role message the model reads in place of what was compacted."""
+        return f"{COMPRESSION_TAG}\n\n{self.summary}"
+
+
 HistoryEvent = (
     SessionStarted
     | TurnStarted
@@ -124,5 +153,6 @@ HistoryEvent = (
     | AssistantMessage
     | ToolResults
     | TurnFinished
+    | Compacted
 )
 HISTORY: msgspec.json.Decoder[HistoryEvent] = msgspec.json.Decoder(HistoryEvent)

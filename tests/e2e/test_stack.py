@@ -188,6 +188,10 @@ async def test_a_3_mb_answer_goes_out_as_12_parts_the_last_saying_what_was_cut(w
     assert all(part.text.startswith("A runaway answer.") for part in parts[:11])
     assert parts[11].text.startswith("✂️ The answer was cut here: about ")
     assert parts[11].text.endswith(" more characters were left out.")
-    world.llm.script(reply("Short again."))
+    # the stored answer no longer fits the window: the next turn compacts it first (SPEC §4.2)
+    world.llm.script(reply("## Goal\nA runaway answer was cut."), reply("Short again."))
     assert await exchange(world, "and now?") == "Short again."
+    summary_call, answered = world.llm.requests[-2:]
+    assert [m.role for m in summary_call.messages] == ["system", "user"]
+    assert answered.messages[1].text.startswith("[Stellaclaw Context Compression]")
     world.llm.assert_done()

@@ -28,6 +28,7 @@ from services.session.providers.protocol import (
 )
 from shared.messages.history import (
     AssistantMessage,
+    Compacted,
     HistoryEvent,
     Notice,
     SessionStarted,
@@ -83,7 +84,7 @@ def to_messages(
         match event:
             case UserMessage():
                 _add(messages, "user", content_parts.anthropic_blocks(event, media or {}))
-            case Notice():
+            case Notice() | Compacted():  # the summary of what was compacted, too
                 _add(messages, "user", _text(event.text))
             case AssistantMessage():
                 wire_ids = call_ids_on_wire(event.tool_calls, TOOL_USE_ID.fullmatch)

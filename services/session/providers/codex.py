@@ -40,7 +40,7 @@ from services.session.providers.protocol import (
     classified,
 )
 from services.session.providers.responses_stream import EVENT, Assembly
-from shared.messages.history import HistoryEvent, SessionStarted
+from shared.messages.history import Compacted, HistoryEvent, SessionStarted
 from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig, ReasoningConfig
 
@@ -119,6 +119,9 @@ def _function(spec: ToolSpec) -> dict[str, object]:
 
 def session_of(history: Sequence[HistoryEvent]) -> str:
     """The session id Codex groups calls by; a fresh one for a history without a session."""
+    first = history[0] if history else None
+    if isinstance(first, Compacted):
+        return first.session_id
     started = next((e for e in history if isinstance(e, SessionStarted)), None)
     return started.session_id if started is not None else str(uuid.uuid4())
 

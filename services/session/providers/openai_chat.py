@@ -26,6 +26,7 @@ from services.session.providers.protocol import (
 )
 from shared.messages.history import (
     AssistantMessage,
+    Compacted,
     HistoryEvent,
     Notice,
     SessionStarted,
@@ -123,7 +124,7 @@ def to_messages(
             case UserMessage():
                 content = content_parts.chat_content(event, media or {})
                 messages.append({"role": "user", "content": content})
-            case Notice():
+            case Notice() | Compacted():  # the summary of what was compacted, too
                 messages.append({"role": "user", "content": event.text})
             case AssistantMessage() if not event.tool_calls and not event.text.strip():
                 pass  # nothing said; providers refuse an empty assistant message

@@ -27,6 +27,7 @@ from services.session.providers.protocol import (
 )
 from shared.messages.history import (
     AssistantMessage,
+    Compacted,
     HistoryEvent,
     Notice,
     Reasoning,
@@ -67,7 +68,7 @@ def to_input(
             case UserMessage():
                 content = content_parts.responses_content(event, media or {})
                 items.append({"type": "message", "role": "user", "content": content})
-            case Notice():
+            case Notice() | Compacted():  # the summary of what was compacted, too
                 items.append(_user(event.text))
             case AssistantMessage():
                 wire_ids = _wire_ids(event.tool_calls)
@@ -127,7 +128,11 @@ def _assistant(event: AssistantMessage, wire_ids: dict[str, str]) -> list[dict[s
 
 
 def cache_key(history: Sequence[HistoryEvent]) -> str | None:
-    """SPEC §7.4: `<session>:<compaction count>`; no compaction is recorded yet, so `:0`."""
+    """SPEC §7.4: `<session>:<compaction count>` (the history starts at its session's start or
+    at its last compaction); None for a history with neither."""
+    first = history[0] if history else None
+    if isinstance(first, Compacted):
+        return f"{first.session_id}:{first.number}"
     started = next((e for e in history if isinstance(e, SessionStarted)), None)
     return f"{started.session_id}:0" if started is not None else None
 

@@ -1,0 +1,149 @@
+"""Compaction through the real session service (SPEC §4), on a small configured window with the
+fake chat completions API: long conversations keep answering, the summary request is what SPEC
+§4.3 says, a context-length error compacts and retries, a failed summary leaves history intact."""
+
+import math
+
+from services.session import summary_request
+from services.session.service import run as run_session
+from services.tools.service import run as run_tools
+from shared import subjects
+from shared.messages.history import (
+    COMPRESSION_TAG,
+    HISTORY,
+    AssistantMessage,
+    Compacted,
+    HistoryEvent,
+    TurnFinished,
+    UserMessage,
+)
+from tests.integration.test_session import OUT, SESSION, answer, config, say
+from tests.kit.llm_api import ChatRequest, http_error, llm_api, reply
+from tests.kit.services import make_runtime, running
+
+WINDOW = 3_000
+MAX_OUTPUT = 500
+LIMIT = min(math.floor(WINDOW * 0.9), WINDOW - MAX_OUTPUT)  # SPEC §4.2: 2,500 tokens
+SUMMARY = "## Goal\nKeep talking.\n## Next step\nAnswer the next message."
+
+
+def small_window(base_url: str) -> dict[str, object]:
+    settings = config(base_url)
+    model = settings["models"]["main"]  # type: ignore[index]
+    model |= {"context_window": WINDOW, "max_output_tokens": MAX_OUTPUT}
+    return settings
+
+
+def is_summary_call(request: ChatRequest) -> bool:
+    return request.messages[0].text == summary_request.instructions()
+
+
+async def stored(bus) -> list[HistoryEvent]:
+    events: list[HistoryEvent] = await bus.stored(
+        subjects.HISTORY_STREAM, subjects.history(SESSION), HISTORY
+    )
+    return events
+
+
+def words(n: int) -> str:
+    return " ".join(f"word{i}" for i in range(n))
+
+
+async def test_a_conversation_far_past_the_window_keeps_answering(bus, workdir, nats_access):
+    async with llm_api(api_key="k") as llm:
+        llm.always(reply(SUMMARY))  # every answer, summaries included
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n in range(1, 51):
+                await say(bus, f"message {n}: {words(60)}", n)
+                final = await answer(bus)
+                assert final.text == SUMMARY, f"turn {n}: {final.text}"
+
+    events = await stored(bus)
+    compactions = [e for e in events if isinstance(e, Compacted)]
+    assert len(compactions) >= 3
+    assert [c.number for c in compactions] == list(range(1, len(compactions) + 1))
+    turns = [r for r in llm.requests if not is_summary_call(r)]
+    assert len(turns) == 50
+    for request in turns:  # every call after the first compaction starts from the summary
+        texts = [m.text for m in request.messages if m.role == "user"]
+        if any(COMPRESSION_TAG in t for t in texts):
+            assert texts[0].startswith(COMPRESSION_TAG)
+    last = turns[-1]
+    assert sum(len(m.text) for m in last.messages) < LIMIT * 4  # within the limit, in chars
+
+
+async def test_the_summary_request_is_what_spec_4_3_says(bus, workdir, nats_access):
+    async with llm_api(api_key="k") as llm:
+        llm.always(reply(SUMMARY))
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n in range(1, 16):
+                await say(bus, f"message {n}: {words(60)}", n)
+                await answer(bus)
+
+    summaries = [r for r in llm.requests if is_summary_call(r)]
+    assert summaries
+    first = summaries[0]
+    assert [m.role for m in first.messages] == ["system", "user"]
+    assert first.tools == []  # no tools for the summary
+    assert first.body["max_tokens"] == 2_048  # compaction.summary_max_tokens
+    asked = first.messages[1].text
+    assert "USER: message 1: word0" in asked
+    assert f"ASSISTANT: {SUMMARY.splitlines()[0]}" in asked
+    if len(summaries) > 1:
+        assert "PREVIOUS SUMMARY" in summaries[1].messages[1].text
+    events = await stored(bus)
+    [compacted, *_] = [e for e in events if isinstance(e, Compacted)]
+    assert compacted.summary == SUMMARY
+    assert compacted.tokens_after < compacted.tokens_before
+    tail = [e for e in events if isinstance(e, UserMessage | AssistantMessage)]
+    assert tail  # the verbatim tail and what came after stay stored, and nothing is deleted
+    assert sum(isinstance(e, UserMessage) for e in events) == 15
+
+
+async def test_a_context_length_error_compacts_and_retries_the_call(bus, workdir, nats_access):
+    too_long = http_error(400, "This model's maximum context length is 3000 tokens.")
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("one"), reply("two"), reply("three"), too_long, reply(SUMMARY))
+        llm.always(reply("four"))
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n, expected in enumerate(("one", "two", "three", "four"), 1):
+                await say(bus, f"message {n}: {words(180)}", n)  # about 360 tokens each
+                assert (await answer(bus)).text == expected
+
+    events = await stored(bus)
+    [compacted] = [e for e in events if isinstance(e, Compacted)]
+    assert compacted.reason == "context_length"
+    retried = llm.requests[-1]
+    assert retried.messages[1].text.startswith(COMPRESSION_TAG)  # the call again, compacted
+    assert (retried.last_user_text or "").startswith("message 4: word0")
+    assert not any("message 1:" in m.text for m in retried.messages)  # folded into the summary
+
+
+async def test_a_failing_summary_leaves_history_intact_and_says_so(bus, workdir, nats_access):
+    too_long = http_error(400, "prompt is too long: 4000 tokens > 3000 maximum")
+    broken = http_error(503, "summaries are down")
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("one"), reply("two"), reply("three"), too_long, broken, broken)
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n in range(1, 5):
+                await say(bus, f"message {n}: {words(180)}", n)
+                last = await answer(bus)
+
+    assert last.text.startswith("⚠️ Automatic context compaction failed: HTTP 503")
+    assert last.text.endswith("Send /continue to retry, or /new to start fresh.")
+    summaries = [r for r in llm.requests if is_summary_call(r)]
+    assert len(summaries) == 2  # retried once (SPEC §4.5)
+    events = await stored(bus)
+    assert not [e for e in events if isinstance(e, Compacted)]
+    users = [e.text for e in events if isinstance(e, UserMessage)]
+    assert [text.split(":")[0] for text in users] == [f"message {n}" for n in range(1, 5)]
+    [*_, finished] = [e for e in events if isinstance(e, TurnFinished)]
+    assert (finished.error, finished.can_continue) == ("compaction", True)
