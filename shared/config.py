@@ -7,6 +7,7 @@ text is the whole line for stderr: `config: <key>: <what is wrong>`. This module
 of the environment.
 """
 
+import math
 import os
 import re
 import tomllib
@@ -111,6 +112,12 @@ class CompactionConfig(ConfigTable, frozen=True, kw_only=True):
     idle: bool = True
     idle_after_s: Annotated[float, Meta(gt=0)] | None = None  # unset: cache_ttl - 30, else 1,800
     idle_min_ratio: Annotated[float, Meta(ge=0, le=1)] = 0.5
+
+
+def compaction_limit(model: ModelConfig, compaction: CompactionConfig) -> int:
+    """SPEC §4.2: the estimate at which a model call compacts first."""
+    window = model.context_window
+    return min(math.floor(window * compaction.trigger_ratio), window - model.max_output_tokens)
 
 
 class LogConfig(ConfigTable, frozen=True, kw_only=True):

@@ -1,16 +1,18 @@
 """Slash commands (SPEC §12.4): parsing, and the replies as pure functions of the conversation
 state, the config and the session's answer to a status query."""
 
+from datetime import UTC, datetime
 from typing import assert_never
 
 import msgspec
 
 from services.conversation import sandbox_command
 from services.conversation.state import ConversationState, sandbox_setting
-from shared.config import Config
+from shared.config import Config, compaction_limit
 from shared.ids import SessionId
 from shared.messages.history import Usage
 from shared.messages.session import SessionStatus
+from shared.model_config import ModelConfig
 from shared.sandbox import SandboxSupport
 
 
@@ -36,6 +38,7 @@ HELP_LINES = (
     "/sandbox [mode] — how commands are isolated",
     "/cancel — stop the running turn (/cancel all: background tasks too)",
     "/continue — resume an interrupted or failed turn",
+    "/compact — compact the context now",
     "/new — start a fresh session (files are kept)",
     "/help — this list",
     "Send a message while I work to steer me; I read it at the next step.",
@@ -85,7 +88,7 @@ def status(
         (
             "📊 Status",
             f"Model: {state.model} ({model.provider} · {model.model}){spare}",
-            *session_lines(state.foreground, answer, model.context_window),
+            *session_lines(state.foreground, answer, model, config),
             *([line] if last_day and (line := usage_line(last_day, "24 h")) else []),
             sandbox_command.status_line(setting, support),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
@@ -93,18 +96,40 @@ def status(
     )
 
 
-def session_lines(session: SessionId, answer: SessionStatus | None, window: int) -> list[str]:
+def session_lines(
+    session: SessionId, answer: SessionStatus | None, model: ModelConfig, config: Config
+) -> list[str]:
     if answer is None:
         return [f"Session: {session} · {NO_ANSWER}"]
     lines = [session_line(session, answer), state_line(answer)]
     if answer.context_tokens:
-        share = round(100 * answer.context_tokens / window)
-        lines.append(
-            f"Context: {tokens(answer.context_tokens)} / {tokens(window)} tokens ({share} %)"
-            " · reported"
-        )
+        lines.append(context_line(answer, model, compaction_limit(model, config.compaction)))
+    lines += compaction_lines(answer)
     if usage := usage_line(answer.usage, "this session"):
         lines.append(usage)
+    return lines
+
+
+def context_line(answer: SessionStatus, model: ModelConfig, limit: int) -> str:
+    """`Context: 45.2k / 200k tokens (23 %) · compacts at 180k · reported` (SPEC §12.4)."""
+    window = model.context_window
+    share = round(100 * answer.context_tokens / window)
+    anchor = "reported" if answer.context_is_reported else "≈"
+    return (
+        f"Context: {tokens(answer.context_tokens)} / {tokens(window)} tokens ({share} %)"
+        f" · compacts at {tokens(limit)} · {anchor}"
+    )
+
+
+def compaction_lines(answer: SessionStatus) -> list[str]:
+    """`Last compaction: 3m 05s ago (182k → 31.4k)`, and a failure since, if any."""
+    lines = []
+    if answer.last_compaction is not None and answer.compacted_tokens is not None:
+        before, after = answer.compacted_tokens
+        ago = duration((datetime.now(UTC) - answer.last_compaction).total_seconds())
+        lines.append(f"Last compaction: {ago} ago ({tokens(before)} → {tokens(after)})")
+    if answer.compaction_failure:
+        lines.append(f"Compaction failed: {answer.compaction_failure} (history intact)")
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Consumes: SC_IN (`sc.in.<p>.<channel>.<conv>`), one durable per partition, one message at a
           time (order per conversation; any instance may pull any partition).
-Produces: session inputs (`HandleMessage`, `CancelTurn`, `ContinueTurn` on `sc.sess.<session>`),
+Produces: session inputs (`HandleMessage`, `CancelTurn`, `ContinueTurn`, `CompactSession` on
+          `sc.sess.<session>`),
           their wakes (SC_WAKE) and nudges (core `sc.ctl.sess.<session>`), status queries
           (request on `sc.ctl.sess.<session>`), sandbox probes (request on `sc.tool.probe.<pool>`),
           command replies (SC_OUT).
@@ -31,6 +32,7 @@ from shared.messages.session import (
     NUDGE_TAKEN,
     STATUS,
     CancelTurn,
+    CompactSession,
     ContinueTurn,
     HandleMessage,
     NudgeSession,
@@ -111,7 +113,7 @@ class Router:
         in_seq: int,
         sender: Sender,
     ) -> None:
-        """Cancel and continue go to the session, which alone knows what runs and replies;
+        """Cancel, continue and compact go to the session, which alone knows what runs and replies;
         `/new` binds the next session; the rest is answered here."""
         session, chat = current.foreground, current.chat
         match command.name:
@@ -128,6 +130,13 @@ class Router:
                 settings = state.settings(current, self.config.sandbox.mode)
                 await self.send(
                     ContinueTurn(session_id=session, input_seq=in_seq, chat=chat, settings=settings)
+                )
+            case "compact":
+                settings = state.settings(current, self.config.sandbox.mode)
+                await self.send(
+                    CompactSession(
+                        session_id=session, input_seq=in_seq, chat=chat, settings=settings
+                    )
                 )
             case "new":
                 old = state.replaced_session(current)

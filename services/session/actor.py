@@ -20,10 +20,12 @@ import msgspec
 import nats.errors
 
 from services.session import (
+    compact_command,
     failures,
     follow_ups,
     heads,
     history_store,
+    idle_compaction,
     inbox,
     lease,
     status,
@@ -40,6 +42,7 @@ from shared.ids import SessionId, TurnId
 from shared.messages.contract import Chat
 from shared.messages.session import (
     CancelTurn,
+    CompactSession,
     ContinueTurn,
     ConversationSettings,
     HandleMessage,
@@ -73,6 +76,7 @@ class SessionActor:
         self.consumed: set[int] = set()
         self.consumed_through = 0  # every input seq up to it: folded into a compaction
         self.calibrations: dict[str, Calibration] = {}  # the token estimate's, by model (§4.1)
+        self.compaction_failure = ""  # why the last compaction failed, for `/status`
         self.acknowledged: set[int] = set()  # follow-ups whose 👀 was sent
         self.nudged = asyncio.Event()
         self.full_read = False  # a signal without a sequence came: read until nothing is left
@@ -163,6 +167,7 @@ class SessionActor:
         self.consumed = inbox.consumed(self.history.events)
         self.consumed_through = history_store.inputs_through(self.history.events)
         self.calibrations = dict(self.held.head.calibrations)
+        self.compaction_failure = self.held.head.compaction_failure
         await self.inbox.close()
         self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
         await self.inbox.read()
@@ -187,12 +192,17 @@ class SessionActor:
                 self.inbox.done(entry)
             case HandleMessage(input_seq=seq) | ContinueTurn(input_seq=seq) if self.took(seq):
                 self.inbox.done(entry)  # its effect is in history: a takeover re-read it
+            case CompactSession(input_seq=seq) if seq <= self.consumed_through:
+                self.inbox.done(entry)  # compacted already: the Compacted event consumed it
             case _ if self.is_broken:
                 await self.refuse_broken(entry)
             case HandleMessage() as message:
                 await self.in_turn(turns.start(self, entry, message))
             case ContinueTurn() as message:
                 await self.in_turn(turns.continue_turn(self, entry, message))
+            case CompactSession() as message:
+                await compact_command.run(self, entry, message)
+                self.consumed_through = history_store.inputs_through(self.history.events)
             case CancelTurn() as cancel:  # nothing runs (a running turn takes it at once)
                 if cancel.reason == "cancel":
                     text = failures.NOTHING_RUNNING
@@ -215,14 +225,36 @@ class SessionActor:
         self.take_controls()  # a cancel read before the turn began applies to it
 
     async def wait_for_input(self) -> bool:
-        """Wait up to IDLE_S for an input; False when none came (or the process stops)."""
+        """Wait up to IDLE_S for an input; False when none came (or the process stops). A
+        session due for idle compaction (SPEC §4.4) compacts once its quiet is long enough."""
         self.inbox.arrived.clear()
         if self.inbox.next() is not None:
             return True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(IDLE_S):
-                await self.inbox.arrived.wait()
-        return self.inbox.next() is not None and not self.is_stopping
+        quiet_s = idle_compaction.after_s(self)
+        if quiet_s is None:
+            return await self.input_within(IDLE_S)
+        if await self.input_within(quiet_s):
+            return True
+        if self.is_stopping:
+            return False
+        await idle_compaction.run(self)
+        return await self.input_within(max(0.0, IDLE_S - quiet_s))
+
+    async def input_within(self, wait_s: float) -> bool:
+        """Is there input within `wait_s` (a wake-up without input waits on)? False at once
+        when the process stops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while not self.is_stopping:
+            self.inbox.arrived.clear()  # before the look: an input arriving after it sets it
+            if self.inbox.next() is not None:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self.inbox.arrived.wait()
+            if loop.time() >= deadline:
+                return self.inbox.next() is not None and not self.is_stopping
+        return False
 
     def signal(self, seq: int) -> None:
         """A nudge or a wake: the input stored at `seq` (0: unknown) is waiting."""
@@ -245,6 +277,9 @@ class SessionActor:
                 continue
             self.take_controls()
 
+    def compaction_failed(self, reason: str) -> None:
+        self.compaction_failure = reason
+
     def took(self, seq: int) -> bool:
         """Does history hold this input's effect (compacted into a summary, maybe)?"""
         return seq in self.consumed or seq <= self.consumed_through
@@ -262,6 +297,9 @@ class SessionActor:
                 case ContinueTurn(chat=chat, input_seq=seq) if not self.took(seq):
                     self.inbox.done(entry)
                     self._reply(chat, seq, failures.ALREADY_RUNNING)
+                case CompactSession(chat=chat, input_seq=seq) if seq not in self.acknowledged:
+                    self.acknowledged.add(seq)  # taken when the turn ends
+                    self._reply(chat, seq, compact_command.LATER)
                 case HandleMessage(input_seq=seq) as message if seq not in self.acknowledged:
                     self.acknowledged.add(seq)  # a follow-up: the user sees it was read
                     self._later(follow_ups.acknowledge(self, message))
@@ -332,7 +370,11 @@ class SessionActor:
         match entry.input:
             case HandleMessage(message=message, input_seq=seq):
                 await turns.reply(self, message.chat, seq, failures.broken())
-            case ContinueTurn(chat=chat, input_seq=seq) | CancelTurn(chat=chat, input_seq=seq):
+            case (
+                ContinueTurn(chat=chat, input_seq=seq)
+                | CancelTurn(chat=chat, input_seq=seq)
+                | CompactSession(chat=chat, input_seq=seq)
+            ):
                 await turns.reply(self, chat, seq, failures.broken())
         self.inbox.done(entry)
 

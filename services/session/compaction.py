@@ -11,6 +11,7 @@ whole (the rebuild starts there) or left nothing (the check before the next call
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import httpx
 import msgspec
@@ -20,7 +21,7 @@ from services.session import usage as usages
 from services.session.history_store import History
 from services.session.providers import provider_for
 from services.session.providers.protocol import MediaPart, ModelRequest, ProviderError, StreamEvent
-from shared.config import Config
+from shared.config import Config, compaction_limit
 from shared.ids import TurnId
 from shared.messages.contract import Sender
 from shared.messages.history import (
@@ -64,10 +65,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
 
 def limit(model: ModelConfig, config: Config) -> int:
     """SPEC §4.2: the estimate at which a call compacts first."""
-    ratio = config.compaction.trigger_ratio
-    return min(
-        math.floor(model.context_window * ratio), model.context_window - model.max_output_tokens
-    )
+    return compaction_limit(model, config.compaction)
 
 
 def tail_budget(model: ModelConfig, config: Config) -> int:
@@ -132,6 +130,7 @@ async def compact(
         rounds=_rounds(events[:cut], job.turn_id),
         tokens_before=before,
         reason=job.reason,  # type: ignore[arg-type]
+        at=datetime.now(UTC),
     )
     after_events = [compacted, *events[cut:]]
     after = tokens.request_tokens(_request(job, after_events), model)

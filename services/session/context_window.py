@@ -4,6 +4,7 @@ and the calibration of the estimate by what providers report.
 """
 
 import logging
+from collections.abc import Callable
 
 import httpx
 import msgspec
@@ -14,6 +15,7 @@ from services.session.history_store import History
 from services.session.providers.protocol import ModelReply, ModelRequest
 from shared.config import Config
 from shared.messages.history import AssistantMessage, Compacted
+from shared.model_config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +29,17 @@ class Window:
         http: httpx.AsyncClient,
         config: Config,
         calibrations: dict[str, tokens.Calibration],
+        on_failure: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.history = history
         self.http = http
         self.config = config
         self.calibrations = calibrations
-        self.failure = ""  # the last compaction failure, for `/status`
+        self.on_failure = on_failure  # the last compaction's failure ("" once one succeeds)
 
     def estimate(self, request: ModelRequest, model_name: str) -> tokens.Estimate:
         calibration = self.calibrations.get(model_name, tokens.Calibration())
-        model = self.config.models[model_name]
-        if self._is_anchor_stale():  # its count still holds what the compaction folded in
-            whole = tokens.request_tokens(request, model)
-            return tokens.Estimate(tokens=round(whole * calibration.ratio), is_reported=False)
-        return tokens.estimate(request, model, calibration)
-
-    def _is_anchor_stale(self) -> bool:
-        """Is the last model call one of the compaction's tail (stored before it)?"""
-        events = self.history.events
-        if not events or not isinstance(events[0], Compacted):
-            return False
-        calls = [i for i, e in enumerate(events) if isinstance(e, AssistantMessage)]
-        return bool(calls) and self.history.seq_of(calls[-1]) < self.history.seq_of(0)
+        return estimate(self.history, request, self.config.models[model_name], calibration)
 
     def learn(self, model_name: str, request: ModelRequest, reply: ModelReply) -> None:
         """Calibrate the estimate by the input the provider counted for `request`."""
@@ -73,7 +64,7 @@ class Window:
             try:
                 done = await compaction.compact(self.history, self.http, job, passes)
             except CompactionFailedError as exc:
-                self.failure = exc.reason
+                self.on_failure(exc.reason)
                 fits = self.estimate(rebuilt(request, self.history), job.model_name)
                 if fits.tokens < model.context_window - model.max_output_tokens:
                     log.warning("compaction failed (%s); going on uncompacted", exc.reason)
@@ -82,7 +73,7 @@ class Window:
             if done is None:
                 break
             compacted = True
-            self.failure = ""
+            self.on_failure("")
             if self.estimate(rebuilt(request, self.history), job.model_name).tokens < limit:
                 break
         return compacted
@@ -96,6 +87,38 @@ class Window:
     def last(self) -> Compacted | None:
         first = self.history.events[0] if self.history.events else None
         return first if isinstance(first, Compacted) else None
+
+
+def estimate(
+    history: History, request: ModelRequest, model: ModelConfig, calibration: tokens.Calibration
+) -> tokens.Estimate:
+    """SPEC §4.1's estimate of `request`, not anchored on a call of a compaction's tail (its count
+    still holds what the compaction folded in)."""
+    if _is_anchor_stale(history):
+        whole = tokens.request_tokens(request, model)
+        return tokens.Estimate(tokens=round(whole * calibration.ratio), is_reported=False)
+    return tokens.estimate(request, model, calibration)
+
+
+def _is_anchor_stale(history: History) -> bool:
+    """Is the last model call one of the compaction's tail (stored before it)?"""
+    events = history.events
+    if not events or not isinstance(events[0], Compacted):
+        return False
+    calls = [i for i, e in enumerate(events) if isinstance(e, AssistantMessage)]
+    return bool(calls) and history.seq_of(calls[-1]) < history.seq_of(0)
+
+
+def held_estimate(
+    history: History, config: Config, calibrations: dict[str, tokens.Calibration]
+) -> tuple[str, tokens.Estimate]:
+    """The estimate of the session's next request on the model it used last (`/status`); the
+    system prompt and tools are not known here, so they count as nothing."""
+    calls = [e.model for e in history.events if isinstance(e, AssistantMessage)]
+    name = calls[-1] if calls and calls[-1] in config.models else config.default_model
+    request = ModelRequest(system_prompt="", history=history.events, tools=[])
+    calibration = calibrations.get(name, tokens.Calibration())
+    return name, estimate(history, request, config.models[name], calibration)
 
 
 def rebuilt(request: ModelRequest, history: History) -> ModelRequest:

@@ -63,6 +63,7 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     context_tokens: int = 0  # what the last model call's window held
     history_from: int = 0  # the SC_HIST sequence a rebuild reads from: the last compaction's tail
     calibrations: dict[str, Calibration] = msgspec.field(default_factory=dict)  # by model name
+    compaction_failure: str = ""  # why the last compaction failed (`/status`), "" since one worked
     started_at: datetime | None = None
     can_continue: bool = False  # the last turn failed recoverably or was cut (`/continue`)
     broken: str = ""  # why the history cannot be rebuilt (an event that cannot be read)

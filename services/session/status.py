@@ -6,15 +6,16 @@ from its head in `sc_session` (DESIGN §4), so no other service reads that bucke
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.session import history_store
+from services.session import context_window, history_store
 from services.session import usage as usages
 from services.session.heads import Held
 from shared.ids import SessionId
 from shared.messages.history import (
+    Compacted,
     HistoryEvent,
     TurnFinished,
     TurnStarted,
@@ -55,10 +56,27 @@ def of_actor(actor: "SessionActor") -> SessionStatus:
         running_s=running_s,
         activity=activity,
         usage=usages.of_history(events),
-        context_tokens=usages.context_tokens(events),
         fallback=fallback,
         broken_reason=head.broken,
+        **_context(actor),
     )
+
+
+def _context(actor: "SessionActor") -> dict[str, Any]:
+    """The estimate and the last compaction (SPEC §12.4's `Context` and `Last compaction`)."""
+    config = actor.pool.config
+    name, estimated = context_window.held_estimate(actor.history, config, actor.calibrations)
+    first = actor.history.events[0] if actor.history.events else None
+    compacted = first if isinstance(first, Compacted) else None
+    sizes = (compacted.tokens_before, compacted.tokens_after) if compacted else None
+    return {
+        "context_tokens": estimated.tokens,
+        "context_is_reported": estimated.is_reported,
+        "context_model": name,
+        "last_compaction": compacted.at if compacted else None,
+        "compacted_tokens": sizes,
+        "compaction_failure": actor.compaction_failure,
+    }
 
 
 def of_head(session_id: SessionId, held: Held) -> SessionStatus:
@@ -79,6 +97,7 @@ def of_head(session_id: SessionId, held: Held) -> SessionStatus:
         activity=activity,
         usage=head.usage,
         context_tokens=head.context_tokens,
+        compaction_failure=head.compaction_failure,
         broken_reason=head.broken,
     )
 
@@ -96,8 +115,11 @@ def closing(actor: "SessionActor", *, handed_over: bool) -> dict[str, object]:
         "journal": journal,
         "turns": history_store.turns_started(events),
         "usage": usages.of_history(events),
-        "context_tokens": usages.context_tokens(events),
+        "context_tokens": context_window.held_estimate(
+            actor.history, actor.pool.config, actor.calibrations
+        )[1].tokens,
         "history_from": actor.history.start_seq,
         "calibrations": actor.calibrations,
+        "compaction_failure": actor.compaction_failure,
         "can_continue": can_continue(events),
     }

@@ -265,7 +265,9 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
         media=actor.pool.media,
-        window=Window(actor.history, actor.pool.http, config, actor.calibrations),
+        window=Window(
+            actor.history, actor.pool.http, config, actor.calibrations, actor.compaction_failed
+        ),
     )
 
 

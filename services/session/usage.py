@@ -52,18 +52,6 @@ def of_history(events: Sequence[HistoryEvent], turn_id: str | None = None) -> Us
     return summed(calls)
 
 
-def context_tokens(events: Sequence[HistoryEvent]) -> int:
-    """What the last model call's window held: its prompt and its answer (after a compaction
-    and before the next call: what the compaction left)."""
-    for event in reversed(events):
-        if isinstance(event, Compacted):
-            return event.tokens_after
-        if isinstance(event, AssistantMessage):
-            used = event.usage
-            return used.input + used.cache_read + used.cache_write + used.output
-    return 0
-
-
 async def report(
     conn: bus.Connection,
     chat: Chat,

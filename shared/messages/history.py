@@ -1,6 +1,7 @@
 """Session history events on `sc.hist.<session>` (stream SC_HIST), SPEC §3.10's names."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Literal
 
 import msgspec
@@ -138,6 +139,7 @@ class Compacted(BusMessage, frozen=True, kw_only=True, tag="compacted"):
     tokens_before: int = 0
     tokens_after: int = 0
     reason: Literal["threshold", "context_length", "command", "idle"] = "threshold"
+    at: datetime | None = None  # when it was made (`/status`: `Last compaction: 3m ago`)
 
     @property
     def text(self) -> str:

@@ -51,6 +51,16 @@ class ContinueTurn(BusMessage, frozen=True, kw_only=True, tag="continue_turn"):
     settings: ConversationSettings
 
 
+class CompactSession(BusMessage, frozen=True, kw_only=True, tag="compact_session"):
+    """`/compact` (SPEC §4.4): compact everything but the recent tail now, or when the running
+    turn ends."""
+
+    session_id: SessionIdField
+    input_seq: int
+    chat: Chat
+    settings: ConversationSettings
+
+
 class WakeSession(BusMessage, frozen=True, kw_only=True, tag="wake_session"):
     """The session has input in SC_SESS: whoever takes its lease reads it from its cursor."""
 
@@ -96,13 +106,18 @@ class SessionStatus(BusMessage, frozen=True, kw_only=True, tag="session_status")
     running_s: float | None = None  # how long the running turn has run
     activity: str = ""  # `calling the model`, `running 2 tools`, `recovering`
     usage: Usage = Usage()  # the session's model calls, summed
-    context_tokens: int = 0  # what the last model call's window held (prompt and answer)
+    context_tokens: int = 0  # the estimate of the next call's request (SPEC §4.1)
+    context_is_reported: bool = False  # anchored on the provider's count (else `≈`)
+    context_model: str = ""  # the model whose window that is
+    last_compaction: datetime | None = None
+    compacted_tokens: tuple[int, int] | None = None  # the last compaction's before and after
+    compaction_failure: str = ""  # the last compaction failed so: history is intact
     fallback: str = ""  # the running turn moved to this fallback model (SPEC §7.3)
     broken_reason: str = ""  # state `broken`: the history event that cannot be read
 
 
 WAKE: msgspec.json.Decoder[WakeSession] = msgspec.json.Decoder(WakeSession)
-SessionInput = HandleMessage | CancelTurn | ContinueTurn
+SessionInput = HandleMessage | CancelTurn | ContinueTurn | CompactSession
 SESSION_INPUT: msgspec.json.Decoder[SessionInput] = msgspec.json.Decoder(SessionInput)
 Control = NudgeSession | StatusQuery
 CONTROL: msgspec.json.Decoder[Control] = msgspec.json.Decoder(Control)

@@ -17,9 +17,11 @@ from shared.messages.history import (
     TurnFinished,
     UserMessage,
 )
-from tests.integration.test_session import OUT, SESSION, answer, config, say
+from shared.messages.session import CompactSession
+from tests.integration.test_session import OUT, SESSION, answer, config, handle, say, wake
 from tests.kit.llm_api import ChatRequest, http_error, llm_api, reply
 from tests.kit.services import make_runtime, running
+from tests.kit.waiting import eventually_async
 
 WINDOW = 3_000
 MAX_OUTPUT = 500
@@ -95,12 +97,20 @@ async def test_the_summary_request_is_what_spec_4_3_says(bus, workdir, nats_acce
     assert f"ASSISTANT: {SUMMARY.splitlines()[0]}" in asked
     if len(summaries) > 1:
         assert "PREVIOUS SUMMARY" in summaries[1].messages[1].text
+    # the call after the first summary: the system prompt, the summary, the verbatim tail
+    after = llm.requests[llm.requests.index(first) + 1]
+    assert after.messages[1].text == f"{COMPRESSION_TAG}\n\n{SUMMARY}"
+    tail = after.messages[2:-1]
+    assert tail[0].role == "user"  # a message boundary
+    assert sum(len(m.text) // 4 + 4 for m in tail) <= 1_024  # max(1,024, 0.18 x 3,000)
+    folded = [m.text for m in first.messages[1:]]
+    assert not any(m.text in folded[0] for m in tail if m.role == "user")  # none was folded
     events = await stored(bus)
     [compacted, *_] = [e for e in events if isinstance(e, Compacted)]
     assert compacted.summary == SUMMARY
     assert compacted.tokens_after < compacted.tokens_before
-    tail = [e for e in events if isinstance(e, UserMessage | AssistantMessage)]
-    assert tail  # the verbatim tail and what came after stay stored, and nothing is deleted
+    kept = [e for e in events if isinstance(e, UserMessage | AssistantMessage)]
+    assert kept  # the verbatim tail and what came after stay stored, and nothing is deleted
     assert sum(isinstance(e, UserMessage) for e in events) == 15
 
 
@@ -147,3 +157,98 @@ async def test_a_failing_summary_leaves_history_intact_and_says_so(bus, workdir,
     assert [text.split(":")[0] for text in users] == [f"message {n}" for n in range(1, 5)]
     [*_, finished] = [e for e in events if isinstance(e, TurnFinished)]
     assert (finished.error, finished.can_continue) == ("compaction", True)
+
+
+async def ask_to_compact(bus, seq: int) -> list[str]:
+    """`/compact` as the conversation service forwards it; the replies it gets."""
+    message = handle("/compact", seq)
+    compact = CompactSession(
+        session_id=SESSION, input_seq=seq, chat=message.message.chat, settings=message.settings
+    )
+    await bus.publish(
+        subjects.session_input(SESSION), compact, msg_id=subjects.session_input_msg_id(seq)
+    )
+    await wake(bus)
+    said = [(await answer(bus)).text]
+    if said[0] == "Will compact when the current turn ends.":  # read while the turn ended
+        said.append((await answer(bus)).text)
+    return [*said, (await answer(bus)).text]
+
+
+async def test_compact_on_demand_says_what_it_did_and_nothing_when_there_is_nothing(
+    bus, workdir, nats_access
+):
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("one"), reply("two"), reply("three"), reply(SUMMARY))
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            assert await ask_to_compact(bus, 1) == ["🗜️ Compacting…", "Nothing to compact yet."]
+            for n in range(2, 5):
+                await say(bus, f"message {n}: {words(180)}", n)
+                await answer(bus)
+            *_, started, done = await ask_to_compact(bus, 5)
+
+    assert started == "🗜️ Compacting…"
+    [compacted] = [e for e in await stored(bus) if isinstance(e, Compacted)]
+    assert done == (
+        f"🗜️ Context compacted: {compacted.tokens_before:,} → {compacted.tokens_after:,} tokens."
+    )
+    assert compacted.reason == "command"
+    assert compacted.inputs_through == 5  # a takeover does not compact twice
+
+
+async def test_a_session_left_idle_with_a_full_window_compacts_in_the_background(
+    bus, workdir, nats_access
+):
+    async with llm_api(api_key="k") as llm:
+        llm.script(*[reply(f"answer {n}") for n in range(1, 5)], reply(SUMMARY), reply("five"))
+        llm.always(reply(SUMMARY))  # a later idle compaction, if the test is still running
+        settings = small_window(llm.base_url)
+        settings["compaction"] = {"idle_after_s": 0.2}  # a compressed clock
+        runtime = make_runtime(settings, workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n in range(1, 5):  # about 1,500 tokens: half the window
+                await say(bus, f"message {n}: {words(180)}", n)
+                await answer(bus)
+
+            async def compacted() -> Compacted | None:
+                found = [e for e in await stored(bus) if isinstance(e, Compacted)]
+                return found[0] if found else None
+
+            idle = await eventually_async(compacted, timeout_s=10, what="an idle compaction")
+            await say(bus, "message 5", 5)
+            final = await answer(bus)
+
+    assert idle.reason == "idle"
+    assert idle.turn_id is None
+    assert final.text == "five"
+    assert llm.requests[-1].messages[1].text.startswith(COMPRESSION_TAG)  # from the summary on
+
+
+async def test_a_rebuild_after_compaction_sends_what_the_model_was_last_sent(
+    bus, workdir, nats_access
+):
+    too_long = http_error(400, "This model's maximum context length is 3000 tokens.")
+    async with llm_api(api_key="k") as llm:
+        llm.script(reply("one"), reply("two"), reply("three"), too_long, reply(SUMMARY))
+        llm.script(reply("four"), reply("five"))
+        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            for n in range(1, 5):
+                await say(bus, f"message {n}: {words(180)}", n)
+                await answer(bus)
+        async with running(runtime, run_session, run_tools):  # a new process: history rebuilt
+            await say(bus, "message 5", 5)
+            assert (await answer(bus)).text == "five"
+
+    before, after = llm.requests[-2:]
+    sent = [(m.role, m.text) for m in before.messages]
+    assert [(m.role, m.text) for m in after.messages] == [
+        *sent,
+        ("assistant", "four"),
+        ("user", "message 5"),
+    ]
+    assert sent[1][1].startswith(COMPRESSION_TAG)

@@ -101,6 +101,7 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
         activity="calling the model",
         usage=Usage(input=5_000, cache_read=40_200, output=1_234, cost=0.0421),
         context_tokens=46_434,
+        context_is_reported=True,
         fallback="spare",
     )
     queries = await answer_status(bus, "cli_bea_fg1", msgspec.json.encode(answer))
@@ -132,7 +133,7 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
         "Model: main (openai_chat · gpt-test) · fallback spare active",
         "Session: cli_bea_fg1 · 3 turns · since 2025-03-01",
         "State: running 1m 05s (calling the model)",
-        "Context: 46.4k / 128k tokens (36 %) · reported",
+        "Context: 46.4k / 128k tokens (36 %) · compacts at 115.2k · reported",
         "Usage, this session: 45.2k in (40.2k cached) · 1.2k out · $0.0421",
         "Usage, 24 h: 3k in (1k cached) · 200 out · $1.25",
         "Sandbox: auto (no tool runner answered) · Remote: local",
@@ -181,6 +182,7 @@ async def test_help_lists_the_commands_that_exist(bus, workdir, nats_access):
             "/sandbox [mode] — how commands are isolated",
             "/cancel — stop the running turn (/cancel all: background tasks too)",
             "/continue — resume an interrupted or failed turn",
+            "/compact — compact the context now",
             "/new — start a fresh session (files are kept)",
             "/help — this list",
             "Send a message while I work to steer me; I read it at the next step.",

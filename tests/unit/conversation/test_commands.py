@@ -1,7 +1,8 @@
 """Command parsing and the replies composed from the state, the config and the session's answer."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from services.conversation import commands, state
@@ -60,6 +61,7 @@ def test_help_and_start_list_the_commands_that_exist():
         "/sandbox",
         "/cancel",
         "/continue",
+        "/compact",
         "/new",
         "/help",
     ]
@@ -103,13 +105,30 @@ def test_status_of_a_running_session_shows_its_time_activity_and_usage():
         activity="running 2 tools",
         usage=Usage(input=800, cache_read=0, output=95),
         context_tokens=50_000,
+        context_is_reported=True,
+        last_compaction=datetime.now(UTC) - timedelta(minutes=3, seconds=5),
+        compacted_tokens=(182_000, 31_400),
+        compaction_failure="HTTP 503 from 127.0.0.1: down",
     )
-    assert commands.session_lines(SESSION, busy, 200_000) == [
+    wide = msgspec.structs.replace(CONFIG.models["main"], context_window=200_000)
+    lines = commands.session_lines(SESSION, busy, wide, CONFIG)
+    assert lines[:3] == [
         "Session: cli_ada_fg1 · 12 turns · since 2025-03-01",
         "State: running 42s (running 2 tools)",
-        "Context: 50k / 200k tokens (25 %) · reported",
+        # SPEC §4.2: min(0.9 x 200k, 200k - 8,192 output) = 180k
+        "Context: 50k / 200k tokens (25 %) · compacts at 180k · reported",
+    ]
+    assert lines[3] in (  # the clock may tick between the two readings
+        "Last compaction: 3m 05s ago (182k → 31.4k)",
+        "Last compaction: 3m 06s ago (182k → 31.4k)",
+    )
+    assert lines[4:] == [
+        "Compaction failed: HTTP 503 from 127.0.0.1: down (history intact)",
         "Usage, this session: 800 in (0 cached) · 95 out",
     ]
+    estimated = msgspec.structs.replace(busy, context_is_reported=False, context_tokens=1_500)
+    small = commands.context_line(estimated, CONFIG.models["main"], 115_200)
+    assert small == "Context: 1.5k / 128k tokens (1 %) · compacts at 115.2k · ≈"
 
 
 @pytest.mark.parametrize(
@@ -130,7 +149,8 @@ def test_status_of_a_running_session_shows_its_time_activity_and_usage():
     ],
 )
 def test_status_session_and_state_lines(fields, session, state_line):
-    assert commands.session_lines(SESSION, answer(**fields), 128_000) == [session, state_line]
+    lines = commands.session_lines(SESSION, answer(**fields), CONFIG.models["main"], CONFIG)
+    assert lines == [session, state_line]
 
 
 def test_usage_counts_every_prompt_token_and_shows_the_cached_part():

@@ -115,6 +115,14 @@ def test_a_missing_variable_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
             "config: models.m.selectable: expected `bool`, got `str`",
         ),
         (
+            MODEL + "[compaction]\nmodel='summarizer'\n",
+            "config: compaction.model: 'summarizer' is not a configured model",
+        ),
+        (
+            MODEL + "[compaction]\ntrigger_ratio=1.5\n",
+            "config: compaction.trigger_ratio: expected `float` <= 1",
+        ),
+        (
             MODEL + "auth_file=''\n",
             "config: models.m.auth_file: expected `str` of length >= 1",
         ),

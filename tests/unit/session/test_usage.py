@@ -4,8 +4,8 @@ import msgspec
 import pytest
 
 from services.session import usage
-from shared.ids import TurnId
-from shared.messages.history import AssistantMessage, Usage, summed
+from shared.ids import SessionId, TurnId
+from shared.messages.history import AssistantMessage, Compacted, Usage, summed
 from shared.model_config import PricesConfig
 
 PRICES = PricesConfig(input=3.0, cached_input=0.3, cache_write=3.75, output=15.0)
@@ -49,7 +49,7 @@ def test_sums_add_the_known_costs_and_stay_unknown_without_any():
     assert summed([]) == Usage()
 
 
-def test_a_turns_usage_and_the_context_the_last_call_held():
+def test_a_turns_usage_and_the_sessions():
     def said(turn: str, used: Usage) -> AssistantMessage:
         return AssistantMessage(turn_id=TurnId(turn), text="x", model="m", usage=used)
 
@@ -63,10 +63,25 @@ def test_a_turns_usage_and_the_context_the_last_call_held():
         input=230, cache_read=300, cache_write=5, output=27
     )
     assert usage.of_history(events).cost == 0.1
-    assert usage.context_tokens(events) == 30 + 250 + 5 + 7
-    assert usage.context_tokens([]) == 0
 
 
 def test_prices_are_checked_like_every_config_table():
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"input": -1, "output": 1}, PricesConfig)
+
+
+def test_a_sessions_usage_includes_what_a_compaction_folded_in():
+    folded = Compacted(
+        session_id=SessionId("s1"),
+        number=1,
+        summary="## Goal",
+        tail_from_seq=9,
+        turns=3,
+        usage=Usage(input=1_000, output=100, cost=0.25),
+    )
+    later = AssistantMessage(
+        turn_id=TurnId("t4"), text="x", model="m", usage=Usage(input=10, cost=0.01)
+    )
+
+    assert usage.of_history([folded, later]) == Usage(input=1_010, output=100, cost=0.26)
+    assert usage.of_history([folded, later], "t4") == Usage(input=10, cost=0.01)
