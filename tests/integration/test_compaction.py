@@ -3,6 +3,8 @@ fake chat completions API: long conversations keep answering, the summary reques
 §4.3 says, a context-length error compacts and retries, a failed summary leaves history intact."""
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from services.session import summary_request
 from services.session.service import run as run_session
@@ -19,7 +21,7 @@ from shared.messages.history import (
 )
 from shared.messages.session import CompactSession
 from tests.integration.test_session import OUT, SESSION, answer, config, handle, say, wake
-from tests.kit.llm_api import ChatRequest, http_error, llm_api, reply
+from tests.kit.llm_api import ChatRequest, OpenAIChatServer, Step, http_error, llm_api, reply
 from tests.kit.services import make_runtime, running
 from tests.kit.waiting import eventually_async
 
@@ -34,6 +36,22 @@ def small_window(base_url: str) -> dict[str, object]:
     model = settings["models"]["main"]  # type: ignore[index]
     model |= {"context_window": WINDOW, "max_output_tokens": MAX_OUTPUT}
     return settings
+
+
+@asynccontextmanager
+async def small_stack(
+    bus, workdir, nats_access, *steps: Step, always: Step | None = None, **tables: object
+) -> AsyncIterator[OpenAIChatServer]:
+    """The session and tools services on the small window, the fake model scripted with
+    `steps` (then answering `always`, if given)."""
+    async with llm_api(api_key="k") as llm:
+        llm.script(*steps)
+        if always is not None:
+            llm.always(always)
+        runtime = make_runtime(small_window(llm.base_url) | tables, workdir, nats_access)
+        await bus.watch(OUT)
+        async with running(runtime, run_session, run_tools):
+            yield llm
 
 
 def is_summary_call(request: ChatRequest) -> bool:
@@ -52,15 +70,11 @@ def words(n: int) -> str:
 
 
 async def test_a_conversation_far_past_the_window_keeps_answering(bus, workdir, nats_access):
-    async with llm_api(api_key="k") as llm:
-        llm.always(reply(SUMMARY))  # every answer, summaries included
-        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            for n in range(1, 51):
-                await say(bus, f"message {n}: {words(60)}", n)
-                final = await answer(bus)
-                assert final.text == SUMMARY, f"turn {n}: {final.text}"
+    async with small_stack(bus, workdir, nats_access, always=reply(SUMMARY)) as llm:
+        for n in range(1, 51):  # every answer is the summary, summaries' included
+            await say(bus, f"message {n}: {words(60)}", n)
+            final = await answer(bus)
+            assert final.text == SUMMARY, f"turn {n}: {final.text}"
 
     events = await stored(bus)
     compactions = [e for e in events if isinstance(e, Compacted)]
@@ -77,14 +91,10 @@ async def test_a_conversation_far_past_the_window_keeps_answering(bus, workdir, 
 
 
 async def test_the_summary_request_is_what_spec_4_3_says(bus, workdir, nats_access):
-    async with llm_api(api_key="k") as llm:
-        llm.always(reply(SUMMARY))
-        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            for n in range(1, 16):
-                await say(bus, f"message {n}: {words(60)}", n)
-                await answer(bus)
+    async with small_stack(bus, workdir, nats_access, always=reply(SUMMARY)) as llm:
+        for n in range(1, 16):
+            await say(bus, f"message {n}: {words(60)}", n)
+            await answer(bus)
 
     summaries = [r for r in llm.requests if is_summary_call(r)]
     assert summaries
@@ -116,15 +126,11 @@ async def test_the_summary_request_is_what_spec_4_3_says(bus, workdir, nats_acce
 
 async def test_a_context_length_error_compacts_and_retries_the_call(bus, workdir, nats_access):
     too_long = http_error(400, "This model's maximum context length is 3000 tokens.")
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("one"), reply("two"), reply("three"), too_long, reply(SUMMARY))
-        llm.always(reply("four"))
-        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            for n, expected in enumerate(("one", "two", "three", "four"), 1):
-                await say(bus, f"message {n}: {words(180)}", n)  # about 360 tokens each
-                assert (await answer(bus)).text == expected
+    steps = (reply("one"), reply("two"), reply("three"), too_long, reply(SUMMARY))
+    async with small_stack(bus, workdir, nats_access, *steps, always=reply("four")) as llm:
+        for n, expected in enumerate(("one", "two", "three", "four"), 1):
+            await say(bus, f"message {n}: {words(180)}", n)  # about 360 tokens each
+            assert (await answer(bus)).text == expected
 
     events = await stored(bus)
     [compacted] = [e for e in events if isinstance(e, Compacted)]
@@ -138,14 +144,11 @@ async def test_a_context_length_error_compacts_and_retries_the_call(bus, workdir
 async def test_a_failing_summary_leaves_history_intact_and_says_so(bus, workdir, nats_access):
     too_long = http_error(400, "prompt is too long: 4000 tokens > 3000 maximum")
     broken = http_error(503, "summaries are down")
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("one"), reply("two"), reply("three"), too_long, broken, broken)
-        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            for n in range(1, 5):
-                await say(bus, f"message {n}: {words(180)}", n)
-                last = await answer(bus)
+    steps = (reply("one"), reply("two"), reply("three"), too_long, broken, broken)
+    async with small_stack(bus, workdir, nats_access, *steps) as llm:
+        for n in range(1, 5):
+            await say(bus, f"message {n}: {words(180)}", n)
+            last = await answer(bus)
 
     assert last.text.startswith("⚠️ Automatic context compaction failed: HTTP 503")
     assert last.text.endswith("Send /continue to retry, or /new to start fresh.")
@@ -178,16 +181,13 @@ async def ask_to_compact(bus, seq: int) -> list[str]:
 async def test_compact_on_demand_says_what_it_did_and_nothing_when_there_is_nothing(
     bus, workdir, nats_access
 ):
-    async with llm_api(api_key="k") as llm:
-        llm.script(reply("one"), reply("two"), reply("three"), reply(SUMMARY))
-        runtime = make_runtime(small_window(llm.base_url), workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            assert await ask_to_compact(bus, 1) == ["🗜️ Compacting…", "Nothing to compact yet."]
-            for n in range(2, 5):
-                await say(bus, f"message {n}: {words(180)}", n)
-                await answer(bus)
-            *_, started, done = await ask_to_compact(bus, 5)
+    steps = (reply("one"), reply("two"), reply("three"), reply(SUMMARY))
+    async with small_stack(bus, workdir, nats_access, *steps):
+        assert await ask_to_compact(bus, 1) == ["🗜️ Compacting…", "Nothing to compact yet."]
+        for n in range(2, 5):
+            await say(bus, f"message {n}: {words(180)}", n)
+            await answer(bus)
+        *_, started, done = await ask_to_compact(bus, 5)
 
     assert started == "🗜️ Compacting…"
     [compacted] = [e for e in await stored(bus) if isinstance(e, Compacted)]
@@ -201,30 +201,29 @@ async def test_compact_on_demand_says_what_it_did_and_nothing_when_there_is_noth
 async def test_a_session_left_idle_with_a_full_window_compacts_in_the_background(
     bus, workdir, nats_access
 ):
-    async with llm_api(api_key="k") as llm:
-        llm.script(*[reply(f"answer {n}") for n in range(1, 5)], reply(SUMMARY), reply("five"))
-        llm.always(reply(SUMMARY))  # a later idle compaction, if the test is still running
-        settings = small_window(llm.base_url)
-        settings["compaction"] = {"idle_after_s": 0.2}  # a compressed clock
-        runtime = make_runtime(settings, workdir, nats_access)
-        await bus.watch(OUT)
-        async with running(runtime, run_session, run_tools):
-            for n in range(1, 5):  # about 1,500 tokens: half the window
-                await say(bus, f"message {n}: {words(180)}", n)
-                await answer(bus)
+    steps = (*[reply(f"answer {n}") for n in range(1, 5)], reply(SUMMARY), reply("five"))
+    quick = {"idle_after_s": 0.2}  # a compressed clock
+    # `always`: a later idle compaction, if the test still runs then
+    async with small_stack(
+        bus, workdir, nats_access, *steps, always=reply(SUMMARY), compaction=quick
+    ) as llm:
+        for n in range(1, 5):  # about 1,500 tokens: half the window
+            await say(bus, f"message {n}: {words(180)}", n)
+            await answer(bus)
 
-            async def compacted() -> Compacted | None:
-                found = [e for e in await stored(bus) if isinstance(e, Compacted)]
-                return found[0] if found else None
+        async def compacted() -> Compacted | None:
+            found = [e for e in await stored(bus) if isinstance(e, Compacted)]
+            return found[0] if found else None
 
-            idle = await eventually_async(compacted, timeout_s=10, what="an idle compaction")
-            await say(bus, "message 5", 5)
-            final = await answer(bus)
+        idle = await eventually_async(compacted, timeout_s=10, what="an idle compaction")
+        await say(bus, "message 5", 5)
+        final = await answer(bus)
 
     assert idle.reason == "idle"
     assert idle.turn_id is None
     assert final.text == "five"
-    assert llm.requests[-1].messages[1].text.startswith(COMPRESSION_TAG)  # from the summary on
+    fifth = [r for r in llm.requests if not is_summary_call(r)][-1]
+    assert fifth.messages[1].text.startswith(COMPRESSION_TAG)  # from the summary on
 
 
 async def test_a_rebuild_after_compaction_sends_what_the_model_was_last_sent(
