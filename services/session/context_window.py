@@ -47,9 +47,26 @@ class Window:
         reported = used.input + used.cache_read + used.cache_write
         if reported <= 0:
             return
-        estimated = tokens.request_tokens(request, self.config.models[model_name])
+        estimated = self.unscaled(request, model_name)
         calibration = self.calibrations.get(model_name, tokens.Calibration())
         self.calibrations[model_name] = calibration.updated(reported, estimated)
+
+    def unscaled(self, request: ModelRequest, model_name: str) -> int:
+        """`tokens.request_tokens` of `request`, its held events counted once each (they are
+        only ever appended to; a compaction starts the count again)."""
+        model = self.config.models[model_name]
+        events = self.history.events
+        done, total = self.history.counted.get(model_name, (0, 0))
+        if done > len(events):
+            done, total = 0, 0
+        total += sum(tokens.event_tokens(event, model, request.media) for event in events[done:])
+        self.history.counted[model_name] = (len(events), total)
+        per = model.chars_per_token
+        fixed = tokens.text_tokens(request.system_prompt, per)
+        fixed += sum(tokens.tool_tokens(tool) for tool in request.tools)
+        if request.notice is not None:
+            fixed += tokens.PER_MESSAGE + tokens.text_tokens(request.notice, per)
+        return fixed + total
 
     async def fit(self, job: Job, request: ModelRequest) -> bool:
         """Compact first if the request reaches the limit (up to 3 passes, the tail halving);

@@ -50,6 +50,8 @@ class History:
         self.seqs: list[int] = []  # each event's stream sequence (0: unknown), beside `events`
         self.last_seq = last_seq  # the stream sequence of the subject's last message
         self.appended = 0  # this writer's appends: their msg ids never repeat
+        # Per model: how many of the held events are counted, and their tokens (`context_window`).
+        self.counted: dict[str, tuple[int, int]] = {}
         self.bad_seqs = bad_seqs or []  # events that cannot be decoded: the session is broken
         self.writer = new_id("w")
         self.guard: Callable[[], Awaitable[None]] = _unguarded  # the owner's lease check
@@ -84,6 +86,7 @@ class History:
     def _add(self, seq: int, event: HistoryEvent) -> None:
         self._align()
         if isinstance(event, Compacted):  # the model's view restarts: summary, tail, the rest
+            self.counted.clear()  # the folded events are let go
             kept = [
                 (s, e)
                 for s, e in zip(self.seqs, self.events, strict=True)

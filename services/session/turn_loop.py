@@ -171,10 +171,10 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
     """One model call, the history compacted first when it reaches the limit, and compacted
     again (the tail halving) while the provider says it is too long (SPEC §4.2, §4.4)."""
     window = turn.window
-    if window is not None:
-        await _compacting(turn, window.fit(turn.job("threshold"), _request(turn, tools, notice)))
-    for passes in range(1, compaction.MAX_PASSES + 2):
+    request = _request(turn, tools, notice)
+    if window is not None and await _compacting(turn, window.fit(turn.job("threshold"), request)):
         request = _request(turn, tools, notice)
+    for passes in range(1, compaction.MAX_PASSES + 2):
         call = turn.models.complete(request, _streamed, turn.media)
         try:
             answered = await tool_batch.until_cancelled(turn.running.cancel, call)
@@ -183,6 +183,7 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
                 raise
             if not await _compacting(turn, window.shrink(turn.job("context_length"), passes)):
                 raise
+            request = _request(turn, tools, notice)
             continue
         if window is not None:
             window.learn(answered.model_name, request, answered.reply)

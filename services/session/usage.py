@@ -9,7 +9,14 @@ from shared import bus, subjects
 from shared.ids import SessionId, TurnId
 from shared.messages.contract import Chat
 from shared.messages.events import ModelUsed
-from shared.messages.history import AssistantMessage, Compacted, HistoryEvent, Usage, summed
+from shared.messages.history import (
+    AssistantMessage,
+    Compacted,
+    HistoryEvent,
+    TurnStarted,
+    Usage,
+    summed,
+)
 from shared.model_config import PricesConfig
 
 PER_TOKENS = 1_000_000  # prices are USD per million tokens
@@ -41,15 +48,25 @@ def priced(usage: Usage, prices: PricesConfig | None) -> Usage:
 def of_history(events: Sequence[HistoryEvent], turn_id: str | None = None) -> Usage:
     """Every model call's usage in `events` (of one turn, when `turn_id` is given); a session's
     total includes the calls a compaction folded in."""
-    calls = [
-        event.usage
-        for event in events
-        if isinstance(event, AssistantMessage) and (turn_id is None or event.turn_id == turn_id)
-    ]
+    if turn_id is not None:
+        return summed(call.usage for call in turn_calls(events, turn_id))
+    calls = [event.usage for event in events if isinstance(event, AssistantMessage)]
     first = events[0] if events else None
-    if turn_id is None and isinstance(first, Compacted):
+    if isinstance(first, Compacted):
         calls.insert(0, first.usage)
     return summed(calls)
+
+
+def turn_calls(events: Sequence[HistoryEvent], turn_id: str) -> list[AssistantMessage]:
+    """The turn's model calls, read from the end back to its start."""
+    calls: list[AssistantMessage] = []
+    for event in reversed(events):
+        if isinstance(event, TurnStarted) and event.turn_id == turn_id:
+            break
+        if isinstance(event, AssistantMessage) and event.turn_id == turn_id:
+            calls.append(event)
+    calls.reverse()
+    return calls
 
 
 async def report(
@@ -65,7 +82,7 @@ async def report(
     crash tells its calls again under the same ids, which the stream's dedupe window drops."""
     at = datetime.now(UTC)
     subject = subjects.usage_event(chat.conversation_id)
-    calls = [e for e in events if isinstance(e, AssistantMessage) and e.turn_id == turn_id]
+    calls = turn_calls(events, turn_id)
     for number, event in enumerate(calls):
         fact = ModelUsed(
             conversation_id=chat.conversation_id,
