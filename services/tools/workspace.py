@@ -17,6 +17,8 @@ from shared.sandbox import SandboxMode, resolve
 HOME_DIR = ".stellaclaw/home"  # the sandboxed $HOME
 WORKSPACES_DIR = "workspaces"
 SHARED_DIR = "shared"  # `<workdir>/shared`, linked into every workspace under this name
+MAX_PATH_BYTES = 4096  # Linux's PATH_MAX
+MAX_NAME_BYTES = 255  # NAME_MAX
 
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,8 +61,18 @@ def prepare(request: RunTool, workdir: Path, host: SandboxHost) -> ToolCall:
 
 def confine(call: ToolCall, path: str, *, is_read: bool = False) -> Path:
     """The absolute path `path` names (relative to the workspace), if the rule allows it: the
-    workspace and the shared dir, the software dir for reading; any path in `disabled` mode."""
-    resolved = (call.root / path).resolve()
+    workspace and the shared dir, the software dir for reading; any path in `disabled` mode.
+    A path no file system takes (a NUL byte, over PATH_MAX) is the model's bad argument."""
+    if "\0" in path:
+        raise ToolError("invalid_arguments", "the path contains a NUL byte")
+    if len(path.encode(errors="surrogateescape")) > MAX_PATH_BYTES:
+        raise ToolError("invalid_arguments", f"the path is longer than {MAX_PATH_BYTES:,} bytes")
+    if any(len(part.encode(errors="surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")):
+        raise ToolError("invalid_arguments", f"a name in the path is over {MAX_NAME_BYTES} bytes")
+    try:
+        resolved = (call.root / path).resolve()
+    except (OSError, RuntimeError) as exc:  # a name over NAME_MAX, a symlink loop
+        raise ToolError("invalid_arguments", f"cannot resolve the path {path!r}: {exc}") from None
     if call.mode == "disabled":
         return resolved
     allowed = [call.root, call.shared]

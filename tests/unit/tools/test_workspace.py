@@ -51,3 +51,26 @@ def test_a_workspace_outside_the_workdirs_workspaces_is_refused(workdir, path):
         workspace.prepare(request, workdir, UNPROBED)
     assert caught.value.kind == "unavailable"
     assert not (workdir / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("notes/a\0.txt", "^the path contains a NUL byte$"),
+        ("a/" * 2_100, "^the path is longer than 4,096 bytes$"),
+        ("notes/" + "n" * 300, "^a name in the path is over 255 bytes$"),
+    ],
+)
+def test_a_path_no_file_system_takes_is_a_clear_argument_error(workdir, path, message):
+    call = tool_call(workdir)
+    with pytest.raises(ToolError, match=message) as caught:
+        confine(call, path)
+    assert caught.value.kind == "invalid_arguments"
+
+
+def test_a_symlink_loop_is_a_clear_argument_error(workdir):
+    call = tool_call(workdir)
+    (call.root / "loop").symlink_to(call.root / "loop")
+    with pytest.raises(ToolError, match=r"^cannot resolve the path 'loop/x'") as caught:
+        confine(call, "loop/x")
+    assert caught.value.kind == "invalid_arguments"
