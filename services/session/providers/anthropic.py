@@ -18,6 +18,7 @@ import msgspec
 from services.session.providers import anthropic_stream, content_parts, file_uploads, http_stream
 from services.session.providers.anthropic_stream import ERROR_BODY
 from services.session.providers.openai_chat import (
+    BOOKKEEPING,
     cache_marker,
     call_ids_on_wire,
 )
@@ -81,6 +82,8 @@ def to_messages(
     messages: list[Message] = []
     wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
+        if type(event) in BOOKKEEPING:  # half of a long history: the cheapest test first
+            continue
         match event:
             case UserMessage():
                 _add(messages, "user", content_parts.anthropic_blocks(event, media or {}))

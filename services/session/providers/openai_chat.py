@@ -41,6 +41,7 @@ from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig
 
 OPENROUTER_HOST = "openrouter.ai"
+BOOKKEEPING = frozenset({SessionStarted, TurnStarted, TurnFinished})  # not conversation
 
 
 # --- the wire: what the stream carries (unknown fields are ignored) --------------------------
@@ -120,14 +121,18 @@ def to_messages(
     messages: list[dict[str, object]] = [{"role": "system", "content": system_prompt}]
     wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
+        if type(event) in BOOKKEEPING:  # half of a long history: the cheapest test first
+            continue
+        if isinstance(event, AssistantMessage) and not event.tool_calls:
+            if event.text.strip():  # nothing said: providers refuse an empty assistant message
+                messages.append({"role": "assistant", "content": event.text})
+            continue
         match event:
             case UserMessage():
                 content = content_parts.chat_content(event, media or {})
                 messages.append({"role": "user", "content": content})
             case Notice() | Compacted():  # the summary of what was compacted, too
                 messages.append({"role": "user", "content": event.text})
-            case AssistantMessage() if not event.tool_calls and not event.text.strip():
-                pass  # nothing said; providers refuse an empty assistant message
             case AssistantMessage():
                 wire_ids = call_ids_on_wire(event.tool_calls)
                 messages.append(_assistant(event, wire_ids))

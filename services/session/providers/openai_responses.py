@@ -16,6 +16,7 @@ import msgspec
 
 from services.session.providers import content_parts, http_stream, responses_stream
 from services.session.providers.openai_chat import (
+    BOOKKEEPING,
     OPENROUTER_HOST,
     cache_marker,
     error_text,
@@ -64,6 +65,8 @@ def to_input(
     items: list[dict[str, object]] = []
     wire_ids: dict[str, str] = {}  # the nearest assistant's calls: our call id → the wire's
     for event in history:
+        if type(event) in BOOKKEEPING:  # half of a long history: the cheapest test first
+            continue
         match event:
             case UserMessage():
                 content = content_parts.responses_content(event, media or {})
