@@ -11,7 +11,12 @@ from typing import TypeVar
 
 import msgspec
 
+from services.tools.builtin.edit import EditArgs, edit
 from services.tools.builtin.file_read import FileReadArgs, file_read
+from services.tools.builtin.file_write import FileWriteArgs, file_write
+from services.tools.builtin.glob_files import GlobArgs, glob
+from services.tools.builtin.grep_files import GrepArgs, grep
+from services.tools.builtin.listing import LsArgs, ls
 from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
 from services.tools.results import Result, ToolError
 from services.tools.workspace import ToolCall
@@ -84,6 +89,36 @@ TOOLS: dict[str, Tool] = {
             name="file_read",
             arguments=FileReadArgs,
             invoke=bind(FileReadArgs, file_read),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="file_write",
+            arguments=FileWriteArgs,
+            invoke=bind(FileWriteArgs, file_write),
+            traits=ToolTraits(mode="immediate", is_serial=True, is_idempotent=False),
+        ),
+        Tool(
+            name="edit",
+            arguments=EditArgs,
+            invoke=bind(EditArgs, edit),
+            traits=ToolTraits(mode="immediate", is_serial=True, is_idempotent=False),
+        ),
+        Tool(
+            name="grep",
+            arguments=GrepArgs,
+            invoke=bind(GrepArgs, grep),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="glob",
+            arguments=GlobArgs,
+            invoke=bind(GlobArgs, glob),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="ls",
+            arguments=LsArgs,
+            invoke=bind(LsArgs, ls),
             traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
         ),
         Tool(

@@ -17,8 +17,8 @@ USER = 6301
 SESSION = f"tg_{USER}_fg1"
 HOLD_S = 60.0  # the summary call the session dies in
 RECOVERY_S = 60.0
-TOO_LONG = http_error(400, "This model's maximum context length is 3000 tokens.")
-SMALL_WINDOW = 'model = "gpt-e2e"\ncontext_window = 3000\nmax_output_tokens = 500\n'
+TOO_LONG = http_error(400, "This model's maximum context length is 6000 tokens.")
+SMALL_WINDOW = 'model = "gpt-e2e"\ncontext_window = 6000\nmax_output_tokens = 500\n'
 
 
 async def stored(running: sc_stack.Stack) -> list[HistoryEvent]:

@@ -114,13 +114,22 @@ async def test_the_catalog_request_is_answered(bus, runtime):
             subjects.tool_catalog("local"), msgspec.json.encode(ListTools()), timeout=5
         )
     catalog = CATALOG_REPLY.decode(reply.data)
-    assert [spec.name for spec in catalog.tools] == ["file_read", "shell"]
-    shell = msgspec.json.decode(catalog.tools[1].parameters)
+    assert [spec.name for spec in catalog.tools] == [
+        "file_read",
+        "file_write",
+        "edit",
+        "grep",
+        "glob",
+        "ls",
+        "shell",
+    ]
+    shell = msgspec.json.decode(catalog.tools[-1].parameters)
     assert shell["type"] == "object"
     assert shell["required"] == ["command"]
     traits = {spec.name: spec.traits for spec in catalog.tools}  # the session plans batches by them
     assert traits["shell"] == ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False)
     assert traits["file_read"] == ToolTraits(mode="immediate", is_serial=False, is_idempotent=True)
+    assert traits["edit"] == ToolTraits(mode="immediate", is_serial=True, is_idempotent=False)
 
 
 async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
@@ -181,3 +190,31 @@ async def test_a_cancel_request_ends_a_running_call_and_its_process_group(bus, r
     answered = CALL_CANCELLED.decode(reply.data)
     assert (answered.call_id, answered.runner_id) == ("c_long", finished.runner_id)
     assert finished.result == ToolFailed(error_kind="cancelled", error="cancelled by user")
+
+
+async def test_files_are_written_edited_searched_and_listed_through_the_bus(bus, runtime, workdir):
+    async with running(runtime, run):
+        wrote = await call(
+            bus, run_tool("file_write", {"file_path": "src/app.py", "content": "x = 1\n"}, call="w")
+        )
+        edited = await call(
+            bus,
+            run_tool(
+                "edit",
+                {"file_path": "src/app.py", "old_text": "x = 1", "new_text": "x = 2"},
+                call="e",
+            ),
+        )
+        found = await call(bus, run_tool("grep", {"pattern": "x = 2"}, call="g"))
+        listed = await call(bus, run_tool("ls", {"path": "src"}, call="l"))
+        refused = await call(
+            bus, run_tool("file_write", {"file_path": "a\u0000b", "content": ""}, call="n")
+        )
+
+    assert output(wrote)["created"] is True
+    assert output(edited)["replacements"] == 1
+    assert (workdir / "workspaces" / "tg_1" / "src" / "app.py").read_text() == "x = 2\n"
+    assert output(found)["filenames"] == ["src/app.py"]
+    assert "app.py" in str(output(listed)["tree"])
+    assert isinstance(refused.result, ToolFailed)  # the runner answers and stays healthy
+    assert refused.result.error_kind == "invalid_arguments"

@@ -92,4 +92,12 @@ def test_nested_structs_are_inlined_too():
 def test_the_catalog_crosses_the_wire_intact():
     sent = msgspec.json.encode(ToolCatalog(tools=catalog.specs()))
     received = CATALOG_REPLY.decode(sent)
-    assert [spec.name for spec in received.tools] == ["file_read", "shell"]
+    assert [spec.name for spec in received.tools] == [
+        "file_read",
+        "file_write",
+        "edit",
+        "grep",
+        "glob",
+        "ls",
+        "shell",
+    ]
