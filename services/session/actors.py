@@ -181,13 +181,26 @@ class ActorPool:
 
 
 async def catalog(conn: bus.Connection, pool: str) -> ToolCatalog:
-    """The tool catalog from any runner of the pool (core request/reply)."""
-    try:
-        reply = await conn.nc.request(
-            subjects.tool_catalog(pool), bus.encode(ListTools()), timeout=CATALOG_TIMEOUT_S
-        )
-    except (NoRespondersError, TimeoutError) as exc:
-        raise TimeoutError(f"no runner of pool {pool!r} answered: {exc!r}") from exc
+    """The tool catalog from any runner of the pool (core request/reply). No runner listening
+    yet (a stack starting, a runner restarting) is asked again for CATALOG_TIMEOUT_S in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CATALOG_TIMEOUT_S
+    pause_s = 0.05
+    while True:
+        try:
+            reply = await conn.nc.request(
+                subjects.tool_catalog(pool),
+                bus.encode(ListTools()),
+                timeout=max(0.1, deadline - loop.time()),
+            )
+            break
+        except NoRespondersError as exc:
+            if loop.time() + pause_s >= deadline:
+                raise TimeoutError(f"no runner of pool {pool!r} answered: {exc!r}") from exc
+            await asyncio.sleep(pause_s)  # a runner that is starting subscribes soon
+            pause_s = min(1.0, pause_s * 2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"no runner of pool {pool!r} answered: {exc!r}") from exc
     found = await bus.decoded(conn, CATALOG_REPLY, reply.data, subjects.tool_catalog(pool))
     if found is None:
         raise TimeoutError(f"the runner of pool {pool!r} answered with a malformed catalog")
