@@ -127,7 +127,7 @@ async def compact(
         sandbox=prompt.current_sandbox(events[:cut]),
         turn_id=job.turn_id,
         opened=_opened(events[:cut], job.turn_id),
-        rounds=_rounds(events[:cut], job.turn_id),
+        rounds=history_store.rounds_run(events[:cut], job.turn_id),
         tokens_before=before,
         reason=job.reason,  # type: ignore[arg-type]
         at=datetime.now(UTC),
@@ -208,11 +208,3 @@ def _opened(folded: Sequence[HistoryEvent], turn_id: TurnId | None) -> TurnStart
         if isinstance(event, Compacted) and event.opened and event.opened.turn_id == turn_id:
             return event.opened
     return None
-
-
-def _rounds(folded: Sequence[HistoryEvent], turn_id: TurnId | None) -> int:
-    if turn_id is None:
-        return 0
-    first = folded[0] if folded else None
-    before = first.rounds if isinstance(first, Compacted) and first.turn_id == turn_id else 0
-    return before + sum(isinstance(e, ToolResults) and e.turn_id == turn_id for e in folded)

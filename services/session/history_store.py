@@ -20,7 +20,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from shared import bus, subjects
 from shared.errors import TransientError
 from shared.ids import SessionId, new_id
-from shared.messages.history import HISTORY, Compacted, HistoryEvent, TurnStarted
+from shared.messages.history import HISTORY, Compacted, HistoryEvent, ToolResults, TurnStarted
 
 WRONG_LAST_SEQUENCE = 10071
 
@@ -122,6 +122,15 @@ def turns_started(events: Sequence[HistoryEvent]) -> int:
     first = events[0] if events else None
     before = first.turns if isinstance(first, Compacted) else 0
     return before + sum(isinstance(e, TurnStarted) for e in events)
+
+
+def rounds_run(events: Sequence[HistoryEvent], turn_id: str | None) -> int:
+    """The tool batches turn `turn_id` has run, those a compaction folded in included."""
+    if turn_id is None:
+        return 0
+    first = events[0] if events else None
+    before = first.rounds if isinstance(first, Compacted) and first.turn_id == turn_id else 0
+    return before + sum(isinstance(e, ToolResults) and e.turn_id == turn_id for e in events)
 
 
 def inputs_through(events: Sequence[HistoryEvent]) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from services.session import answers, compaction, history_repair, tool_batch
+from services.session import answers, compaction, history_repair, history_store, tool_batch
 from services.session.compaction import Job
 from services.session.context_window import Window
 from services.session.history_store import History
@@ -23,7 +23,6 @@ from services.session.tool_results import Results
 from shared.ids import ToolCallId, TurnId
 from shared.messages.history import (
     AssistantMessage,
-    Compacted,
     ToolCall,
     ToolResult,
     ToolResults,
@@ -142,10 +141,7 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
 def _rounds_so_far(turn: Turn) -> int:
     """The batches this turn already ran (a turn resumed after a restart keeps its count, and
     its call ids stay unique, also when a compaction folded some of them in)."""
-    events = turn.history.events
-    first = events[0] if events else None
-    folded = first.rounds if isinstance(first, Compacted) and first.turn_id == turn.turn_id else 0
-    return folded + sum(isinstance(e, ToolResults) and e.turn_id == turn.turn_id for e in events)
+    return history_store.rounds_run(turn.history.events, turn.turn_id)
 
 
 async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, ToolTraits]) -> None:

@@ -30,7 +30,7 @@ from services.session.providers.http_stream import (
     retry_after_header,
 )
 from services.session.providers.openai_chat import WireError, error_text, wire_error_message
-from services.session.providers.openai_responses import cache_key, to_input
+from services.session.providers.openai_responses import cache_key, session_and_count, to_input
 from services.session.providers.protocol import (
     AuthError,
     ModelReply,
@@ -40,7 +40,7 @@ from services.session.providers.protocol import (
     classified,
 )
 from services.session.providers.responses_stream import EVENT, Assembly
-from shared.messages.history import Compacted, HistoryEvent, SessionStarted
+from shared.messages.history import HistoryEvent
 from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig, ReasoningConfig
 
@@ -119,11 +119,8 @@ def _function(spec: ToolSpec) -> dict[str, object]:
 
 def session_of(history: Sequence[HistoryEvent]) -> str:
     """The session id Codex groups calls by; a fresh one for a history without a session."""
-    first = history[0] if history else None
-    if isinstance(first, Compacted):
-        return first.session_id
-    started = next((e for e in history if isinstance(e, SessionStarted)), None)
-    return started.session_id if started is not None else str(uuid.uuid4())
+    found = session_and_count(history)
+    return found[0] if found is not None else str(uuid.uuid4())
 
 
 def socket_url(base_url: str) -> str:

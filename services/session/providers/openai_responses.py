@@ -131,13 +131,19 @@ def _assistant(event: AssistantMessage, wire_ids: dict[str, str]) -> list[dict[s
 
 
 def cache_key(history: Sequence[HistoryEvent]) -> str | None:
-    """SPEC §7.4: `<session>:<compaction count>` (the history starts at its session's start or
-    at its last compaction); None for a history with neither."""
+    """SPEC §7.4: `<session>:<compaction count>`; None for a history that names no session."""
+    found = session_and_count(history)
+    return f"{found[0]}:{found[1]}" if found is not None else None
+
+
+def session_and_count(history: Sequence[HistoryEvent]) -> tuple[str, int] | None:
+    """The session a history belongs to and how many compactions it has had (the history starts
+    at its session's start or at its last compaction); None for a history with neither."""
     first = history[0] if history else None
     if isinstance(first, Compacted):
-        return f"{first.session_id}:{first.number}"
+        return first.session_id, first.number
     started = next((e for e in history if isinstance(e, SessionStarted)), None)
-    return f"{started.session_id}:0" if started is not None else None
+    return (started.session_id, 0) if started is not None else None
 
 
 def request_body(model: ModelConfig, request: ModelRequest) -> dict[str, object]:
