@@ -30,7 +30,12 @@ from services.session.providers.http_stream import (
     retry_after_header,
 )
 from services.session.providers.openai_chat import WireError, error_text, wire_error_message
-from services.session.providers.openai_responses import cache_key, session_and_count, to_input
+from services.session.providers.openai_responses import (
+    cache_key,
+    function_tool,
+    session_and_count,
+    to_input,
+)
 from services.session.providers.protocol import (
     AuthError,
     ModelReply,
@@ -41,7 +46,6 @@ from services.session.providers.protocol import (
 )
 from services.session.providers.responses_stream import EVENT, Assembly
 from shared.messages.history import HistoryEvent
-from shared.messages.tools import ToolSpec
 from shared.model_config import ModelConfig, ReasoningConfig
 
 BETA = "responses_websockets=2026-02-06"
@@ -89,7 +93,7 @@ def request_frame(model: ModelConfig, request: ModelRequest) -> dict[str, object
         "model": model.model,
         "instructions": request.system_prompt,
         "input": to_input(request.history, request.notice, provider="codex", media=request.media),
-        "tools": [_function(spec) for spec in request.tools],
+        "tools": [function_tool(spec) for spec in request.tools],
         "tool_choice": "auto",
         "parallel_tool_calls": True,
         "reasoning": {
@@ -106,15 +110,6 @@ def request_frame(model: ModelConfig, request: ModelRequest) -> dict[str, object
     if model.service_tier != "default":
         frame["service_tier"] = model.service_tier
     return frame
-
-
-def _function(spec: ToolSpec) -> dict[str, object]:
-    return {
-        "type": "function",
-        "name": spec.name,
-        "description": spec.description,
-        "parameters": spec.parameters,
-    }
 
 
 def session_of(history: Sequence[HistoryEvent]) -> str:

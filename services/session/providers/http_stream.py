@@ -73,6 +73,15 @@ async def _post(
         raise ProviderError(f"connection to {host} failed: {type(exc).__name__} {exc}") from None
 
 
+def bearer_headers(model: ModelConfig) -> dict[str, str]:
+    """A JSON POST read as SSE, the model's extra headers, and its key as a Bearer token."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    headers |= model.headers
+    if model.api_key:
+        headers["Authorization"] = f"Bearer {model.api_key}"
+    return headers
+
+
 async def http_error(response: httpx.Response, host: str, error_text: ErrorText) -> ProviderError:
     raw = await response.aread()
     message, detail = error_text(raw)

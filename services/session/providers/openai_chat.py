@@ -243,10 +243,7 @@ async def complete(
 ) -> ModelReply:
     """One streamed chat completion; any failure is a ProviderError."""
     body = ENCODER.encode(request_body(model, messages, tools))
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    headers |= model.headers
-    if model.api_key:
-        headers["Authorization"] = f"Bearer {model.api_key}"
+    headers = http_stream.bearer_headers(model)
     host = httpx.URL(model.base_url).host
 
     async def read(response: httpx.Response) -> ModelReply:

@@ -183,10 +183,10 @@ def reasoning_fields(model: ModelConfig) -> dict[str, object]:
 def tools(specs: Sequence[ToolSpec], model: ModelConfig) -> list[dict[str, object]]:
     """The function tools, and the native web search when the model has it (SPEC §7.2)."""
     native: list[dict[str, object]] = [{"type": "web_search"}] if model.can("web_search") else []
-    return [*(_tool(spec) for spec in specs), *native]
+    return [*(function_tool(spec) for spec in specs), *native]
 
 
-def _tool(spec: ToolSpec) -> dict[str, object]:
+def function_tool(spec: ToolSpec) -> dict[str, object]:
     return {
         "type": "function",
         "name": spec.name,
@@ -205,10 +205,7 @@ class OpenAIResponses:
         self, http: httpx.AsyncClient, model: ModelConfig, request: ModelRequest, on_event: OnEvent
     ) -> ModelReply:
         body = ENCODER.encode(request_body(model, request))
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        headers |= model.headers
-        if model.api_key:
-            headers["Authorization"] = f"Bearer {model.api_key}"
+        headers = http_stream.bearer_headers(model)
         host = httpx.URL(model.base_url).host
 
         async def read(response: httpx.Response) -> ModelReply:
