@@ -25,6 +25,7 @@ from shared.model_config import (
     ModelConfig,
 )
 from shared.sandbox import SandboxSetting
+from shared.tools_config import ImagesConfig, SearchConfig, ToolsConfig
 
 CURRENT_VERSION = 1
 DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
@@ -140,6 +141,9 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     sandbox: SandboxConfig = SandboxConfig()
     bus: BusConfig = BusConfig()
     logging: LogConfig = LogConfig()
+    tools: ToolsConfig = ToolsConfig()
+    search: SearchConfig | None = None
+    images: ImagesConfig | None = None
 
 
 def load(path: Path, service: str | None = None) -> Config:
@@ -238,6 +242,7 @@ def secret_values(config: Config) -> list[str]:
     if config.telegram:
         found.append(config.telegram.bot_token)
     found += [value for value in (config.bus.password, config.bus.token) if value]
+    found += [table.api_key for table in (config.search, config.images) if table and table.api_key]
     for credentials in config.bus.services.values():
         found += [value for value in (credentials.password, credentials.token) if value]
     return [value for value in found if not variables.names_in(value)]

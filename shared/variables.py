@@ -17,6 +17,8 @@ from shared.errors import ConfigError
 SECRET_SECTIONS: Mapping[str, frozenset[str]] = {
     "telegram": frozenset({"ingress_telegram", "delivery"}),
     "models": frozenset({"session"}),
+    "search": frozenset({"tools"}),
+    "images": frozenset({"tools"}),
 }
 # What every child of the launcher gets besides the variables its own sections reference
 # (PYTHONPATH too: a child runs `python -m services.<name>` from wherever `up` found the code).

@@ -18,13 +18,14 @@ from services.tools.builtin.glob_files import GlobArgs, glob
 from services.tools.builtin.grep_files import GrepArgs, grep
 from services.tools.builtin.listing import LsArgs, ls
 from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
-from services.tools.results import Result, ToolError
+from services.tools.results import Attached, Result, ToolError
 from services.tools.workspace import ToolCall
 from shared.messages.tools import ToolSpec, ToolTraits
 
 A = TypeVar("A", bound=msgspec.Struct)
 Started = Callable[[float], Awaitable[None]]  # told the hard limit once the call really starts
-Invoke = Callable[[bytes, ToolCall, Started], Awaitable[Result]]
+Outcome = Result | Attached
+Invoke = Callable[[bytes, ToolCall, Started], Awaitable[Outcome]]
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 
 
@@ -37,13 +38,13 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
 
 def bind(
     kind: type[A],
-    run: Callable[[A, ToolCall], Awaitable[Result]],
+    run: Callable[[A, ToolCall], Awaitable[Outcome]],
     limit_s: Callable[[A], float] | None = None,
 ) -> Invoke:
     """Decode strictly into `kind`, then run; the hard limit is the request's or `limit_s`'s."""
     decoder = msgspec.json.Decoder(kind)
 
-    async def invoke(arguments: bytes, call: ToolCall, started: Started) -> Result:
+    async def invoke(arguments: bytes, call: ToolCall, started: Started) -> Outcome:
         args = decode(decoder, kind, arguments)
         hard_s = max(call.timeout_s, limit_s(args)) if limit_s else call.timeout_s
         # The announcement goes out as the tool starts, not before: its ack is not waited for

@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 
 from shared.errors import ModelBehaviorError
-from shared.messages.tools import ErrorKind
+from shared.messages.contract import Attachment
+from shared.messages.tools import ErrorKind, FileToSend
 
 MAX_RESULT_CHARS = 100_000
 MAX_ERROR_CHARS = 10_000
@@ -27,6 +28,14 @@ class ToolError(ModelBehaviorError):
 
 class Result(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of every tool's result object: compact JSON, absent optional fields left out."""
+
+
+class Attached(msgspec.Struct, frozen=True, kw_only=True):
+    """A result with files beside it: for the model to see (SPEC §8.3) or for the user."""
+
+    result: Result
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
+    sends: list[FileToSend] = msgspec.field(default_factory=list)
 
 
 def encode(result: Result) -> msgspec.Raw:

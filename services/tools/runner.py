@@ -108,6 +108,12 @@ async def outcome(
         return failed(exc.kind, str(exc))
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
         return failed("failed", f"{request.tool} failed: {exc}")
+    if isinstance(result, results.Attached):
+        return ToolSucceeded(
+            output=results.encode(result.result),
+            attachments=result.attachments,
+            sends=result.sends,
+        )
     return ToolSucceeded(output=results.encode(result))
 
 

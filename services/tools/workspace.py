@@ -5,10 +5,12 @@ tool touches resolves (symlinks followed) inside the workspace or the shared dir
 fails with `outside_workspace`.
 """
 
+import asyncio
 from pathlib import Path
 
 import msgspec
 
+from services.tools.context import RunnerContext
 from services.tools.results import ToolError
 from services.tools.sandbox.host import SandboxHost
 from shared.messages.tools import RunTool
@@ -31,9 +33,16 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float  # the hard limit the request set
     mode: SandboxMode  # how its commands run (the request's setting, `auto` resolved here)
     host: SandboxHost
+    runner: RunnerContext = msgspec.field(default_factory=RunnerContext)
+    position_in_batch: int = 1  # among the batch's calls of the same tool (SPEC §5.5 limits)
+    # Set when a follow-up or /cancel cuts an interruptible wait short (SPEC §5.0): the tool
+    # returns what it has, `interrupted: true`, and its work (a command, a download) goes on.
+    cut_short: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
 
 
-def prepare(request: RunTool, workdir: Path, host: SandboxHost) -> ToolCall:
+def prepare(
+    request: RunTool, workdir: Path, host: SandboxHost, runner: RunnerContext | None = None
+) -> ToolCall:
     """Resolve the request's workspace, creating it (and its `$HOME`) on first use."""
     shared = workdir / SHARED_DIR
     shared.mkdir(parents=True, exist_ok=True)
@@ -56,6 +65,8 @@ def prepare(request: RunTool, workdir: Path, host: SandboxHost) -> ToolCall:
         timeout_s=request.timeout_s,
         mode=resolve(request.sandbox, host.support).mode,
         host=host,
+        runner=runner or RunnerContext(),
+        position_in_batch=request.position_in_batch,
     )
 
 

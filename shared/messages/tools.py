@@ -38,6 +38,7 @@ class RunTool(BusMessage, frozen=True, kw_only=True, tag="run_tool"):
     workspace: Workspace
     timeout_s: float = 1800.0
     sandbox: SandboxSetting = "auto"  # the conversation's mode; the runner resolves `auto`
+    position_in_batch: int = 1  # among the batch's calls of this tool, 1-based (SPEC §5.5)
 
 
 class ToolStarted(BusMessage, frozen=True, kw_only=True, tag="tool_started"):
@@ -54,10 +55,23 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True, tag_field="outcome"
     """Base of a tool call's outcome: a value the model reads, never an exception."""
 
 
+SendAs = Literal["auto", "document", "photo", "audio", "voice", "video"]
+
+
+class FileToSend(Value, frozen=True, kw_only=True):
+    """A file a tool offers the user (`send_file`, generated images): stored in sc_files; the
+    session puts it on the conversation's outputs in order (SPEC §5.6)."""
+
+    attachment: Attachment
+    caption: str = ""  # Markdown
+    send_as: SendAs = "auto"
+
+
 class ToolSucceeded(ToolOutcome, frozen=True, kw_only=True, tag="succeeded"):
     output: msgspec.Raw  # the result object as compact JSON
     # Files the tool loaded for the model to see (SPEC §8.3), stored in sc_files.
     attachments: list[Attachment] = msgspec.field(default_factory=list)
+    sends: list[FileToSend] = msgspec.field(default_factory=list)  # files for the user
 
 
 class ToolFailed(ToolOutcome, frozen=True, kw_only=True, tag="failed"):

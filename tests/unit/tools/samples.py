@@ -60,3 +60,9 @@ def tool_call(
     """The call a tool sees for `run_tool(...)` in `workdir`, its workspace created."""
     request = in_mode(run_tool("file_read", {}, call=call, timeout_s=timeout_s), sandbox)
     return workspace.prepare(request, workdir, host)
+
+
+def host_with_software(software: Path) -> SandboxHost:
+    """An unprobed host whose config names `software` as the software dir (SPEC §6.5)."""
+    config = SandboxConfig(software_dir=str(software))
+    return msgspec.structs.replace(UNPROBED, config=config)

@@ -1,0 +1,63 @@
+"""What a runner process gives every call besides its workspace: its id, the tools service's
+config sections, the way into `sc_files`, and the state that outlives a call (shell sessions,
+downloads), kept per conversation in this process (DESIGN §6: follow-ups come back here)."""
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+
+from shared.tools_config import ImagesConfig, SearchConfig, ToolsConfig
+
+T = TypeVar("T")
+StoreFile = Callable[[str, bytes], Awaitable[None]]  # put bytes in sc_files under a name
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """`[tools]`, `[search]` and `[images]` as this runner resolved them (DESIGN §11)."""
+
+    tools: ToolsConfig = ToolsConfig()
+    search: SearchConfig | None = None
+    images: ImagesConfig | None = None
+
+
+def object_name(conversation_id: str, call_id: str, file_name: str) -> str:
+    """Where a tool's file goes in sc_files: under its conversation, named after the call."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in file_name)[-120:] or "file"
+    return f"{conversation_id}/tool_{call_id}_{secrets.token_hex(3)}_{safe}"
+
+
+async def _no_store(name: str, data: bytes) -> None:
+    raise RuntimeError(f"this runner has no file store for {name}")
+
+
+class RunnerContext:
+    """One runner process: shared by all its calls."""
+
+    def __init__(
+        self,
+        runner_id: str = "r-local",
+        settings: Settings | None = None,
+        store_file: StoreFile = _no_store,
+    ) -> None:
+        self.runner_id = runner_id
+        self.settings = settings or Settings()
+        self.store_file = store_file
+        self._held: dict[tuple[str, str], object] = {}
+
+    def held(self, kind: str, conversation_id: str, make: Callable[[], T]) -> T:
+        """The `kind` state of a conversation in this process (made on first use)."""
+        key = (kind, conversation_id)
+        found = self._held.get(key)
+        if found is None:
+            found = self._held[key] = make()
+        return found  # type: ignore[return-value]
+
+    def dropped(self, conversation_id: str) -> list[object]:
+        """Forget a conversation's state (`/new`); what was held, for its owner to end."""
+        keys = [key for key in self._held if key[1] == conversation_id]
+        return [self._held.pop(key) for key in keys]
+
+    def all_held(self) -> list[object]:
+        return list(self._held.values())
