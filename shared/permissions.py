@@ -121,13 +121,15 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         ),
         "session": _session(binds("session"), outputs, service("session")),
         "tools": Permissions(
-            publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools")),
+            publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools"))
+            + allow(subjects.TOOL_RUNNERS_ALL)  # a call forwarded to the runner holding its state
+            + allow(object_put(subjects.FILES_STORE)),  # loaded media, files to send, spills
             subscribe=service(
                 "tools",
                 subjects.tool_catalog(layout.LOCAL_POOL),
                 subjects.tool_probe(layout.LOCAL_POOL),
             )
-            + allow(subjects.TOOL_CANCEL_ALL),
+            + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL),
             allow_responses=True,
         ),
         "delivery": Permissions(
@@ -172,7 +174,7 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
         + allow(key_value_watch(subjects.LEASE_BUCKET))
         + allow(subjects.WAKES_ALL, f"{API}.STREAM.MSG.GET.{subjects.SESSION_STREAM}")
         + allow(ordered(subjects.SESSION_STREAM))
-        + allow(subjects.TOOL_CANCEL_ALL),
+        + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL),
         subscribe=serving + allow(subjects.SESSION_CONTROL_ALL),
         allow_responses=True,
     )

@@ -133,6 +133,15 @@ def tool_cancel(session_id: str, call_id: str) -> str:
 TOOL_CANCEL_ALL: Final = "sc.ctl.tool.cancel.*.*"  # what every runner listens on
 
 
+def tool_runner(runner_id: str) -> str:
+    """Core request/reply to one runner process: a call on a shell session or download it holds,
+    forwarded by the runner that took it from the pool, and the sessions' liveness pings."""
+    return f"sc.tool.direct.{runner_id}"
+
+
+TOOL_RUNNERS_ALL: Final = "sc.tool.direct.*"
+
+
 def session_control(session_id: str) -> str:
     """Core: nudges and status queries for the session's live actor (DESIGN §3)."""
     return f"sc.ctl.sess.{session_id}"

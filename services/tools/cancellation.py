@@ -26,13 +26,24 @@ class Running:
     def __init__(self) -> None:
         self.tasks: dict[CallKey, asyncio.Future[Any]] = {}
         self.cancelled: set[CallKey] = set()
+        self.waits: dict[CallKey, asyncio.Event] = {}  # set to cut an interruptible wait short
 
-    def track(self, key: CallKey, task: asyncio.Future[Any]) -> None:
+    def track(self, key: CallKey, task: asyncio.Future[Any], cut_short: asyncio.Event) -> None:
         self.tasks[key] = task
+        self.waits[key] = cut_short
 
     def forget(self, key: CallKey) -> None:
         self.tasks.pop(key, None)
+        self.waits.pop(key, None)
         self.cancelled.discard(key)
+
+    def cut_short(self, key: CallKey) -> bool:
+        """End the call's wait (a follow-up came); its work goes on. Whether it is held here."""
+        wait = self.waits.get(key)
+        if wait is None:
+            return False
+        wait.set()
+        return True
 
     def cancel(self, key: CallKey) -> bool:
         task = self.tasks.get(key)
@@ -48,7 +59,17 @@ async def listen(conn: bus.Connection, running: Running, runner_id: str) -> Subs
 
     async def answer(msg: Msg) -> None:
         request = await bus.decoded(conn, CANCEL_CALL, msg.data, msg.subject)
-        if request is None or not running.cancel((request.session_id, request.call_id)):
+        if request is None:
+            return
+        key = (request.session_id, request.call_id)
+        if request.wait_only:
+            if running.cut_short(key) and msg.reply:
+                reply = CallCancelled(
+                    session_id=request.session_id, call_id=request.call_id, runner_id=runner_id
+                )
+                await msg.respond(bus.encode(reply))
+            return
+        if not running.cancel(key):
             return
         log.info("call %s cancelled on request", request.call_id)
         reply = CallCancelled(

@@ -11,6 +11,10 @@ from typing import TypeVar
 
 import msgspec
 
+from services.tools.builtin import shell_close as closing
+from services.tools.builtin.audio_load import AudioLoadArgs, audio_load
+from services.tools.builtin.image_load import ImageLoadArgs, image_load
+from services.tools.builtin.pdf_load import PdfLoadArgs, pdf_load
 from services.tools.builtin.edit import EditArgs, edit
 from services.tools.builtin.file_read import FileReadArgs, file_read
 from services.tools.builtin.file_write import FileWriteArgs, file_write
@@ -128,6 +132,30 @@ TOOLS: dict[str, Tool] = {
             invoke=bind(ShellArgs, shell, time_limit_s),
             traits=ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False),
         ),
+        Tool(
+            name="shell_close",
+            arguments=closing.ShellCloseArgs,
+            invoke=bind(closing.ShellCloseArgs, closing.shell_close, closing.time_limit_s),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=False),
+        ),
+        Tool(
+            name="image_load",
+            arguments=ImageLoadArgs,
+            invoke=bind(ImageLoadArgs, image_load),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="pdf_load",
+            arguments=PdfLoadArgs,
+            invoke=bind(PdfLoadArgs, pdf_load),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
+        Tool(
+            name="audio_load",
+            arguments=AudioLoadArgs,
+            invoke=bind(AudioLoadArgs, audio_load),
+            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
+        ),
     ]
 }
 
@@ -153,6 +181,8 @@ def parameters(kind: type[msgspec.Struct]) -> dict[str, object]:
     assert isinstance(inlined, dict)
     inlined.pop("title", None)
     inlined.pop("description", None)  # the tool's description carries it
+    if inlined.get("required") == []:  # every argument optional (`shell`: command or session)
+        inlined.pop("required")
     return inlined
 
 

@@ -54,10 +54,10 @@ class RunnerContext:
             found = self._held[key] = make()
         return found  # type: ignore[return-value]
 
-    def dropped(self, conversation_id: str) -> list[object]:
-        """Forget a conversation's state (`/new`); what was held, for its owner to end."""
-        keys = [key for key in self._held if key[1] == conversation_id]
-        return [self._held.pop(key) for key in keys]
-
-    def all_held(self) -> list[object]:
-        return list(self._held.values())
+    async def end_all(self) -> None:
+        """End everything held (the runner stops): each kind's `end_all`."""
+        held, self._held = list(self._held.values()), {}
+        for state in held:
+            ending = getattr(state, "end_all", None)
+            if ending is not None:
+                await ending()

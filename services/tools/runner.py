@@ -8,15 +8,16 @@ otherwise                                  -> the tool runs under its hard time 
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import msgspec
 
-from services.tools import results, workspace
+from services.tools import handles, results, workspace
 from services.tools.cancellation import CallKey, Running
 from services.tools.catalog import TOOLS, Started
+from services.tools.context import RunnerContext
 from services.tools.results import ToolError
 from services.tools.sandbox.host import SandboxHost
 from shared import bus, subjects
@@ -34,6 +35,7 @@ HEARTBEAT_S = 15.0  # well inside the consumer's ack wait
 INTERRUPTED = "interrupted by a restart; not re-run. Check its effects before repeating it."
 CANCELLED = "cancelled by user"
 Outcome = ToolSucceeded | ToolFailed
+Forward = Callable[[RunTool, handles.HeldElsewhereError], Awaitable[Outcome]]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,29 @@ class Host(msgspec.Struct, frozen=True, kw_only=True):
     runner_id: str
     workdir: Path
     sandbox: SandboxHost
+    context: RunnerContext
+    forward: Forward  # a call on state another runner holds goes there (`direct.forward`)
     running: Running = msgspec.field(default_factory=Running)
+
+    @property
+    def place(self) -> "Place":
+        return Place(workdir=self.workdir, sandbox=self.sandbox, context=self.context)
+
+
+class Hooks(msgspec.Struct, frozen=True, kw_only=True):
+    """What a call tells its runner (it started, under which limit) and hears from it (its
+    wait is cut short)."""
+
+    started: Started
+    cut_short: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
+
+
+class Place(msgspec.Struct, frozen=True, kw_only=True):
+    """Where calls run: the workdir holding the workspaces, the sandbox host, the runner."""
+
+    workdir: Path
+    sandbox: SandboxHost
+    context: RunnerContext = msgspec.field(default_factory=RunnerContext)
 
 
 async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
@@ -71,8 +95,10 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
         await bus.publish(host.conn, subject, announced, msg_id=msg_id)
 
-    work = outcome(request, envelope.num_delivered, (host.workdir, host.sandbox), started)
-    result = await cancellable(host.running, (request.session_id, request.call_id), work, envelope)
+    hooks = Hooks(started=started)
+    work = outcome(request, envelope.num_delivered, host.place, hooks, host.forward)
+    key = (request.session_id, request.call_id)
+    result = await cancellable(host.running, key, (work, hooks.cut_short), envelope)
     duration_s = round(loop.time() - began, 3)
     finished = ToolFinished(
         session_id=request.session_id,
@@ -93,7 +119,11 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
 
 
 async def outcome(
-    request: RunTool, num_delivered: int, place: tuple[Path, SandboxHost], started: Started
+    request: RunTool,
+    num_delivered: int,
+    place: Place,
+    hooks: Hooks,
+    forward: Forward | None = None,
 ) -> Outcome:
     """What the model gets for this call; a failure is a value (STYLE 26)."""
     tool = TOOLS.get(request.tool)
@@ -102,8 +132,13 @@ async def outcome(
     if num_delivered > 1 and not tool.traits.is_idempotent:
         return failed("interrupted_by_restart", INTERRUPTED)
     try:
-        call = workspace.prepare(request, *place)
-        result = await tool.invoke(bytes(request.arguments), call, started)
+        call = workspace.prepare(request, place.workdir, place.sandbox, place.context)
+        call = msgspec.structs.replace(call, cut_short=hooks.cut_short)
+        result = await tool.invoke(bytes(request.arguments), call, hooks.started)
+    except handles.HeldElsewhereError as exc:
+        if forward is None:  # already forwarded once: the record and this runner disagree
+            return failed("not_found", f"{exc.what} is not held by this runner")
+        return await forward(request, exc)
     except ToolError as exc:
         return failed(exc.kind, str(exc))
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
@@ -122,13 +157,17 @@ def failed(kind: ErrorKind, message: str) -> ToolFailed:
 
 
 async def cancellable(
-    running: Running, key: CallKey, work: Awaitable[Outcome], envelope: bus.Envelope
+    running: Running,
+    key: CallKey,
+    work: tuple[Awaitable[Outcome], asyncio.Event],
+    envelope: bus.Envelope | None,
 ) -> Outcome:
-    """The call's outcome, or `cancelled` when a cancel request ended it (SPEC §3.6)."""
-    task: asyncio.Future[Outcome] = asyncio.ensure_future(work)
-    running.track(key, task)
+    """The call's outcome, or `cancelled` when a cancel request ended it (SPEC §3.6); heartbeats
+    for `envelope` meanwhile (a forwarded call has none: its forwarder heartbeats)."""
+    task: asyncio.Future[Outcome] = asyncio.ensure_future(work[0])
+    running.track(key, task, work[1])
     try:
-        return await with_heartbeats(task, envelope)
+        return await (with_heartbeats(task, envelope) if envelope else task)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if key in running.cancelled and current is not None and not current.cancelling():

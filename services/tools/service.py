@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 from nats.micro.request import Request
 
-from services.tools import cancellation, runner
+from services.tools import cancellation, direct, runner
 from services.tools.catalog import specs
+from services.tools.context import RunnerContext, Settings
 from services.tools.sandbox import cgroups, host
 from shared import bus, layout, subjects
 from shared.ids import new_id
@@ -63,10 +64,22 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
             queue_group=POOL,
             handler=functools.partial(answer, PROBE_REQUEST, bus.encode(probed)),
         )
+        config = runtime.config
+        context = RunnerContext(
+            runner_id=runner_id,
+            settings=Settings(tools=config.tools, search=config.search, images=config.images),
+            store_file=functools.partial(store_file, conn),
+        )
         running = runner.Host(
-            conn=conn, runner_id=runner_id, workdir=runtime.workdir, sandbox=sandbox
+            conn=conn,
+            runner_id=runner_id,
+            workdir=runtime.workdir,
+            sandbox=sandbox,
+            context=context,
+            forward=direct.forwarder(conn),
         )
         cancels = await cancellation.listen(conn, running.running, runner_id)
+        forwarded, _ = await direct.listen(running)
         handle = functools.partial(runner.handle, running)
         workers = [
             tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
@@ -76,8 +89,16 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         _, busy = await asyncio.wait(workers, timeout=runtime.config.shutdown_grace_s)
         for worker in busy:  # its call is cancelled and, un-acked, goes to the next runner
             worker.cancel()
+        await context.end_all()  # shell sessions and downloads end with their runner
+        await forwarded.unsubscribe()
         await cancels.unsubscribe()
         await discovery.stop()
+
+
+async def store_file(conn: bus.Connection, name: str, data: bytes) -> None:
+    """Put a tool's file into sc_files (media for the model, files for the user)."""
+    store = await conn.js.object_store(subjects.FILES_STORE)
+    await store.put(name, data)
 
 
 async def answer(expected: msgspec.json.Decoder[Any], reply: bytes, request: Request) -> None:

@@ -91,10 +91,13 @@ class ToolFinished(BusMessage, frozen=True, kw_only=True, tag="tool_finished"):
 
 
 class CancelCall(BusMessage, frozen=True, kw_only=True, tag="cancel_call"):
-    """Stop a running call now (its process group is killed); answered by the runner holding it."""
+    """Stop a running call now (its process group is killed); answered by the runner holding it.
+    With `wait_only`, only an interruptible call's wait ends (a follow-up came, SPEC §5.0): it
+    returns what it has with `interrupted: true` and its command or download goes on."""
 
     session_id: SessionIdField
     call_id: CallIdField
+    wait_only: bool = False
 
 
 class CallCancelled(BusMessage, frozen=True, kw_only=True, tag="call_cancelled"):
@@ -103,6 +106,18 @@ class CallCancelled(BusMessage, frozen=True, kw_only=True, tag="call_cancelled")
     session_id: SessionIdField
     call_id: CallIdField
     runner_id: str
+
+
+class PingRunner(BusMessage, frozen=True, kw_only=True, tag="ping_runner"):
+    """Is the runner alive, and which of these calls of the session does it still hold?"""
+
+    session_id: SessionIdField
+    call_ids: list[CallIdField]
+
+
+class RunnerAlive(BusMessage, frozen=True, kw_only=True, tag="runner_alive"):
+    runner_id: str
+    holding: list[CallIdField]  # the asked calls it is running (or forwarding) now
 
 
 class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
@@ -145,5 +160,11 @@ PROBE_REQUEST: msgspec.json.Decoder[ProbePool] = msgspec.json.Decoder(ProbePool)
 PROBE_REPLY: msgspec.json.Decoder[PoolProbed] = msgspec.json.Decoder(PoolProbed)
 CANCEL_CALL: msgspec.json.Decoder[CancelCall] = msgspec.json.Decoder(CancelCall)
 CALL_CANCELLED: msgspec.json.Decoder[CallCancelled] = msgspec.json.Decoder(CallCancelled)
+DirectRequest = RunTool | PingRunner  # what `sc.tool.direct.<runner_id>` carries
+DIRECT_REQUEST: msgspec.json.Decoder[DirectRequest] = msgspec.json.Decoder(DirectRequest)
+RUNNER_ALIVE: msgspec.json.Decoder[RunnerAlive] = msgspec.json.Decoder(RunnerAlive)
+OUTCOME: msgspec.json.Decoder[ToolSucceeded | ToolFailed] = msgspec.json.Decoder(
+    ToolSucceeded | ToolFailed
+)
 CATALOG_REQUEST: msgspec.json.Decoder[ListTools] = msgspec.json.Decoder(ListTools)
 CATALOG_REPLY: msgspec.json.Decoder[ToolCatalog] = msgspec.json.Decoder(ToolCatalog)

@@ -1,50 +1,70 @@
-"""`shell` (SPEC §5.2): one command with `bash -c` in a fresh process, run to its end.
+"""`shell` (SPEC §5.2): a command with `bash -c` in a fresh process; one still running after
+`wait_s` becomes shell session `sh<n>`, which later calls poll (`session`), write to (`input`,
+with `tty`) and close (`shell_close`).
 
 The output the model sees keeps 40 % head and 60 % tail of `max_output_chars`; the whole output
-goes to `.stellaclaw/shell/<call_id>.log` (up to LOG_LIMIT_BYTES).
+goes to `.stellaclaw/shell/<call_id>.log` (up to 32 MiB).
 """
 
 import asyncio
-import codecs
+import os
 import signal
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
-from services.tools.results import HEAD_SHARE, Result, ToolError
+from services.tools import fs, handles
+from services.tools.builtin.shell_output import Output, open_log
+from services.tools.builtin.shell_sessions import MAX_RUNNING, Sessions, ShellSession
+from services.tools.results import Result, ToolError
 from services.tools.sandbox import launch as commands
-from services.tools.workspace import ToolCall, confine, relative
+from services.tools.workspace import ToolCall, relative
 
-LOG_DIR = ".stellaclaw/shell"
-LOG_LIMIT_BYTES = 32 * 1024 * 1024
-SETTLE_S = 10.0  # beyond timeout_s and the kill grace, before the runner's own limit cuts in
+DEFAULT_OUTPUT_CHARS = 20_000
+SETTLE_S = 10.0  # beyond the wait (or the command's kill grace), before the runner's limit
 
 
 class ShellArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Run a command with `bash -c` in a fresh process in the workspace and return its output
-    (stdout and stderr merged). The working directory and variables do not carry over between
-    calls, and processes it leaves in the background end with the call."""
+    """Run a command with `bash -c` in a fresh process in the workspace (stdout and stderr
+    merged); the working directory and variables do not carry over between calls. A command
+    still running after wait_s keeps running as shell session `sh<n>`: call shell again with
+    `session` to read its new output (and wait up to wait_s for its end), with `input` to write
+    to it (needs tty=true), and end it with shell_close."""
 
-    command: Annotated[str, Meta(min_length=1, description="the command line, run with bash -c")]
+    command: Annotated[
+        str, Meta(min_length=1, description="the command line, run with bash -c")
+    ] | (UnsetType) = UNSET
+    session: Annotated[str, Meta(description="a running shell session to poll or write to")] | (
+        UnsetType
+    ) = UNSET
+    input: Annotated[str, Meta(description="written to the session's stdin as given")] | (
+        UnsetType
+    ) = UNSET
     workdir: Annotated[
         str, Meta(description="where to run it, relative to the workspace (default: its root)")
     ] = "."
+    wait_s: Annotated[
+        float, Meta(ge=0, le=300, description="seconds to wait before returning a running command")
+    ] = 30.0
     timeout_s: Annotated[
         float, Meta(ge=1, le=86_400, description="seconds until the process group is killed")
     ] = 1800.0
+    tty: Annotated[bool, Meta(description="run on a 100x30 pseudo-terminal; keeps stdin open")] = (
+        False
+    )
     max_output_chars: Annotated[
         int, Meta(ge=1000, le=100_000, description="longer output keeps its head and tail")
-    ] = 20_000
+    ] = DEFAULT_OUTPUT_CHARS
 
 
 class ShellResult(Result, frozen=True, kw_only=True):
     running: bool
-    exit_code: int
+    session: str | None = None
+    exit_code: int | None = None
     signal: str | None = None  # the signal that ended the command, e.g. SIGTERM
-    timed_out: bool
+    timed_out: bool | None = None  # set once the command ended
     duration_s: float
     output: str
     output_truncated: bool
@@ -52,20 +72,38 @@ class ShellResult(Result, frozen=True, kw_only=True):
     log_path: str
     log_truncated: bool = False
     workdir: str
+    interrupted: bool = False  # a follow-up or /cancel cut the wait short
 
 
 def time_limit_s(args: ShellArgs) -> float:
-    """The call's hard limit: the command's own timeout, its kill grace, and some slack."""
-    return args.timeout_s + commands.KILL_AFTER_S + SETTLE_S
+    """The call's hard limit: its wait (or the command's timeout and kill grace) and some slack."""
+    return min(args.wait_s, args.timeout_s + commands.KILL_AFTER_S) + SETTLE_S
+
+
+def sessions_of(call: ToolCall) -> Sessions:
+    return call.runner.held("shell", call.conversation_id, Sessions)
 
 
 async def shell(args: ShellArgs, call: ToolCall) -> ShellResult:
-    cwd = confine(call, args.workdir)
-    if not cwd.is_dir():
-        raise ToolError("not_found", f"workdir {args.workdir} is not a directory in the workspace")
-    log_path = f"{LOG_DIR}/{call.call_id}.log"
+    if isinstance(args.session, str):
+        if isinstance(args.command, str):
+            raise ToolError("invalid_arguments", "give command or session, not both")
+        return await poll(args, args.session, call)
+    if isinstance(args.input, str):
+        raise ToolError("invalid_arguments", "input needs session (a running shell session)")
+    if not isinstance(args.command, str):
+        raise ToolError("invalid_arguments", "give command to run, or session to poll")
+    return await start(args, args.command, call)
+
+
+async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
+    sessions = sessions_of(call)
+    if len(sessions.running) >= MAX_RUNNING:
+        message = f"{MAX_RUNNING} shell sessions are running; close some with shell_close"
+        raise ToolError("limit_reached", message)
+    cwd, log_fd, log_path = await asyncio.to_thread(_prepare, call, args.workdir)
     launch = commands.Launch(
-        command=args.command,
+        command=command,
         cwd=cwd,
         workspace=call.root,
         shared=call.shared,
@@ -73,72 +111,114 @@ async def shell(args: ShellArgs, call: ToolCall) -> ShellResult:
         timeout_s=args.timeout_s,
         mode=call.mode,
         host=call.host,
+        tty=args.tty,
     )
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with Capture(call.root / log_path, args.max_output_chars) as capture:
-        end = await commands.run(launch, capture.feed)
+    session = ShellSession(command, launch, Output(log_fd, log_path))
+    try:
+        ended = await session.wait(args.wait_s, call.cut_short)
+    except asyncio.CancelledError:  # the call is cancelled: its command goes with it
+        await session.end()
+        raise
+    if ended:
+        return finished(session, args, relative(call, cwd))
+    session.name = await asyncio.to_thread(handles.allocate, call, "sh")
+    sessions.running[session.name] = session
+    return still_running(session, args, relative(call, cwd), call)
+
+
+def _prepare(call: ToolCall, workdir: str) -> tuple[Path, int, str]:
+    """The command's directory (walked race-free) and its log, opened. Blocks."""
+    try:
+        fd = fs.open_dir(call, workdir)
+    except ToolError as exc:
+        if exc.kind not in ("not_found", "invalid_arguments"):
+            raise
+        message = f"workdir {workdir} is not a directory in the workspace"
+        raise ToolError("not_found", message) from None
+    try:
+        cwd = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    finally:
+        os.close(fd)
+    log_fd, log_path = open_log(call, call.call_id)
+    return cwd, log_fd, log_path
+
+
+async def poll(args: ShellArgs, name: str, call: ToolCall) -> ShellResult:
+    """Read a session's new output (after writing `input`), waiting up to `wait_s` for its end."""
+    sessions = sessions_of(call)
+    record = await asyncio.to_thread(handles.read, call, name)
+    if record is not None and record.ended:
+        raise ToolError("not_found", f"shell session {name} has ended{_how(record)}")
+    is_mine = record is not None and record.runner_id == call.runner.runner_id
+    if record is None or (is_mine and name not in sessions.running):
+        raise ToolError("not_found", f"unknown shell session: {name}; running: {sessions.names()}")
+    if record.runner_id != call.runner.runner_id:
+        raise handles.HeldElsewhereError(record.runner_id, f"shell session {name}")
+    session = sessions.running[name]
+    if isinstance(args.input, str):
+        if session.controls.fd < 0:
+            message = (
+                f"session {name} has no open stdin; start the command with tty=true"
+                " to interact with it"
+            )
+            raise ToolError("invalid_arguments", message)
+        await session.controls.write(args.input.encode())
+    if await session.wait(args.wait_s, call.cut_short):
+        del sessions.running[name]
+        result = finished(session, args, session.output.log_path)
+        await asyncio.to_thread(handles.write, call, name, _ended_record(call, result))
+        return msgspec.structs.replace(result, session=name, workdir=".")
+    return still_running(session, args, ".", call)
+
+
+def finished(session: ShellSession, args: ShellArgs, workdir: str) -> ShellResult:
+    end = session.exit
+    assert end is not None
     code = end.returncode
+    output, total = session.output.read(args.max_output_chars)
     return ShellResult(
         running=False,
         exit_code=code if code >= 0 else 128 - code,
         signal=signal.Signals(-code).name if code < 0 else None,
         timed_out=end.timed_out,
-        duration_s=round(loop.time() - started, 3),
-        output=capture.text(),
-        output_truncated=capture.total_chars > args.max_output_chars,
-        total_output_chars=capture.total_chars,
-        log_path=log_path,
-        log_truncated=capture.log_truncated,
-        workdir=relative(call, cwd),
+        duration_s=session.running_s,
+        output=output,
+        output_truncated=total > args.max_output_chars,
+        total_output_chars=total,
+        log_path=session.output.log_path,
+        log_truncated=session.output.log_truncated,
+        workdir=workdir,
     )
 
 
-class Capture:
-    """A command's output as it arrives: written to its log, and head and tail kept in memory."""
+def still_running(
+    session: ShellSession, args: ShellArgs, workdir: str, call: ToolCall
+) -> ShellResult:
+    output, total = session.output.read(args.max_output_chars)
+    return ShellResult(
+        running=True,
+        session=session.name,
+        duration_s=session.running_s,
+        output=output,
+        output_truncated=total > args.max_output_chars,
+        total_output_chars=total,
+        log_path=session.output.log_path,
+        log_truncated=session.output.log_truncated,
+        workdir=workdir,
+        interrupted=call.cut_short.is_set(),
+    )
 
-    def __init__(self, log: Path, max_chars: int) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._log: BinaryIO = log.open("wb")
-        self._logged_bytes = 0
-        self.log_truncated = False
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._max_chars = max_chars
-        self._head = ""  # the first max_chars chars
-        self._tail = ""  # at least the last 60 % of max_chars of what came after the head
-        self.total_chars = 0
 
-    def __enter__(self) -> "Capture":
-        return self
+def _ended_record(call: ToolCall, result: ShellResult) -> handles.Record:
+    return handles.Record(
+        runner_id=call.runner.runner_id,
+        ended=True,
+        exit_code=result.exit_code,
+        signal=result.signal,
+    )
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._take(self._decoder.decode(b"", final=True))
-        self._log.close()
 
-    def feed(self, chunk: bytes) -> None:
-        room = LOG_LIMIT_BYTES - self._logged_bytes
-        if len(chunk) > room:
-            self.log_truncated = True
-        self._log.write(chunk[:room])
-        self._logged_bytes += min(len(chunk), room)
-        self._take(self._decoder.decode(chunk))
-
-    def _take(self, text: str) -> None:
-        self.total_chars += len(text)
-        room = self._max_chars - len(self._head)
-        self._head += text[:room]
-        self._tail += text[room:]
-        if len(self._tail) > 2 * self._max_chars:  # trimmed now and then, not on every chunk
-            self._tail = self._tail[-self._max_chars :]
-
-    def text(self) -> str:
-        """The output for the model: whole, or cut around `…[<n> chars omitted]…`."""
-        whole = self._head + self._tail  # the middle may be gone already
-        if self.total_chars <= self._max_chars:
-            return whole
-        head = int(self._max_chars * HEAD_SHARE)
-        tail = self._max_chars - head
-        omitted = self.total_chars - head - tail
-        return f"{whole[:head]}…[{omitted} chars omitted]…{whole[-tail:]}"
+def _how(record: handles.Record) -> str:
+    if record.exit_code is None:
+        return ": its runner restarted" if record.signal is None else f" ({record.signal})"
+    return f" (exit code {record.exit_code})"

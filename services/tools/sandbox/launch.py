@@ -13,10 +13,14 @@ the host has no pids cgroup), `setsid` and `&` children included.
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from services.tools.sandbox.cgroups import CallGroup
 from services.tools.sandbox.host import SandboxHost
 from shared.sandbox import SandboxMode
 
+TTY_COLUMNS, TTY_ROWS = 100, 30
 KILL_AFTER_S = 5.0  # a timed-out command: SIGTERM, then SIGKILL this long after
 CANCEL_GRACE_S = 1.5  # a cancelled call: SIGKILL this long after SIGTERM, gone within 2 s
 READ_CHUNK = 65_536
@@ -53,6 +58,36 @@ class Launch(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float
     mode: SandboxMode
     host: SandboxHost
+    tty: bool = False  # a pseudo-terminal (TTY_COLUMNS x TTY_ROWS) as stdin, stdout and stderr
+
+
+class Controls:
+    """A running command from outside: its terminal's input side (with `tty`) and its signals."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.tree: Tree | None = None
+
+    def signal(self, signum: signal.Signals) -> None:
+        if self.tree is not None:
+            self.tree.signal(signum)
+
+    async def write(self, data: bytes) -> None:
+        """Write all of `data`, waiting (never blocking the loop) while the terminal is full."""
+        if self.fd < 0:
+            raise ToolError("failed", "the command's terminal is closed")
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_writer(self.fd, ready.set_result, None)
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(self.fd)
 
 
 class Exit(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,8 +143,11 @@ def command_line(launch: Launch, procs: str) -> tuple[list[str], dict[str, str]]
     return [*wrapper, *bwrap.argv(config, binds, env, command)], {"PATH": environment.BASE_PATH}
 
 
-async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
-    """Run the command, feeding its merged stdout and stderr to `sink` in arrival order."""
+async def run(
+    launch: Launch, sink: Callable[[bytes], None], controls: Controls | None = None
+) -> Exit:
+    """Run the command, feeding its merged stdout and stderr to `sink` in arrival order; with
+    `launch.tty`, on a pseudo-terminal; `controls` reaches it while it runs."""
     host = launch.host
     if launch.mode == "bubblewrap" and host.support.bubblewrap_error:
         reason = host.support.bubblewrap_error
@@ -117,10 +155,10 @@ async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
     uses_group = launch.mode != "disabled" and host.cgroups.version > 0
     tree = Tree(CallGroup(host.cgroups, host.config.pids_limit) if uses_group else None)
     argv, env = command_line(launch, str(tree.group.procs) if tree.group else "")
-    read_fd, write_fd = os.pipe()
+    read_fd, write_fd = _pty() if launch.tty else os.pipe()
     transport, reader = await _read_end(read_fd)
     try:
-        process = _spawn(argv, env, launch.cwd, write_fd)
+        process = _spawn(argv, env, launch.cwd, write_fd, is_tty=launch.tty)
         tree.pid = process.pid
     except BaseException:
         transport.close()
@@ -128,6 +166,9 @@ async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
         raise
     finally:
         os.close(write_fd)  # the child holds its own copy; EOF comes when its processes end
+    if controls is not None:
+        controls.tree = tree
+        controls.fd = read_fd if launch.tty else -1
     reading = asyncio.create_task(_pump(reader, sink))
     try:
         timed_out = await _wait_or_end(process, tree, launch.timeout_s)
@@ -137,6 +178,8 @@ async def run(launch: Launch, sink: Callable[[bytes], None]) -> Exit:
         await tree.end()  # whatever the command left running
         await asyncio.wait({reading}, timeout=DRAIN_S)
         reading.cancel()
+        if controls is not None:
+            controls.fd, controls.tree = -1, None
         transport.close()
     assert process.returncode is not None
     return Exit(returncode=process.returncode, timed_out=timed_out)
@@ -170,10 +213,21 @@ class Child:
         return self.popen.returncode
 
 
-def _spawn(argv: list[str], env: dict[str, str], cwd: Path, output_fd: int) -> Child:
+def _pty() -> tuple[int, int]:
+    """A pseudo-terminal (TTY_COLUMNS x TTY_ROWS): our side, the command's side."""
+    ours, theirs = os.openpty()
+    size = struct.pack("HHHH", TTY_ROWS, TTY_COLUMNS, 0, 0)
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, size)
+    os.set_inheritable(ours, False)
+    return ours, theirs
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], cwd: Path, output_fd: int, *, is_tty: bool
+) -> Child:
     popen = subprocess.Popen(
         argv,
-        stdin=subprocess.DEVNULL,
+        stdin=output_fd if is_tty else subprocess.DEVNULL,
         stdout=output_fd,
         stderr=output_fd,
         cwd=cwd,
@@ -192,8 +246,12 @@ async def _read_end(read_fd: int) -> tuple[asyncio.ReadTransport, asyncio.Stream
 
 
 async def _pump(reader: asyncio.StreamReader, sink: Callable[[bytes], None]) -> None:
-    while chunk := await reader.read(READ_CHUNK):
-        sink(chunk)
+    try:
+        while chunk := await reader.read(READ_CHUNK):
+            sink(chunk)
+    except OSError as exc:  # a terminal whose last writer closed reads EIO: its end
+        if exc.errno != errno.EIO:
+            raise
 
 
 async def _wait_or_end(process: Child, tree: Tree, timeout_s: float) -> bool:

@@ -8,7 +8,7 @@ import pytest
 from services.tools import catalog
 from services.tools.builtin.shell import ShellArgs
 from services.tools.results import Result, ToolError
-from services.tools.runner import outcome
+from services.tools.runner import Hooks, Place, outcome
 from shared.messages.tools import ToolFailed
 from tests.unit.tools.samples import UNPROBED, run_tool, tool_call
 
@@ -25,7 +25,8 @@ def test_an_unknown_argument_names_the_accepted_ones():
     error = failure(b'{"cmd": "ls"}')
     assert error.kind == "invalid_arguments"
     assert str(error) == (
-        'unknown argument "cmd"; accepted: command, workdir, timeout_s, max_output_chars'
+        'unknown argument "cmd"; accepted: command, session, input, workdir, wait_s, timeout_s, tty,'
+        ' max_output_chars'
     )
 
 
@@ -34,7 +35,7 @@ def test_an_unknown_argument_names_the_accepted_ones():
     [
         (b'{"command": ls}', "arguments are not valid JSON: JSON is malformed"),
         (b'{"command": "ls"', "arguments are not valid JSON: Input data was truncated"),
-        (b"{}", "Object missing required field `command`"),
+        (b'{"command": "ls", "wait_s": 301}', "Expected `float` <= 300.0 - at `$.wait_s`"),
         (b'{"command": 5}', "Expected `str`, got `int` - at `$.command`"),
         (b'{"command": ""}', "Expected `str` of length >= 1 - at `$.command`"),
         (b'{"command": "ls", "timeout_s": 0}', "Expected `float` >= 1.0 - at `$.timeout_s`"),
@@ -57,8 +58,18 @@ async def not_started(limit_s: float) -> None:
 
 
 async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
-    unknown = await outcome(run_tool("telepathy", {}), 1, (workdir, UNPROBED), not_started)
-    bad = await outcome(run_tool("shell", {"cmd": "ls"}), 1, (workdir, UNPROBED), not_started)
+    unknown = await outcome(
+        run_tool("telepathy", {}),
+        1,
+        Place(workdir=workdir, sandbox=UNPROBED),
+        Hooks(started=not_started),
+    )
+    bad = await outcome(
+        run_tool("shell", {"cmd": "ls"}),
+        1,
+        Place(workdir=workdir, sandbox=UNPROBED),
+        Hooks(started=not_started),
+    )
     assert unknown == ToolFailed(error_kind="unknown_tool", error="unknown tool: telepathy")
     assert isinstance(bad, ToolFailed)
     assert bad.error_kind == "invalid_arguments"
@@ -67,7 +78,9 @@ async def test_the_runner_answers_an_unknown_tool_and_bad_arguments(workdir):
 
 async def test_a_side_effecting_tool_delivered_again_is_not_run(workdir):
     request = run_tool("shell", {"command": "touch ran"})
-    result = await outcome(request, 2, (workdir, UNPROBED), not_started)
+    result = await outcome(
+        request, 2, Place(workdir=workdir, sandbox=UNPROBED), Hooks(started=not_started)
+    )
     assert result == ToolFailed(
         error_kind="interrupted_by_restart",
         error="interrupted by a restart; not re-run. Check its effects before repeating it.",

@@ -34,8 +34,17 @@ def test_descriptions_start_with_the_mode_of_spec_5_0():
 def test_the_shell_schema_has_exactly_the_spec_arguments():
     shell = next(spec for spec in catalog.specs() if spec.name == "shell")
     schema = msgspec.json.decode(shell.parameters)
-    assert list(schema["properties"]) == ["command", "workdir", "timeout_s", "max_output_chars"]
-    assert schema["required"] == ["command"]
+    assert list(schema["properties"]) == [
+        "command",
+        "session",
+        "input",
+        "workdir",
+        "wait_s",
+        "timeout_s",
+        "tty",
+        "max_output_chars",
+    ]
+    assert "required" not in schema  # command, unless session: checked by the tool
     assert schema["properties"]["timeout_s"] | {"description": ""} == {
         "description": "",
         "type": "number",
@@ -100,4 +109,8 @@ def test_the_catalog_crosses_the_wire_intact():
         "glob",
         "ls",
         "shell",
+        "shell_close",
+        "image_load",
+        "pdf_load",
+        "audio_load",
     ]

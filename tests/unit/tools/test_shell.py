@@ -4,7 +4,8 @@ real `bwrap`, real cgroups."""
 import msgspec
 import pytest
 
-from services.tools.builtin.shell import LOG_LIMIT_BYTES, ShellArgs, ShellResult, shell
+from services.tools.builtin.shell import ShellArgs, ShellResult, shell
+from services.tools.builtin.shell_output import LOG_LIMIT_BYTES
 from services.tools.results import ToolError
 from tests.kit import sandbox
 from tests.unit.tools.samples import tool_call
