@@ -25,8 +25,8 @@ def test_an_unknown_argument_names_the_accepted_ones():
     error = failure(b'{"cmd": "ls"}')
     assert error.kind == "invalid_arguments"
     assert str(error) == (
-        'unknown argument "cmd"; accepted: command, session, input, workdir, wait_s, timeout_s, tty,'
-        ' max_output_chars'
+        'unknown argument "cmd"; accepted: command, session, input, workdir, wait_s, timeout_s,'
+        " tty, max_output_chars"
     )
 
 

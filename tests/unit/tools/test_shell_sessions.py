@@ -14,6 +14,7 @@ from services.tools.builtin.shell_close import ShellCloseArgs, shell_close
 from services.tools.builtin.shell_sessions import MAX_RUNNING
 from services.tools.context import RunnerContext
 from services.tools.results import ToolError
+from tests.kit.waiting import eventually
 from tests.unit.tools.samples import tool_call
 
 
@@ -42,7 +43,7 @@ async def test_a_command_past_wait_s_becomes_a_session_that_is_polled_to_its_end
         wait_s=0.2,
     )
     assert (started.running, started.session, started.output) == (True, "sh1", "first\n")
-    assert started.exit_code is None and started.timed_out is None
+    assert (started.exit_code, started.timed_out) == (None, None)
     gate.touch()
     done = await run(call, session="sh1", wait_s=10)
     assert (done.running, done.exit_code, done.output, done.session) == (
@@ -72,12 +73,14 @@ async def test_input_reaches_a_tty_session_and_is_refused_without_one(call):
     assert asking.running is True
     answered = await run(call, session=asking.session, input="Ada\n", wait_s=10)
     assert answered.running is False
-    assert "hello Ada" in answered.output and "tty" in answered.output
+    assert "hello Ada" in answered.output
+    assert "tty" in answered.output
     plain = await run(call, command="sleep 60", wait_s=0)
     refused = await failure(call, session=plain.session, input="x\n")
     assert (refused.kind, str(refused)) == (
         "invalid_arguments",
-        f"session {plain.session} has no open stdin; start the command with tty=true to interact with it",
+        f"session {plain.session} has no open stdin;"
+        " start the command with tty=true to interact with it",
     )
 
 
@@ -159,6 +162,4 @@ async def test_command_and_session_rules(call):
 
 
 async def _read_when_written(path) -> str:
-    from tests.kit.waiting import eventually
-
     return await eventually(lambda: path.exists() and path.read_text(), what=f"{path} written")
