@@ -13,14 +13,14 @@ import msgspec
 
 from services.tools.builtin import shell_close as closing
 from services.tools.builtin.audio_load import AudioLoadArgs, audio_load
-from services.tools.builtin.image_load import ImageLoadArgs, image_load
-from services.tools.builtin.pdf_load import PdfLoadArgs, pdf_load
 from services.tools.builtin.edit import EditArgs, edit
 from services.tools.builtin.file_read import FileReadArgs, file_read
 from services.tools.builtin.file_write import FileWriteArgs, file_write
 from services.tools.builtin.glob_files import GlobArgs, glob
 from services.tools.builtin.grep_files import GrepArgs, grep
+from services.tools.builtin.image_load import ImageLoadArgs, image_load
 from services.tools.builtin.listing import LsArgs, ls
+from services.tools.builtin.pdf_load import PdfLoadArgs, pdf_load
 from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
 from services.tools.results import Attached, Result, ToolError
 from services.tools.workspace import ToolCall

@@ -86,7 +86,7 @@ async def test_input_reaches_a_tty_session_and_is_refused_without_one(call):
 
 async def test_shell_close_terms_then_reports_and_forgets_the_session(call):
     started = await run(call, command="echo bye; sleep 60", wait_s=0.2)
-    closed = await shell_close(ShellCloseArgs(session=started.session), call)
+    closed = await shell_close(ShellCloseArgs(session=named(started)), call)
     assert (closed.session, closed.closed, closed.signal) == (started.session, True, "term")
     assert closed.exit_code == 128 + 15
     assert sessions_of(call).running == {}
@@ -98,7 +98,7 @@ async def test_shell_close_terms_then_reports_and_forgets_the_session(call):
 
 async def test_kill_ends_a_command_that_ignores_term(call):
     started = await run(call, command="trap '' TERM; sleep 60", wait_s=0.2)
-    closed = await shell_close(ShellCloseArgs(session=started.session, signal="kill"), call)
+    closed = await shell_close(ShellCloseArgs(session=named(started), signal="kill"), call)
     assert (closed.closed, closed.exit_code) == (True, 137)
 
 
@@ -137,7 +137,7 @@ async def test_a_cancelled_call_ends_its_own_command_but_not_earlier_sessions(ca
         await own
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    assert not sessions_of(call).running[earlier.session].task.done()
+    assert not sessions_of(call).running[named(earlier)].task.done()
 
 
 async def test_another_runners_session_is_sent_there(call):
@@ -159,6 +159,11 @@ async def test_command_and_session_rules(call):
         str(await failure(call, command="true", input="x"))
         == "input needs session (a running shell session)"
     )
+
+
+def named(result: ShellResult) -> str:
+    assert result.session is not None
+    return result.session
 
 
 async def _read_when_written(path) -> str:
