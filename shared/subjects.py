@@ -252,6 +252,11 @@ def answer_out_id(turn_id: str) -> OutId:
     return OutId(f"ans_{turn_id}")
 
 
+def file_out_id(turn_id: str, call_id: str, number: int) -> OutId:
+    """A file a tool call offered the user (its `number`th)."""
+    return OutId(f"fil_{turn_id}_{call_id}_{number}")
+
+
 def reaction_out_id(input_seq: int) -> OutId:
     """The reaction to one user message, by its SC_IN sequence."""
     return OutId(f"rct_{input_seq}")

@@ -1,4 +1,5 @@
-"""The few Telegram Bot API methods delivery calls, over httpx with JSON bodies and msgspec Structs.
+"""The few Telegram Bot API methods delivery calls, over httpx with msgspec Structs: JSON bodies,
+and `multipart/form-data` for file uploads.
 
 Errors are sorted by whose fault they are (shared.errors), and decide what the sender does next:
 
@@ -16,7 +17,7 @@ own exceptions, which carry the request and its URL, are never chained onto ours
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Final, Generic, Literal, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -25,6 +26,7 @@ from shared.errors import InputError, TransientError
 
 JSON_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 ACTION_TIMEOUT = httpx.Timeout(10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 REDACTED = "***"
 T = TypeVar("T")
 
@@ -66,6 +68,33 @@ class SendMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 class SendChatAction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     chat_id: int
     action: Literal["typing"]  # no default: omit_defaults would leave it out of the body
+    message_thread_id: int | None = None
+
+
+UploadMethod = Literal[
+    "sendPhoto", "sendDocument", "sendAudio", "sendVoice", "sendVideo", "sendAnimation"
+]
+# The form field that carries the file is named after the method.
+UPLOAD_FIELDS: Final[dict[UploadMethod, str]] = {
+    "sendPhoto": "photo",
+    "sendDocument": "document",
+    "sendAudio": "audio",
+    "sendVoice": "voice",
+    "sendVideo": "video",
+    "sendAnimation": "animation",
+}
+
+
+class SendUpload(msgspec.Struct, frozen=True, kw_only=True):
+    """One file sent with `method` as a multipart upload; the caption has explicit entities."""
+
+    method: UploadMethod
+    chat_id: int
+    file_name: str
+    media_type: str
+    data: bytes
+    caption: str = ""
+    caption_entities: tuple[MessageEntity, ...] = ()
     message_thread_id: int | None = None
 
 
@@ -131,6 +160,10 @@ class TelegramApi(Protocol):
         """Send one message; returns its message id."""
         ...
 
+    async def send_upload(self, request: SendUpload) -> int:
+        """Upload one file (a photo, a document, ...); returns its message id."""
+        ...
+
     async def send_chat_action(self, request: SendChatAction) -> None: ...
 
     async def set_message_reaction(self, request: SetMessageReaction) -> None: ...
@@ -149,6 +182,29 @@ class HttpTelegramApi:
         response = _decode(MESSAGE_RESPONSE, "sendMessage", body)
         if response.result is None:
             raise TransientError("telegram sendMessage: an ok answer without a message")
+        return response.result.message_id
+
+    async def send_upload(self, request: SendUpload) -> int:
+        fields = {"chat_id": str(request.chat_id)}
+        if request.message_thread_id is not None:
+            fields["message_thread_id"] = str(request.message_thread_id)
+        if request.caption:
+            fields["caption"] = request.caption
+        if request.caption_entities:
+            fields["caption_entities"] = _ENCODER.encode(request.caption_entities).decode()
+        upload = (request.file_name, request.data, request.media_type)
+        try:
+            body = await self._client.post(
+                f"{self._base}/{request.method}",
+                data=fields,
+                files={UPLOAD_FIELDS[request.method]: upload},
+                timeout=UPLOAD_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(request.method, exc) from None
+        response = _decode(MESSAGE_RESPONSE, request.method, body)
+        if response.result is None:
+            raise TransientError(f"telegram {request.method}: an ok answer without a message")
         return response.result.message_id
 
     async def send_chat_action(self, request: SendChatAction) -> None:
@@ -170,8 +226,11 @@ class HttpTelegramApi:
                 timeout=http_timeout,
             )
         except httpx.HTTPError as exc:
-            reason = redact(f"{type(exc).__name__}: {exc}", self._token)
-            raise TransientError(f"telegram {method}: {reason}") from None
+            raise self._unreachable(method, exc) from None
+
+    def _unreachable(self, method: str, exc: httpx.HTTPError) -> TransientError:
+        reason = redact(f"{type(exc).__name__}: {exc}", self._token)
+        return TransientError(f"telegram {method}: {reason}")
 
 
 def _decode(

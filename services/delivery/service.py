@@ -4,7 +4,8 @@ Consumes: Telegram outputs (SC_OUT, `sc.out.telegram.*`) with one durable, one o
           (order per chat); nothing when the config has no [telegram] section (bus clients such as
           `stellaclaw chat` read their outputs from SC_OUT themselves).
 Produces: Telegram Bot API calls: sendMessage (answers, failure notices), sendChatAction (typing),
-          setMessageReaction (👀 on a follow-up read during a turn).
+          setMessageReaction (👀 on a follow-up read during a turn), sendPhoto, sendDocument,
+          sendAudio, sendVoice, sendVideo, sendAnimation (files read from sc_files).
 Owns:     sent-message records (KV sc_delivery), the typing loops' tasks.
 """
 

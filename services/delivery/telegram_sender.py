@@ -2,6 +2,8 @@
 
 A reply is rendered, split and sent part by part; the `sc_delivery` record is stored after every
 part, and the handler returns (so the output is acked) only once the record says it is complete.
+A file is uploaded (file_sender decides how), recorded, then the rest of a long caption follows
+the same way; a file that cannot go becomes a notice in the chat. Only the answer ends typing.
 A reaction is one setMessageReaction, recorded the same way; Telegram refusing it is only logged:
 a missing 👀 is not worth a message to the user.
 """
@@ -15,7 +17,7 @@ from typing import Final, TypeVar, assert_never
 from msgspec import structs
 from nats.js.kv import KeyValue
 
-from services.delivery import records, render
+from services.delivery import file_sender, records, render
 from services.delivery.bot_api import (
     NO_PREVIEW,
     EntityError,
@@ -25,6 +27,7 @@ from services.delivery.bot_api import (
     ReplyParameters,
     SendChatAction,
     SendMessage,
+    SendUpload,
     SetMessageReaction,
     TelegramApi,
 )
@@ -34,7 +37,7 @@ from shared import files, subjects
 from shared.bus import Connection, Envelope
 from shared.errors import InputError, TransientError
 from shared.messages.contract import Chat
-from shared.messages.outbound import Output, SendReply, SetReaction, ShowTyping
+from shared.messages.outbound import Output, SendFile, SendReply, SetReaction, ShowTyping
 
 MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
 MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
@@ -77,6 +80,8 @@ class TelegramSender:
                 await self._reply(message, envelope)
             case SetReaction():
                 await self._react(message, envelope)
+            case SendFile():  # in the middle of a turn: its typing goes on
+                await self._send_file(message, envelope)
             case unhandled:
                 assert_never(unhandled)
 
@@ -112,6 +117,70 @@ class TelegramSender:
         if not record.is_complete:  # refused part way, or nothing to send
             await records.store(self._kv, key, structs.replace(record, is_complete=True))
         log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
+
+    async def _send_file(self, output: SendFile, envelope: Envelope) -> None:
+        key = subjects.delivery_key(output.chat.conversation_id, output.out_id)
+        record = await records.load(self._conn, self._kv, key)
+        if record.is_complete:
+            log.info("file %s was sent before; not sent again", output.out_id)
+            return
+        caption, rest = file_sender.caption_parts(output.caption)
+        if not record.message_ids:  # the file itself is not sent yet
+            record = await file_sender.heartbeating(
+                self._upload(output, caption, envelope), envelope
+            )
+            record = structs.replace(record, is_complete=record.is_complete or not rest)
+            await records.store(self._kv, key, record)
+        if record.is_complete:
+            return
+        for part in rest[len(record.message_ids) - 1 :]:
+            try:
+                message_id = await self._send_part(_request(output.chat, part, None), envelope)
+            except RejectedError as exc:
+                log.warning("the rest of the caption of %s refused: %s", output.out_id, exc)
+                break
+            record = DeliveryRecord(message_ids=(*record.message_ids, message_id))
+            await records.store(self._kv, key, record)
+            await envelope.in_progress()
+        await records.store(self._kv, key, structs.replace(record, is_complete=True))
+
+    async def _upload(
+        self, output: SendFile, caption: render.Part, envelope: Envelope
+    ) -> DeliveryRecord:
+        """Upload the file: its message id, or the notice's when it cannot go (then complete)."""
+        data = None
+        if output.file.size <= file_sender.MAX_FILE_BYTES:
+            data = await files.read_bytes(self._conn, output.file.object_name)
+        if data is None or len(data) > file_sender.MAX_FILE_BYTES:
+            notice = file_sender.unsendable_notice(output, data)
+            return await self._file_failed(output, notice, envelope)
+        request = file_sender.upload(output, _chat_id(output.chat), data, caption)
+        try:
+            message_id = await self._send_upload(request, envelope)
+        except RejectedError as exc:
+            notice = file_sender.file_failure_notice(output, exc.description)
+            return await self._file_failed(output, notice, envelope)
+        log.info("file %s sent with %s", output.out_id, request.method)
+        return DeliveryRecord(message_ids=(message_id,))
+
+    async def _send_upload(self, request: SendUpload, envelope: Envelope) -> int:
+        try:
+            return await self._call(partial(self._api.send_upload, request), envelope)
+        except EntityError as exc:
+            log.warning("caption entities refused, sending it as plain text: %s", exc.description)
+            plain = structs.replace(request, caption_entities=())
+            return await self._call(partial(self._api.send_upload, plain), envelope)
+
+    async def _file_failed(
+        self, output: SendFile, notice: str, envelope: Envelope
+    ) -> DeliveryRecord:
+        """Count the failure and tell the user; the output is then complete."""
+        self._conn.counters["delivery_failed"] += 1
+        log.warning("file %s not sent: %s", output.out_id, notice)
+        message_id = await self._notify(output.chat, notice, envelope)
+        return DeliveryRecord(
+            message_ids=() if message_id is None else (message_id,), is_complete=True
+        )
 
     async def _react(self, reaction: SetReaction, envelope: Envelope) -> None:
         key = subjects.delivery_key(reaction.chat.conversation_id, reaction.out_id)
@@ -174,13 +243,18 @@ class TelegramSender:
         """Count the failure and tell the user in plain text; the output is then complete."""
         self._conn.counters["delivery_failed"] += 1
         log.warning("output %s refused by telegram: %s", reply.out_id, exc)
-        notice = render.Part(text=failure_notice(exc.description))
-        try:
-            message_id = await self._send(_request(reply.chat, notice, None), envelope)
-        except RejectedError as again:
-            log.warning("the failure notice for %s was refused too: %s", reply.out_id, again)
+        message_id = await self._notify(reply.chat, failure_notice(exc.description), envelope)
+        if message_id is None:
             return record
         return DeliveryRecord(message_ids=(*record.message_ids, message_id))
+
+    async def _notify(self, chat: Chat, notice: str, envelope: Envelope) -> int | None:
+        """Send a failure notice as plain text; None when Telegram refuses it too."""
+        try:
+            return await self._send(_request(chat, render.Part(text=notice), None), envelope)
+        except RejectedError as again:
+            log.warning("a failure notice to %s was refused too: %s", chat.conversation_id, again)
+            return None
 
 
 def _chat_id(chat: Chat) -> int:

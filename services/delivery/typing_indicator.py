@@ -8,8 +8,9 @@ the service.
 
 import asyncio
 import logging
+from typing import Protocol
 
-from services.delivery.bot_api import RejectedError, SendChatAction, TelegramApi
+from services.delivery.bot_api import RejectedError, SendChatAction
 from shared.errors import TransientError
 
 INTERVAL_S = 4.0  # Telegram shows the action for 5 s, or until the bot's next message
@@ -20,12 +21,18 @@ CAP_S = 600.0  # a turn whose answer never comes does not type forever
 log = logging.getLogger(__name__)
 
 
+class ChatActions(Protocol):
+    """The part of the Bot API typing needs (met by `bot_api.TelegramApi`)."""
+
+    async def send_chat_action(self, request: SendChatAction) -> None: ...
+
+
 class TypingIndicators:
     """The running typing loops, one per turn id."""
 
     def __init__(
         self,
-        api: TelegramApi,
+        api: ChatActions,
         tasks: asyncio.TaskGroup,
         *,
         interval_s: float = INTERVAL_S,

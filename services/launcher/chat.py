@@ -23,11 +23,19 @@ from shared.errors import ConfigError
 from shared.ids import ConversationId, new_id
 from shared.messages.contract import Chat, Sender
 from shared.messages.inbound import MessageReceived
-from shared.messages.outbound import MAX_TEXT_BYTES, OUTPUT, SendReply, SetReaction, ShowTyping
+from shared.messages.outbound import (
+    MAX_TEXT_BYTES,
+    OUTPUT,
+    SendFile,
+    SendReply,
+    SetReaction,
+    ShowTyping,
+)
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 ANSWER_WAIT_S = 300.0  # after the end of input, how long to wait for answers still owed
 LINE_LIMIT_BYTES = 32 * 1024 * 1024  # a longer line is refused after it is read, not a crash
+FILES_DIR = "stellaclaw-files"  # where files the agent sends are saved, below the current directory
 
 
 def main(config_path: Path, workdir: Path | None, name: str) -> int:
@@ -122,6 +130,8 @@ async def show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> Non
                 await tally.count_reply(output.settles)
             case SetReaction():  # a follow-up was read: not an answer, so nothing owed is paid
                 _say(reaction_line(output))
+            case SendFile():
+                _say(await _saved(conn, output, Path(FILES_DIR)))
             case unhandled:
                 assert_never(unhandled)
 
@@ -136,6 +146,27 @@ async def _text(conn: bus.Connection, reply: SendReply) -> str:
         return reply.text
     text = await files.read_text(conn, reply.text_file)
     return f"(the answer {reply.text_file} is no longer stored)" if text is None else text
+
+
+async def _saved(conn: bus.Connection, offered: SendFile, into: Path) -> str:
+    """Save a file the agent sent into `into` (a new name when one is taken); the line to show."""
+    data = await files.read_bytes(conn, offered.file.object_name)
+    name = Path(offered.file.file_name).name or "file"
+    if data is None:
+        return f"📎 {name} (no longer stored)"
+    target = await asyncio.to_thread(_save, into, name, data)
+    caption = f": {offered.caption}" if offered.caption else ""
+    return f"📎 {name} ({len(data):,} bytes) saved as {target}{caption}"
+
+
+def _save(into: Path, name: str, data: bytes) -> Path:
+    into.mkdir(exist_ok=True)
+    target, number = into / name, 1
+    while target.exists():
+        number += 1
+        target = into / f"{Path(name).stem}-{number}{Path(name).suffix}"
+    target.write_bytes(data)
+    return target
 
 
 def _say(text: str) -> None:

@@ -303,6 +303,8 @@ class SessionActor:
                 case HandleMessage(input_seq=seq) as message if seq not in self.acknowledged:
                     self.acknowledged.add(seq)  # a follow-up: the user sees it was read
                     self._later(follow_ups.acknowledge(self, message))
+                    if running.waiting:  # and waiting tool calls return what they have
+                        self._later(follow_ups.cut_waits(self, list(running.waiting)))
 
     def _reply(self, chat: Chat, input_seq: int, text: str) -> None:
         self._later(turns.reply(self, chat, input_seq, text))

@@ -25,7 +25,14 @@ from services.session.model_calls import Cooldowns, MediaSource
 from shared import bus, memory, subjects
 from shared.config import Config
 from shared.ids import SessionId
-from shared.messages.session import CONTROL, NudgeSession, NudgeTaken, StatusQuery, WakeSession
+from shared.messages.session import (
+    CONTROL,
+    ConversationSettings,
+    NudgeSession,
+    NudgeTaken,
+    StatusQuery,
+    WakeSession,
+)
 from shared.messages.tools import CATALOG_REPLY, ListTools, ToolCatalog
 
 CATALOG_TIMEOUT_S = 5.0
@@ -58,7 +65,7 @@ class ActorPool:
         self.owner = lease.Owner(owner_id="-", pid=0)
         self.actors: dict[SessionId, SessionActor] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.catalogs: dict[str, tuple[float, ToolCatalog]] = {}
+        self.catalogs: dict[tuple[str, ...], tuple[float, ToolCatalog]] = {}
         self.cooldowns = Cooldowns()  # models that failed lately (SPEC §7.3)
         self.media = media  # attachments' bytes for model calls (SPEC §8.2)
         self.workdir = Path()  # the API logs go under it (SPEC §7.6)
@@ -87,18 +94,23 @@ class ActorPool:
             gc.collect()
             memory.trim()
 
-    async def tools(self, pool: str) -> ToolCatalog | None:
-        """The pool's tool catalog, asked again after CATALOG_TTL_S; None if no runner answers."""
+    async def tools(self, settings: ConversationSettings) -> ToolCatalog | None:
+        """The tool catalog for the conversation's model and pool, asked again after
+        CATALOG_TTL_S; None if no runner answers."""
+        pool = settings.workspace.pool
+        model = self.config.models.get(settings.model)
+        asking = ListTools(capabilities=list(model.capabilities) if model else [])
+        key = (pool, *asking.capabilities)
         now = asyncio.get_running_loop().time()
-        cached = self.catalogs.get(pool)
+        cached = self.catalogs.get(key)
         if cached and now - cached[0] < CATALOG_TTL_S:
             return cached[1]
         try:
-            found = await catalog(self.conn, pool)
+            found = await catalog(self.conn, pool, asking)
         except TimeoutError:
             log.warning("no runner of pool %s answered the catalog request", pool)
             return None
-        self.catalogs[pool] = (now, found)
+        self.catalogs[key] = (now, found)
         return found
 
     async def on_control(self, msg: Msg) -> None:
@@ -180,7 +192,7 @@ class ActorPool:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def catalog(conn: bus.Connection, pool: str) -> ToolCatalog:
+async def catalog(conn: bus.Connection, pool: str, asking: ListTools) -> ToolCatalog:
     """The tool catalog from any runner of the pool (core request/reply). No runner listening
     yet (a stack starting, a runner restarting) is asked again for CATALOG_TIMEOUT_S in all."""
     loop = asyncio.get_running_loop()
@@ -190,7 +202,7 @@ async def catalog(conn: bus.Connection, pool: str) -> ToolCatalog:
         try:
             reply = await conn.nc.request(
                 subjects.tool_catalog(pool),
-                bus.encode(ListTools()),
+                bus.encode(asking),
                 timeout=max(0.1, deadline - loop.time()),
             )
             break

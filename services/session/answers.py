@@ -8,7 +8,10 @@ in history cut in the middle (the user still gets all of it).
 import msgspec
 
 from shared import bus, redaction, subjects
-from shared.messages.outbound import MAX_TEXT_BYTES, SendReply
+from shared.ids import TurnId
+from shared.messages.contract import Chat
+from shared.messages.history import ToolResult
+from shared.messages.outbound import MAX_TEXT_BYTES, SendFile, SendReply
 
 HISTORY_MARKER = "…[{omitted} chars omitted from the history; the user received all of it]…"
 
@@ -25,6 +28,26 @@ async def publish(conn: bus.Connection, reply: SendReply) -> None:
             reply = msgspec.structs.replace(reply, text="", text_file=name)
     subject = subjects.outbound(reply.chat.channel, conv)
     await bus.publish(conn, subject, reply, msg_id=reply.out_id)
+
+
+async def offer_files(
+    conn: bus.Connection, chat: Chat, turn_id: TurnId, results: list[ToolResult]
+) -> None:
+    """Put the files the results offer on the chat's outputs, in order; a repeat (a takeover
+    storing the same results) is dropped by msg id."""
+    subject = subjects.outbound(chat.channel, chat.conversation_id)
+    for result in results:
+        for number, offered in enumerate(result.sends):
+            out_id = subjects.file_out_id(turn_id, result.call_id, number)
+            output = SendFile(
+                chat=chat,
+                out_id=out_id,
+                file=offered.attachment,
+                caption=offered.caption,
+                send_as=offered.send_as,
+                turn_id=turn_id,
+            )
+            await bus.publish(conn, subject, output, msg_id=out_id)
 
 
 def for_history(text: str, max_bytes: int = MAX_TEXT_BYTES) -> str:

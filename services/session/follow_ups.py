@@ -1,6 +1,7 @@
 """Follow-ups (SPEC §3.5): messages that come while a turn runs are acknowledged at once (👀)
 and taken into the turn at its next safe boundary, one user message for all of them."""
 
+import asyncio
 import contextlib
 import logging
 from datetime import UTC
@@ -10,10 +11,11 @@ import nats.errors
 
 from services.session.inbox import Entry
 from shared import bus, subjects
-from shared.ids import TurnId
+from shared.ids import ToolCallId, TurnId
 from shared.messages.history import UserMessage
 from shared.messages.outbound import SetReaction
 from shared.messages.session import HandleMessage
+from shared.messages.tools import CancelCall
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
@@ -81,3 +83,19 @@ async def acknowledge(actor: "SessionActor", message: HandleMessage) -> None:
     outbound = subjects.outbound(received.chat.channel, received.chat.conversation_id)
     with contextlib.suppress(TimeoutError, nats.errors.Error):
         await bus.publish(actor.conn, outbound, reaction, msg_id=reaction.out_id)
+
+
+CUT_TIMEOUT_S = 2.0
+
+
+async def cut_waits(actor: "SessionActor", call_ids: list[ToolCallId]) -> None:
+    """A follow-up came: the interruptible calls in flight stop waiting (SPEC §5.0) and return
+    what they have, so the follow-up is taken in at the next boundary; their work goes on."""
+
+    async def cut(call_id: ToolCallId) -> None:
+        request = CancelCall(session_id=actor.session_id, call_id=call_id, wait_only=True)
+        subject = subjects.tool_cancel(actor.session_id, call_id)
+        with contextlib.suppress(TimeoutError, nats.errors.Error):  # finished meanwhile
+            await actor.conn.nc.request(subject, bus.encode(request), timeout=CUT_TIMEOUT_S)
+
+    await asyncio.gather(*(cut(call_id) for call_id in call_ids))

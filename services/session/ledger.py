@@ -60,6 +60,7 @@ async def settle(
             done[result.call_id] = result
     turn.started.clear()
     ordered = [done[call.call_id] for call in last.tool_calls]
+    await turn.offer(ordered)
     fitted = tool_batch.fitted(ordered)
     await turn.history.append(ToolResults(turn_id=turn.turn_id, results=fitted))
     if turn.running.cancel.is_set():

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import nats.errors
 
+from services.session import runner_watch
 from services.session.heads import CallEntry
 from services.session.tool_results import Results
 from shared import bus, subjects
@@ -63,6 +64,7 @@ def as_result(call: ToolCall, finished: ToolFinished) -> ToolResult:
                 tool=call.name,
                 content=content,
                 attachments=succeeded.attachments,
+                sends=succeeded.sends,
             )
 
 
@@ -134,9 +136,12 @@ class Run(msgspec.Struct, kw_only=True):
     journal: Journal
     started: Mapping[ToolCallId, float] = msgspec.field(default_factory=dict)
     attempt: int = 0
+    # The interruptible calls in flight: a follow-up cuts their waits short (the actor does).
+    waiting: set[ToolCallId] = msgspec.field(default_factory=set)
 
 
 class _State(msgspec.Struct, kw_only=True):
+    watch: runner_watch.Watch
     arguments: dict[ToolCallId, msgspec.Raw] = msgspec.field(default_factory=dict)
     running: dict[ToolCallId, Pending] = msgspec.field(default_factory=dict)
     done: dict[ToolCallId, ToolResult] = msgspec.field(default_factory=dict)
@@ -146,7 +151,7 @@ async def run(batch: Batch, calls: list[ToolCall], how: Run) -> list[ToolResult]
     """Run every call of the batch; a call the model malformed is answered without running.
     When the turn is cancelled, running calls are stopped and every unfinished one is answered
     `cancelled by user`."""
-    state = _State()
+    state = _State(watch=runner_watch.Watch(how.results.conn, batch.session_id))
     valid: list[ToolCall] = []
     for call in calls:
         parsed = arguments_of(call)
@@ -166,11 +171,13 @@ async def run(batch: Batch, calls: list[ToolCall], how: Run) -> list[ToolResult]
                     sending.append(waiting.pop(0))
                 if sending:
                     await _send_group(batch, how, sending, state)
-                await _settle(how, state.running, state.done)
+                await _settle(how, state)
     except TurnCancelledError:
         await _cancel_running(how.results.conn, batch, list(state.running))
         for call in calls:
             state.done.setdefault(call.call_id, cancelled(call))
+    finally:
+        how.waiting.clear()
     return [state.done[call.call_id] for call in calls]
 
 
@@ -188,6 +195,8 @@ async def _send_group(batch: Batch, how: Run, sending: list[ToolCall], state: _S
             limit = batch.timeout_s
         deadline = _now() + limit + RESULT_MARGIN_S
         state.running[call.call_id] = Pending(call=call, deadline=deadline)
+        if how.traits.get(call.name, ToolTraits()).mode == "interruptible":
+            how.waiting.add(call.call_id)
 
 
 def _entry(how: Run, call_id: str, tool: str, state: Literal["sent", "finished"]) -> CallEntry:
@@ -231,16 +240,22 @@ async def _cancel_running(conn: bus.Connection, batch: Batch, call_ids: list[Too
     await asyncio.gather(*(cancel_one(call_id) for call_id in call_ids))
 
 
-async def _settle(
-    how: Run, running: dict[ToolCallId, Pending], done: dict[ToolCallId, ToolResult]
-) -> None:
-    """Take the next start or result of a running call, or end the calls past their deadline."""
+async def _settle(how: Run, state: _State) -> None:
+    """Take the next start or result of a running call; end the calls past their deadline or
+    whose runner is gone (pinged every few seconds)."""
     if how.cancel.is_set():
         raise TurnCancelledError
+    running, done = state.running, state.done
     try:
-        timeout_s = min(p.deadline for p in running.values()) - _now()
-        event = await until_cancelled(how.cancel, how.results.next(timeout_s))
+        deadline = min(p.deadline for p in running.values())
+        if state.watch.holders:
+            deadline = min(deadline, state.watch.next_ping)
+        event = await until_cancelled(how.cancel, how.results.next(deadline - _now()))
     except TimeoutError:
+        for call_id in await state.watch.lost():
+            lost = running.pop(call_id, None)
+            if lost is not None:
+                done[call_id] = failed(lost.call, runner_watch.LOST, "interrupted_by_restart")
         for call_id, late in list(running.items()):
             if late.deadline <= _now():
                 del running[call_id]
@@ -249,10 +264,13 @@ async def _settle(
         return
     pending = running.get(event.call_id) if event is not None else None
     match event:
-        case ToolStarted(limit_s=limit_s) if pending is not None:
+        case ToolStarted(limit_s=limit_s, runner_id=runner_id) if pending is not None:
             pending.deadline = _now() + limit_s + RESULT_MARGIN_S
+            state.watch.started(event.call_id, runner_id)
         case ToolFinished() if pending is not None:
             del running[event.call_id]
+            state.watch.forget(event.call_id)
+            how.waiting.discard(event.call_id)
             done[event.call_id] = as_result(pending.call, event)
         case _:  # bad data, or a call of another batch (a late result): not ours to wait for
             pass

@@ -62,9 +62,14 @@ class Running(msgspec.Struct, kw_only=True):
     cancel_seq: int = 0  # the SC_IN seq of the /cancel that set the flag
     settles: int = 1  # the user inputs its answer settles (its message, follow-ups taken in)
     fallback: str = ""  # the fallback model the turn moved to (SPEC §7.3), if it did
+    waiting: set[ToolCallId] = msgspec.field(default_factory=set)  # interruptible calls running
 
 
 async def _no_follow_ups() -> None:
+    return None
+
+
+async def _nothing_to_offer(results: list[ToolResult]) -> None:
     return None
 
 
@@ -82,6 +87,8 @@ class Turn:
     running: Running
     journal: tool_batch.Journal  # records a group of calls before they are sent
     fold: Callable[[], Awaitable[None]] = _no_follow_ups  # follow-ups in, at a safe boundary
+    # Files the results offer the user go out before the results are stored (SPEC §5.6).
+    offer: Callable[[list[ToolResult]], Awaitable[None]] = _nothing_to_offer
     max_round_trips: int = 120
     started: dict[ToolCallId, float] = field(default_factory=dict)  # see tool_batch.Run
     attempt: int = 0
@@ -154,6 +161,7 @@ async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, Tool
         journal=turn.journal,
         started=turn.started,
         attempt=turn.attempt,
+        waiting=turn.running.waiting,
     )
     results = await tool_batch.run(turn.batch, calls, how)
     turn.started.clear()
@@ -238,5 +246,6 @@ def _assistant(turn: Turn, answered: Answered, calls: list[ToolCall]) -> Assista
 
 
 async def _append_results(turn: Turn, results: list[ToolResult]) -> None:
+    await turn.offer(results)
     fitted = tool_batch.fitted(results)
     await turn.history.append(ToolResults(turn_id=turn.turn_id, results=fitted))

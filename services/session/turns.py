@@ -36,6 +36,7 @@ from shared.messages.history import (
     Compacted,
     Notice,
     SessionStarted,
+    ToolResult,
     TurnFinished,
     TurnStarted,
     UserMessage,
@@ -72,7 +73,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
     actor.begin_running(turn_id)
 
     async def record() -> ToolCatalog | None:
-        tools = await actor.pool.tools(message.settings.workspace.pool)
+        tools = await actor.pool.tools(message.settings)
         line = "" if tools is None else _sandbox_line(actor, message.settings, tools)
         if not history.events:
             await history.append(_session_started(actor, message.settings, line))
@@ -137,7 +138,7 @@ async def continue_turn(actor: "SessionActor", entry: Entry, message: ContinueTu
     started = TurnStarted(turn_id=turn_id, input_seq=message.input_seq, continues=last.turn_id)
     await actor.history.append(started)
     actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
-    tools = await actor.pool.tools(message.settings.workspace.pool)
+    tools = await actor.pool.tools(message.settings)
     plan = Plan(turn_id=turn_id, number=number, chat=chat, settings=message.settings)
     await drive(actor, plan, tools)
 
@@ -168,7 +169,7 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
         )
         await finish(actor, turn_id, chat, ending)
         return
-    tools = await actor.pool.tools(settings.workspace.pool)
+    tools = await actor.pool.tools(settings)
     plan = Plan(
         turn_id=turn_id,
         number=number,
@@ -243,6 +244,9 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
             actor.conn, SendReply(chat=plan.chat, out_id=out_id, text=text, settles=0)
         )
 
+    async def offer(results: list[ToolResult]) -> None:
+        await answers.offer_files(actor.conn, plan.chat, plan.turn_id, results)
+
     models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
     return turn_loop.Turn(
         turn_id=plan.turn_id,
@@ -262,6 +266,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         running=actor.running,
         journal=actor.journal_batch,
         fold=lambda: follow_ups.fold(actor, plan.turn_id),
+        offer=offer,
         max_round_trips=config.agent.max_round_trips,
         attempt=plan.attempt,
         media=actor.pool.media,

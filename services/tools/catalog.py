@@ -6,31 +6,26 @@ The schema the model sees is `msgspec.json.schema` of the argument Struct, inlin
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import msgspec
 
-from services.tools.builtin import shell_close as closing
-from services.tools.builtin.audio_load import AudioLoadArgs, audio_load
-from services.tools.builtin.edit import EditArgs, edit
-from services.tools.builtin.file_read import FileReadArgs, file_read
-from services.tools.builtin.file_write import FileWriteArgs, file_write
-from services.tools.builtin.glob_files import GlobArgs, glob
-from services.tools.builtin.grep_files import GrepArgs, grep
-from services.tools.builtin.image_load import ImageLoadArgs, image_load
-from services.tools.builtin.listing import LsArgs, ls
-from services.tools.builtin.pdf_load import PdfLoadArgs, pdf_load
-from services.tools.builtin.shell import ShellArgs, shell, time_limit_s
+from services.tools.context import Settings
 from services.tools.results import Attached, Result, ToolError
 from services.tools.workspace import ToolCall
-from shared.messages.tools import ToolSpec, ToolTraits
+from shared.messages.tools import ListTools, ToolSpec, ToolTraits
 
 A = TypeVar("A", bound=msgspec.Struct)
 Started = Callable[[float], Awaitable[None]]  # told the hard limit once the call really starts
 Outcome = Result | Attached
 Invoke = Callable[[bytes, ToolCall, Started], Awaitable[Outcome]]
+Shown = Callable[[ListTools, Settings], bool]
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+
+
+def always(asking: ListTools, settings: Settings) -> bool:
+    return True
 
 
 class Tool(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +33,7 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
     arguments: type[msgspec.Struct]
     invoke: Invoke  # decode the arguments, then run under the call's hard time limit
     traits: ToolTraits
+    shown: Shown = always  # SPEC §5.0's "shown when"
 
 
 def bind(
@@ -87,81 +83,9 @@ def decode(decoder: msgspec.json.Decoder[A], kind: type[A], arguments: bytes) ->
         raise ToolError("invalid_arguments", f"arguments are not valid JSON: {exc}") from None
 
 
-TOOLS: dict[str, Tool] = {
-    tool.name: tool
-    for tool in [
-        Tool(
-            name="file_read",
-            arguments=FileReadArgs,
-            invoke=bind(FileReadArgs, file_read),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="file_write",
-            arguments=FileWriteArgs,
-            invoke=bind(FileWriteArgs, file_write),
-            traits=ToolTraits(mode="immediate", is_serial=True, is_idempotent=False),
-        ),
-        Tool(
-            name="edit",
-            arguments=EditArgs,
-            invoke=bind(EditArgs, edit),
-            traits=ToolTraits(mode="immediate", is_serial=True, is_idempotent=False),
-        ),
-        Tool(
-            name="grep",
-            arguments=GrepArgs,
-            invoke=bind(GrepArgs, grep),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="glob",
-            arguments=GlobArgs,
-            invoke=bind(GlobArgs, glob),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="ls",
-            arguments=LsArgs,
-            invoke=bind(LsArgs, ls),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="shell",
-            arguments=ShellArgs,
-            invoke=bind(ShellArgs, shell, time_limit_s),
-            traits=ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False),
-        ),
-        Tool(
-            name="shell_close",
-            arguments=closing.ShellCloseArgs,
-            invoke=bind(closing.ShellCloseArgs, closing.shell_close, closing.time_limit_s),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=False),
-        ),
-        Tool(
-            name="image_load",
-            arguments=ImageLoadArgs,
-            invoke=bind(ImageLoadArgs, image_load),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="pdf_load",
-            arguments=PdfLoadArgs,
-            invoke=bind(PdfLoadArgs, pdf_load),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-        Tool(
-            name="audio_load",
-            arguments=AudioLoadArgs,
-            invoke=bind(AudioLoadArgs, audio_load),
-            traits=ToolTraits(mode="immediate", is_serial=False, is_idempotent=True),
-        ),
-    ]
-}
-
-
-def specs() -> list[ToolSpec]:
-    """The catalog as the session gets it: name, tagged description, inlined JSON schema."""
+def specs(tools: Iterable[Tool], asking: ListTools, settings: Settings) -> list[ToolSpec]:
+    """The catalog as the session gets it for a model and session type: name, tagged
+    description, inlined JSON schema, traits; each tool only where SPEC §5.0 shows it."""
     return [
         ToolSpec(
             name=tool.name,
@@ -169,7 +93,8 @@ def specs() -> list[ToolSpec]:
             parameters=msgspec.Raw(msgspec.json.encode(parameters(tool.arguments))),
             traits=tool.traits,
         )
-        for tool in TOOLS.values()
+        for tool in tools
+        if tool.shown(asking, settings)
     ]
 
 

@@ -79,6 +79,14 @@ def located(
         walk.close()
 
 
+def existing(call: ToolCall, path: str) -> Path:
+    """The real path of what `path` names (walked race-free), or `not_found`."""
+    with located(call, path, is_write=False) as end:
+        if not end.is_present:
+            raise ToolError("not_found", f"{path} does not exist")
+        return end.path
+
+
 def open_file(call: ToolCall, path: str, flags: int, *, mode: int = 0o666) -> tuple[int, Located]:
     """An fd of the file `path` names, opened with `flags` (+ O_NOFOLLOW): writing flags create
     missing parents. The caller closes the fd; the Located is already closed (use its `shown`)."""
@@ -122,9 +130,12 @@ def open_dir(call: ToolCall, path: str, *, is_write: bool = False) -> int:
 def read_bytes(call: ToolCall, path: str, limit: int) -> bytes:
     """The file's bytes, up to `limit` (a longer file is `too_large`)."""
     fd, end = open_file(call, path, os.O_RDONLY)
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        what = "is a directory" if stat.S_ISDIR(kind) else "is not a regular file"
+        raise ToolError("invalid_arguments", f"{end.shown} {what}")
     with os.fdopen(fd, "rb") as source:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ToolError("invalid_arguments", f"{end.shown} is not a regular file")
         data = source.read(limit + 1)
     if len(data) > limit:
         raise ToolError("too_large", f"{end.shown} is over {limit:,} bytes")

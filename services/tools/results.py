@@ -3,8 +3,6 @@
 A tool raises ToolError deep inside; the runner turns it into a ToolFailed the model reads.
 """
 
-from pathlib import Path
-
 import msgspec
 
 from shared.errors import ModelBehaviorError
@@ -55,18 +53,6 @@ def cut_middle(text: str, max_chars: int, marker: str) -> str:
 def spill_path(call_id: str) -> str:
     """Where a cut result's whole text is kept, relative to the workspace."""
     return f"{SPILL_DIR}/{call_id}.txt"
-
-
-def cap(text: str, root: Path, call_id: str) -> str:
-    """A result text the model can take: over 100,000 chars it is cut and saved whole."""
-    if len(text) <= MAX_RESULT_CHARS:
-        return text
-    relative = spill_path(call_id)
-    target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    marker = "…[{omitted} chars omitted; full output in " + relative + "]…"
-    return cut_middle(text, MAX_RESULT_CHARS, marker)
 
 
 def cap_error(message: str) -> str:

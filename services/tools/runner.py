@@ -16,10 +16,11 @@ import msgspec
 
 from services.tools import handles, results, workspace
 from services.tools.cancellation import CallKey, Running
-from services.tools.catalog import TOOLS, Started
+from services.tools.catalog import Started
 from services.tools.context import RunnerContext
 from services.tools.results import ToolError
 from services.tools.sandbox.host import SandboxHost
+from services.tools.tool_table import TOOLS
 from shared import bus, subjects
 from shared import logging as service_logging
 from shared.messages.tools import (
@@ -142,6 +143,7 @@ async def outcome(
     except ToolError as exc:
         return failed(exc.kind, str(exc))
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
+        log.warning("%s failed on the host", request.tool, exc_info=True)
         return failed("failed", f"{request.tool} failed: {exc}")
     if isinstance(result, results.Attached):
         return ToolSucceeded(

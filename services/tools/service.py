@@ -17,9 +17,10 @@ import msgspec
 from nats.micro.request import Request
 
 from services.tools import cancellation, direct, runner
-from services.tools.catalog import specs
+from services.tools import catalog as listing
 from services.tools.context import RunnerContext, Settings
 from services.tools.sandbox import cgroups, host
+from services.tools.tool_table import TABLE
 from shared import bus, layout, subjects
 from shared.ids import new_id
 from shared.lifecycle import Runtime
@@ -30,6 +31,7 @@ from shared.messages.tools import (
     PoolProbed,
     ToolCatalog,
 )
+from shared.sandbox import SandboxSupport
 
 POOL = layout.LOCAL_POOL
 VERSION = "0.1.0"
@@ -50,12 +52,14 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
     runner_id = sandbox.runner_id
     async with bus.connected(runtime.bus, "tools") as conn, asyncio.TaskGroup() as tasks:
         discovery = await bus.register(conn, f"tool runner, pool {POOL}", VERSION)
-        catalog = ToolCatalog(tools=specs(), sandbox=sandbox.support)
+        config = runtime.config
+        settings = Settings(tools=config.tools, search=config.search, images=config.images)
+        catalogs = Catalogs(settings, sandbox.support)
         await discovery.add_endpoint(
             name="catalog",
             subject=subjects.tool_catalog(POOL),
             queue_group=POOL,
-            handler=functools.partial(answer, CATALOG_REQUEST, bus.encode(catalog)),
+            handler=catalogs.answer,
         )
         probed = PoolProbed(runner_id=runner_id, sandbox=sandbox.support)
         await discovery.add_endpoint(
@@ -64,10 +68,9 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
             queue_group=POOL,
             handler=functools.partial(answer, PROBE_REQUEST, bus.encode(probed)),
         )
-        config = runtime.config
         context = RunnerContext(
             runner_id=runner_id,
-            settings=Settings(tools=config.tools, search=config.search, images=config.images),
+            settings=settings,
             store_file=functools.partial(store_file, conn),
         )
         running = runner.Host(
@@ -93,6 +96,28 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         await forwarded.unsubscribe()
         await cancels.unsubscribe()
         await discovery.stop()
+
+
+class Catalogs:
+    """The catalog per model capabilities and session type, encoded once each."""
+
+    def __init__(self, settings: Settings, support: SandboxSupport) -> None:
+        self.settings = settings
+        self.support = support
+        self.encoded: dict[tuple[str, ...], bytes] = {}
+
+    async def answer(self, request: Request) -> None:
+        try:
+            asking = CATALOG_REQUEST.decode(request.data)
+        except msgspec.DecodeError as exc:
+            await request.respond_error("400", f"expected a ListTools: {exc}")
+            return
+        key = (asking.session_type, *sorted(asking.capabilities))
+        reply = self.encoded.get(key)
+        if reply is None:
+            tools = listing.specs(TABLE, asking, self.settings)
+            reply = self.encoded[key] = bus.encode(ToolCatalog(tools=tools, sandbox=self.support))
+        await request.respond(reply)
 
 
 async def store_file(conn: bus.Connection, name: str, data: bytes) -> None:

@@ -1,8 +1,7 @@
 """A conversation's workspace on this host, and the path rule every tool follows (SPEC §5.0).
 
 A relative `Workspace.path` lives under the runner's workdir (`workspaces/<conv>`). Every path a
-tool touches resolves (symlinks followed) inside the workspace or the shared dir, else the call
-fails with `outside_workspace`.
+tool touches is walked race-free by `fs` and must stay inside the workspace or the shared dir.
 """
 
 import asyncio
@@ -68,30 +67,6 @@ def prepare(
         runner=runner or RunnerContext(),
         position_in_batch=request.position_in_batch,
     )
-
-
-def confine(call: ToolCall, path: str, *, is_read: bool = False) -> Path:
-    """The absolute path `path` names (relative to the workspace), if the rule allows it: the
-    workspace and the shared dir, the software dir for reading; any path in `disabled` mode.
-    A path no file system takes (a NUL byte, over PATH_MAX) is the model's bad argument."""
-    if "\0" in path:
-        raise ToolError("invalid_arguments", "the path contains a NUL byte")
-    if len(path.encode(errors="surrogateescape")) > MAX_PATH_BYTES:
-        raise ToolError("invalid_arguments", f"the path is longer than {MAX_PATH_BYTES:,} bytes")
-    if any(len(part.encode(errors="surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")):
-        raise ToolError("invalid_arguments", f"a name in the path is over {MAX_NAME_BYTES} bytes")
-    try:
-        resolved = (call.root / path).resolve()
-    except (OSError, RuntimeError) as exc:  # a name over NAME_MAX, a symlink loop
-        raise ToolError("invalid_arguments", f"cannot resolve the path {path!r}: {exc}") from None
-    if call.mode == "disabled":
-        return resolved
-    allowed = [call.root, call.shared]
-    if is_read and call.host.software is not None:
-        allowed.append(call.host.software.resolve())
-    if any(resolved.is_relative_to(root) for root in allowed):
-        return resolved
-    raise ToolError("outside_workspace", f"path is outside the workspace: {path}")
 
 
 def relative(call: ToolCall, path: Path) -> str:

@@ -8,6 +8,7 @@ import msgspec
 
 from shared.ids import CallIdField, SessionIdField, TurnIdField
 from shared.messages.contract import Attachment, BusMessage, Sender, Value
+from shared.messages.tools import FileToSend
 
 
 class Usage(Value, frozen=True, kw_only=True):
@@ -49,6 +50,7 @@ class ToolResult(Value, frozen=True, kw_only=True):
     content: str  # compact JSON, as the model reads it
     is_error: bool = False
     attachments: list[Attachment] = msgspec.field(default_factory=list)  # loaded (SPEC §8.3)
+    sends: list[FileToSend] = msgspec.field(default_factory=list)  # offered to the user (§5.6)
 
 
 class SessionStarted(BusMessage, frozen=True, kw_only=True, tag="session_started"):

@@ -7,7 +7,8 @@ the output names it (`text_file`), since NATS refuses a message over 1 MiB (SPEC
 import msgspec
 
 from shared.ids import OutIdField, TurnIdField
-from shared.messages.contract import BusMessage, Chat
+from shared.messages.contract import Attachment, BusMessage, Chat
+from shared.messages.tools import SendAs
 
 MAX_TEXT_BYTES = 256 * 1024
 
@@ -42,5 +43,16 @@ class SetReaction(BusMessage, frozen=True, kw_only=True, tag="set_reaction"):
     emoji: str
 
 
-Output = ShowTyping | SendReply | SetReaction
+class SendFile(BusMessage, frozen=True, kw_only=True, tag="send_file"):
+    """Send a file from sc_files to the chat (`send_file`, generated images; SPEC §5.6, §12.8)."""
+
+    chat: Chat
+    out_id: OutIdField
+    file: Attachment
+    caption: str = ""  # Markdown
+    send_as: SendAs = "auto"
+    turn_id: TurnIdField | None = None
+
+
+Output = ShowTyping | SendReply | SetReaction | SendFile
 OUTPUT: msgspec.json.Decoder[Output] = msgspec.json.Decoder(Output)

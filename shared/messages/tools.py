@@ -120,8 +120,16 @@ class RunnerAlive(BusMessage, frozen=True, kw_only=True, tag="runner_alive"):
     holding: list[CallIdField]  # the asked calls it is running (or forwarding) now
 
 
+SessionType = Literal["foreground", "background", "subagent"]
+
+
 class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
-    """Ask any runner of a pool for the tools the model may call."""
+    """Ask any runner of a pool for the tools a model may call: the catalog depends on the
+    model's capabilities (`image_in` shows `image_load`; native `web_search` hides ours) and on
+    the session type (SPEC §5.0's columns)."""
+
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    session_type: SessionType = "foreground"
 
 
 class ToolTraits(Value, frozen=True, kw_only=True):

@@ -122,14 +122,18 @@ async def test_the_catalog_request_is_answered(bus, runtime):
         "file_read",
         "file_write",
         "edit",
+        "apply_patch",
         "grep",
         "glob",
         "ls",
         "shell",
         "shell_close",
-        "image_load",
-        "pdf_load",
-        "audio_load",
+        "web_fetch",
+        "file_download_start",
+        "file_download_progress",
+        "file_download_wait",
+        "file_download_cancel",
+        "send_file",
     ]
     shell = msgspec.json.decode(next(t for t in catalog.tools if t.name == "shell").parameters)
     assert shell["type"] == "object"

@@ -1,12 +1,13 @@
 """A Telegram Bot API server speaking the wire as aiogram 3 and delivery's httpx client call it.
 
 `POST /bot<token>/<method>` for getMe, deleteWebhook, setMyCommands, getUpdates (long poll with
-offsets), sendMessage, editMessageText, sendChatAction and setMessageReaction, with Telegram's
+offsets), sendMessage, editMessageText, sendChatAction, setMessageReaction and the multipart
+uploads sendPhoto, sendDocument, sendAudio, sendVoice, sendVideo and sendAnimation, with Telegram's
 checks and envelopes (`{"ok": false, "error_code": N, "description": ...}`); a wrong token is 401,
 any other method 404. Tests act as a user (`user_says`, `user_sends`, `replay`, `message_id`),
 inject faults (`fail_next`, `delay`) and read what the bot did: `sent` (sends and edits),
-`next_sent()`, `transcript()`, `actions()`, `reactions()`, `calls` (every request with its decoded
-parameters) and `confirmed_offset`.
+`next_sent()`, `transcript()`, `files` and `next_file()` (uploads with their bytes), `actions()`,
+`reactions()`, `calls` (every request with its decoded parameters) and `confirmed_offset`.
 """
 
 import asyncio
@@ -27,7 +28,9 @@ from tests.kit.telegram_wire import (
     DESCRIPTIONS,
     JSON,
     JSON_TYPE,
+    MAX_UPLOAD_BYTES,
     NOT_MODIFIED,
+    UPLOAD_FIELDS,
     BotApiError,
     Call,
     EditMessageText,
@@ -36,17 +39,25 @@ from tests.kit.telegram_wire import (
     GetUpdates,
     SendChatAction,
     SendMessage,
+    SendUpload,
+    SentFile,
     SentMessage,
     SetMessageReaction,
+    bot_user,
+    chat_object,
     checked,
+    checked_reactions,
     default_chat,
+    media_fields,
     now_s,
     read_params,
+    read_upload,
     refused,
+    sent_file,
     typed,
 )
 
-__all__ = ["Call", "Entity", "SentMessage", "TelegramAPIServer", "telegram_api"]
+__all__ = ["Call", "Entity", "SentFile", "SentMessage", "TelegramAPIServer", "telegram_api"]
 DEFAULT_TOKEN: Final = "123456789:AAE-stellaclaw-test-token"
 
 
@@ -59,6 +70,7 @@ class TelegramAPIServer:
         self.bot_username = "stellaclaw_test_bot"
         self.base_url = ""
         self.sent: list[SentMessage] = []
+        self.files: list[SentFile] = []  # accepted uploads, in order
         self.calls: list[Call] = []
         self.confirmed_offset: int | None = None
         self._pending: list[tuple[int, dict[str, object]]] = []
@@ -68,6 +80,7 @@ class TelegramAPIServer:
         self._chats: dict[int, dict[str, object]] = {}
         self._latest: dict[tuple[int, int], SentMessage] = {}
         self._untaken: list[int] = []  # indices into `sent` that next_sent has not returned
+        self._files_taken = 0  # `files` that next_file has returned
         self._actions: list[tuple[int, str]] = []
         self._reactions: list[tuple[int, int, str]] = []  # chat, message, emoji
         self._sent_changed = asyncio.Event()
@@ -79,7 +92,7 @@ class TelegramAPIServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES + (1 << 20))  # the file and fields
         app.router.add_route("*", "/{bot}/{method}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -132,7 +145,8 @@ class TelegramAPIServer:
             raise ValueError(f"a message in a {chat_type} chat needs user_id")
         sender_id = chat_id if user_id is None else user_id
         sender = {"id": sender_id, "is_bot": False, "first_name": first_name}
-        chat = self._chat(chat_id, chat_type, first_name, is_forum=message_thread_id is not None)
+        is_forum = message_thread_id is not None
+        chat = self._chats[chat_id] = chat_object(chat_id, chat_type, first_name, is_forum=is_forum)
         message: dict[str, object] = {
             "message_id": next(self._message_ids),
             "from": sender,
@@ -224,6 +238,17 @@ class TelegramAPIServer:
         self._untaken.remove(index)
         return self.sent[index]
 
+    async def next_file(self, timeout_s: float = 5.0) -> SentFile:
+        """The oldest accepted upload not yet returned here."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while len(self.files) <= self._files_taken:
+                    await self._sent_changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no file was sent within {timeout_s} s") from None
+        self._files_taken += 1
+        return self.files[self._files_taken - 1]
+
     # The wire.
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -238,7 +263,10 @@ class TelegramAPIServer:
             if self._faults[method.lower()]:
                 fault = self._faults[method.lower()].pop(0)
                 raise BotApiError(fault.status, fault.description, fault.retry_after)
-            result = await self._run(method.lower(), params)
+            if method.lower() in UPLOAD_FIELDS:
+                result = await self._send_file(method, typed(params, SendUpload), request)
+            else:
+                result = await self._run(method.lower(), params)
         except BotApiError as refusal:
             return refused(refusal.fault)
         return web.Response(
@@ -248,7 +276,7 @@ class TelegramAPIServer:
     async def _run(self, method: str, params: dict[str, object]) -> object:
         match method:
             case "getme":
-                return self._me()
+                return bot_user(self.bot_id, self.bot_username)
             case "deletewebhook" | "setmycommands":
                 return True
             case "getupdates":
@@ -265,17 +293,6 @@ class TelegramAPIServer:
                 return self._set_message_reaction(typed(params, SetMessageReaction))
             case _:
                 raise BotApiError(404, "Not Found")
-
-    def _me(self) -> dict[str, object]:
-        return {
-            "id": self.bot_id,
-            "is_bot": True,
-            "first_name": "Stellaclaw",
-            "username": self.bot_username,
-            "can_join_groups": True,
-            "can_read_all_group_messages": False,
-            "supports_inline_queries": False,
-        }
 
     async def _get_updates(self, params: GetUpdates) -> list[dict[str, object]]:
         if params.offset is not None and params.offset > 0:
@@ -306,16 +323,20 @@ class TelegramAPIServer:
             parse_mode=params.parse_mode,
         )
         self._accept(sent)
-        return self._message(sent)
+        return self._text_message(sent)
+
+    async def _send_file(self, method: str, params: SendUpload, request: web.Request) -> object:
+        upload = await read_upload(request, UPLOAD_FIELDS[method.lower()])
+        sent = sent_file(method, params, upload, next(self._message_ids))
+        self.files.append(sent)
+        self._notify_sent()
+        message = self._message(sent.chat_id, sent.message_id, sent.message_thread_id)
+        return message | media_fields(sent)
 
     def _set_message_reaction(self, params: SetMessageReaction) -> bool:
-        """Telegram's checks for a bot: one reaction at most, a real emoji; the message is not
-        looked up (a test reacts to any id it likes; a missing message is a `fail_next`)."""
-        if len(params.reaction) > 1:
-            raise BotApiError(400, "Bad Request: REACTIONS_TOO_MANY")
-        if any(not reaction.emoji.strip() for reaction in params.reaction):
-            raise BotApiError(400, "Bad Request: REACTION_INVALID")
-        for reaction in params.reaction:
+        """The message is not looked up (a test reacts to any id it likes; a missing message
+        is a `fail_next`)."""
+        for reaction in checked_reactions(params):
             self._reactions.append((params.chat_id, params.message_id, reaction.emoji))
         return True
 
@@ -334,41 +355,36 @@ class TelegramAPIServer:
             parse_mode=params.parse_mode,
         )
         self._accept(edited)
-        return self._message(edited) | {"edit_date": int(datetime.now(UTC).timestamp())}
+        return self._text_message(edited) | {"edit_date": int(datetime.now(UTC).timestamp())}
 
     def _accept(self, sent: SentMessage) -> None:
         self._untaken.append(len(self.sent))
         self.sent.append(sent)
         self._latest[(sent.chat_id, sent.message_id)] = sent
-        self._sent_changed.set()  # wakes every next_sent waiting now; later ones wait anew
+        self._notify_sent()
+
+    def _notify_sent(self) -> None:
+        self._sent_changed.set()  # wakes every waiting next_sent, next_file; later ones wait anew
         self._sent_changed = asyncio.Event()
 
-    def _message(self, sent: SentMessage) -> dict[str, object]:
-        message: dict[str, object] = {
-            "message_id": sent.message_id,
-            "from": {"id": self.bot_id, "is_bot": True, "first_name": "Stellaclaw"},
-            "chat": self._chats.get(sent.chat_id) or default_chat(sent.chat_id),
-            "date": int(datetime.now(UTC).timestamp()),
-            "text": sent.text,
-        }
+    def _text_message(self, sent: SentMessage) -> dict[str, object]:
+        message = self._message(sent.chat_id, sent.message_id, sent.message_thread_id)
+        message["text"] = sent.text
         if sent.entities:
             message["entities"] = msgspec.to_builtins(sent.entities)
-        if sent.message_thread_id is not None:
-            message |= {"message_thread_id": sent.message_thread_id, "is_topic_message": True}
         return message
 
-    def _chat(
-        self, chat_id: int, chat_type: str, first_name: str, *, is_forum: bool
-    ) -> dict[str, object]:
-        chat: dict[str, object] = {"id": chat_id, "type": chat_type}
-        if chat_type == "private":
-            chat["first_name"] = first_name
-        else:
-            chat["title"] = "Stellaclaw testers"
-        if is_forum:
-            chat["is_forum"] = True
-        self._chats[chat_id] = chat
-        return chat
+    def _message(self, chat_id: int, message_id: int, thread_id: int | None) -> dict[str, object]:
+        """A Message from the bot, without its content."""
+        message: dict[str, object] = {
+            "message_id": message_id,
+            "from": {"id": self.bot_id, "is_bot": True, "first_name": "Stellaclaw"},
+            "chat": self._chats.get(chat_id) or default_chat(chat_id),
+            "date": int(datetime.now(UTC).timestamp()),
+        }
+        if thread_id is not None:
+            message |= {"message_thread_id": thread_id, "is_topic_message": True}
+        return message
 
 
 @contextlib.asynccontextmanager

@@ -2,16 +2,35 @@
 
 Parameters arrive in the query string, an urlencoded or multipart form (aiogram: every value a
 string, nested objects as JSON strings) or a JSON body (delivery's httpx client); `read_params`
-folds them into one dict and `typed` decodes it into a method's parameter Struct.
+folds them into one dict and `typed` decodes it into a method's parameter Struct. A file upload
+(`sendPhoto`, `sendDocument`, ...) is a multipart form whose file part is named after the method;
+`read_upload` takes it out and `sent_file` checks it as Telegram does.
 """
 
 import asyncio
+import io
+import warnings
 from typing import Final, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
+from PIL import Image, UnidentifiedImageError
 
 MAX_TEXT_UTF16: Final = 4096
+MAX_CAPTION_UTF16: Final = 1024
+MB: Final = 1 << 20
+MAX_UPLOAD_BYTES: Final = 50 * MB  # what a bot may send
+MAX_PHOTO_BYTES: Final = 10 * MB
+MAX_PHOTO_SIDES_PX: Final = 10_000  # width + height
+# The upload methods and the form field that carries each one's file.
+UPLOAD_FIELDS: Final = {
+    "sendphoto": "photo",
+    "senddocument": "document",
+    "sendaudio": "audio",
+    "sendvoice": "voice",
+    "sendvideo": "video",
+    "sendanimation": "animation",
+}
 NOT_MODIFIED: Final = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -50,6 +69,31 @@ class SentMessage(msgspec.Struct, frozen=True, kw_only=True):
     parse_mode: str | None = None
 
 
+class SentFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file upload the server accepted, as it crossed the wire."""
+
+    method: str  # as called: `sendPhoto`, `sendDocument`, ...
+    chat_id: int
+    message_id: int
+    file_name: str
+    content_type: str
+    data: bytes
+    caption: str = ""
+    caption_entities: tuple[Entity, ...] = ()
+    message_thread_id: int | None = None
+    parse_mode: str | None = None
+    width: int = 0  # a photo's, read from its bytes
+    height: int = 0
+
+
+class Upload(msgspec.Struct, frozen=True, kw_only=True):
+    """The file part of a multipart upload."""
+
+    file_name: str
+    content_type: str
+    data: bytes
+
+
 class Call(msgspec.Struct, frozen=True, kw_only=True):
     """One request as it crossed the wire: method, decoded parameters, loop time of arrival."""
 
@@ -83,6 +127,16 @@ class EditMessageText(Params, frozen=True, kw_only=True):
     text: str = ""
     entities: list[Entity] | None = None
     parse_mode: str | None = None
+
+
+class SendUpload(Params, frozen=True, kw_only=True):
+    """The parameters of every upload method besides its file."""
+
+    chat_id: int
+    caption: str = ""
+    caption_entities: list[Entity] | None = None
+    parse_mode: str | None = None
+    message_thread_id: int | None = None
 
 
 class SendChatAction(Params, frozen=True, kw_only=True):
@@ -131,6 +185,32 @@ def now_s() -> float:
     return asyncio.get_running_loop().time()
 
 
+def bot_user(bot_id: int, username: str) -> dict[str, object]:
+    """The bot as getMe describes it."""
+    return {
+        "id": bot_id,
+        "is_bot": True,
+        "first_name": "Stellaclaw",
+        "username": username,
+        "can_join_groups": True,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
+
+
+def chat_object(
+    chat_id: int, chat_type: str, first_name: str, *, is_forum: bool
+) -> dict[str, object]:
+    chat: dict[str, object] = {"id": chat_id, "type": chat_type}
+    if chat_type == "private":
+        chat["first_name"] = first_name
+    else:
+        chat["title"] = "Stellaclaw testers"
+    if is_forum:
+        chat["is_forum"] = True
+    return chat
+
+
 def default_chat(chat_id: int) -> dict[str, object]:
     if chat_id > 0:
         return {"id": chat_id, "type": "private", "first_name": "Ada"}
@@ -161,7 +241,10 @@ async def read_params(request: web.Request) -> dict[str, object]:
             raise BotApiError(400, "Bad Request: parameters must be a JSON object")
         params |= body
     elif request.content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            raise BotApiError(413, "Request Entity Too Large") from None
         texts |= {key: value for key, value in form.items() if isinstance(value, str)}
     for key, text in texts.items():
         params.setdefault(key, text if key in _TEXT_PARAMS else _form_value(text))
@@ -199,3 +282,94 @@ def checked(text: str, entities: list[Entity] | None) -> tuple[Entity, ...]:
                 "UTF-16 code units",
             )
     return tuple(entities or ())
+
+
+def checked_reactions(params: SetMessageReaction) -> list[ReactionTypeEmoji]:
+    """Telegram's checks for a bot: one reaction at most, a real emoji."""
+    if len(params.reaction) > 1:
+        raise BotApiError(400, "Bad Request: REACTIONS_TOO_MANY")
+    if any(not reaction.emoji.strip() for reaction in params.reaction):
+        raise BotApiError(400, "Bad Request: REACTION_INVALID")
+    return params.reaction
+
+
+def checked_caption(caption: str, entities: list[Entity] | None) -> tuple[Entity, ...]:
+    """Telegram's checks on a caption: at most 1,024 units, entities inside it."""
+    if utf16_len(caption) > MAX_CAPTION_UTF16:
+        raise BotApiError(400, "Bad Request: message caption is too long")
+    return checked(caption, entities) if caption else ()
+
+
+async def read_upload(request: web.Request, field: str) -> Upload:
+    """The file sent in the form part `field` (after `read_params` read the form)."""
+    is_form = request.content_type == "multipart/form-data"
+    part = (await request.post()).get(field) if is_form else None
+    if not isinstance(part, web.FileField):  # a file_id or URL string: not what the kit serves
+        raise BotApiError(400, f"Bad Request: there is no {field} in the request")
+    data = part.file.read()
+    if not data:
+        raise BotApiError(400, "Bad Request: file must be non-empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise BotApiError(413, "Request Entity Too Large")
+    return Upload(file_name=part.filename, content_type=part.content_type, data=data)
+
+
+def sent_file(method: str, params: SendUpload, upload: Upload, message_id: int) -> SentFile:
+    """The upload as accepted, after Telegram's checks on its caption and (a photo) its image."""
+    entities = checked_caption(params.caption, params.caption_entities)
+    width, height = photo_size(upload.data) if method.lower() == "sendphoto" else (0, 0)
+    return SentFile(
+        method=method,
+        chat_id=params.chat_id,
+        message_id=message_id,
+        file_name=upload.file_name,
+        content_type=upload.content_type,
+        data=upload.data,
+        caption=params.caption,
+        caption_entities=entities,
+        message_thread_id=params.message_thread_id,
+        parse_mode=params.parse_mode,
+        width=width,
+        height=height,
+    )
+
+
+def photo_size(data: bytes) -> tuple[int, int]:
+    """A photo's width and height, refused as Telegram refuses a photo it cannot take."""
+    if len(data) > MAX_PHOTO_BYTES:
+        raise BotApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise BotApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+    if width + height > MAX_PHOTO_SIDES_PX:
+        raise BotApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+    return width, height
+
+
+def media_fields(sent: SentFile) -> dict[str, object]:
+    """The fields a sent file adds to its Message: `photo` sizes, `document`, `audio`, ..."""
+    ids = {"file_id": f"file-{sent.message_id}", "file_unique_id": f"u{sent.message_id}"}
+    size = {"file_size": len(sent.data)}
+    named = {**ids, "file_name": sent.file_name, "mime_type": sent.content_type, **size}
+    kind = UPLOAD_FIELDS[sent.method.lower()]
+    fields: dict[str, object]
+    match kind:
+        case "photo":
+            fields = {"photo": [{**ids, "width": sent.width, "height": sent.height, **size}]}
+        case "voice":
+            fields = {"voice": {**ids, "duration": 1, "mime_type": sent.content_type, **size}}
+        case "audio":
+            fields = {"audio": {**named, "duration": 1}}
+        case "video" | "animation":
+            fields = {kind: {**named, "width": 640, "height": 360, "duration": 1}}
+        case _:
+            fields = {"document": named}
+    if sent.caption:
+        fields["caption"] = sent.caption
+    if sent.caption_entities:
+        fields["caption_entities"] = msgspec.to_builtins(sent.caption_entities)
+    return fields

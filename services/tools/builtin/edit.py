@@ -6,20 +6,17 @@ replaced atomically with its mode kept.
 """
 
 import asyncio
-from pathlib import Path
+import os
+import stat
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-from services.tools.builtin.file_write import (
-    MIB,
-    check_target,
-    make_parents,
-    replace_atomically,
-)
+from services.tools import fs
+from services.tools.builtin.file_write import MIB
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall, confine
+from services.tools.workspace import ToolCall
 
 MAX_FILE_BYTES = 10 * MIB
 BINARY_PROBE_BYTES = 8192
@@ -56,10 +53,9 @@ class EditResult(Result, frozen=True, kw_only=True):
 
 async def edit(args: EditArgs, call: ToolCall) -> EditResult:
     check_arguments(args)
-    path = confine(call, args.file_path, is_read=False)
     if args.old_text == "":
-        return await asyncio.to_thread(create, path, args)
-    return await asyncio.to_thread(replace, path, args)
+        return await asyncio.to_thread(create, call, args)
+    return await asyncio.to_thread(replace, call, args)
 
 
 def check_arguments(args: EditArgs) -> None:
@@ -75,19 +71,20 @@ def check_arguments(args: EditArgs) -> None:
         )
 
 
-def create(path: Path, args: EditArgs) -> EditResult:
+def create(call: ToolCall, args: EditArgs) -> EditResult:
     """A missing file made with `new_text` (old_text "" and create_if_missing)."""
     name = args.file_path
-    if path.exists():
-        raise ToolError("exists", f"{name} already exists; give old_text to edit it")
+    with fs.located(call, name, is_write=True, make_parents=True) as end:
+        if end.is_present:
+            raise ToolError("exists", f"{name} already exists; give old_text to edit it")
     data = args.new_text.encode(ENCODING)
-    store(path, name, data)
+    store(call, name, data)
     return EditResult(file_path=name, created=True, replacements=0, bytes_written=len(data))
 
 
-def replace(path: Path, args: EditArgs) -> EditResult:
+def replace(call: ToolCall, args: EditArgs) -> EditResult:
     name = args.file_path
-    text = load(path, name)
+    text = load(call, name)
     is_crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
     if is_crlf:
         text = text.replace("\r\n", "\n")
@@ -102,41 +99,45 @@ def replace(path: Path, args: EditArgs) -> EditResult:
     if is_crlf:
         edited = edited.replace("\n", "\r\n")
     data = edited.encode(ENCODING, errors=LOSSLESS)
-    store(path, name, data)
+    store(call, name, data)
     replacements = len(starts) if args.replace_all else 1
     return EditResult(
         file_path=name, created=False, replacements=replacements, bytes_written=len(data)
     )
 
 
-def load(path: Path, name: str) -> str:
-    """The file's text, after the errors SPEC §5.1 names."""
-    if not path.exists():
+def load(call: ToolCall, name: str) -> str:
+    """The file's text, after the errors SPEC §5.1 names; opened once, race-free."""
+    try:
+        fd, _ = fs.open_file(call, name, os.O_RDONLY)
+    except ToolError as exc:
+        if exc.kind != "not_found":
+            raise
         raise ToolError(
             "not_found",
             f"{name} does not exist; to create it, set create_if_missing with an empty old_text",
-        )
-    if path.is_dir():
-        raise ToolError("invalid_arguments", f"{name} is a directory, not a file")
-    if not path.is_file():
-        raise ToolError("invalid_arguments", f"{name} is not a regular file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ToolError(
-            "too_large",
-            f"{name} is {size / MIB:.1f} MiB; edit takes files up to 10 MiB (use shell for it)",
-        )
-    data = path.read_bytes()
+        ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "a directory, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ToolError("invalid_arguments", f"{name} is {what}")
+    with os.fdopen(fd, "rb") as source:
+        if info.st_size > MAX_FILE_BYTES:
+            raise ToolError(
+                "too_large",
+                f"{name} is {info.st_size / MIB:.1f} MiB; edit takes files up to 10 MiB"
+                " (use shell for it)",
+            )
+        data = source.read(MAX_FILE_BYTES + 1)
     if b"\0" in data[:BINARY_PROBE_BYTES]:
         raise ToolError("not_text", f"{name} looks binary; edit only changes text files")
     return data.decode(ENCODING, errors=LOSSLESS)
 
 
-def store(path: Path, name: str, data: bytes) -> None:
-    check_target(path, name)
-    make_parents(path, name)
+def store(call: ToolCall, name: str, data: bytes) -> None:
     try:
-        replace_atomically(path, data)
+        fs.write_atomically(call, name, data)
     except OSError as exc:
         raise ToolError("failed", f"could not write {name}: {exc.strerror or exc}") from None
 

@@ -2,14 +2,17 @@
 
 import asyncio
 import mimetypes
-from pathlib import Path
+import os
+import stat
 from typing import Annotated, BinaryIO
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from services.tools.results import Result, ToolError, cap
-from services.tools.workspace import ToolCall, confine
+from services.tools import fs
+from services.tools.results import Result, ToolError
+from services.tools.spill import capped
+from services.tools.workspace import ToolCall
 
 MAX_OUTPUT_BYTES = 256 * 1024  # also the size above which a whole-file read is refused
 MAX_LINE_CHARS = 2000
@@ -52,10 +55,8 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
-    path = confine(call, args.file_path, is_read=True)
-    _check(path, args)
     first = args.offset or 1
-    window = await asyncio.to_thread(read_window, path, first, args.limit or DEFAULT_LIMIT)
+    window = await asyncio.to_thread(read, call, args, first)
     if first > max(window.total_lines, 1):
         raise ToolError(
             "invalid_arguments",
@@ -67,7 +68,7 @@ async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
         start_line=first,
         end_line=end_line,
         total_lines=window.total_lines,
-        content=cap("\n".join(window.lines), call.root, call.call_id),
+        content=await capped("\n".join(window.lines), call),
         more=window.total_lines > end_line,
         truncated_lines=window.truncated_lines,
         truncated_bytes=window.truncated_bytes,
@@ -75,49 +76,50 @@ async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
     )
 
 
-def _check(path: Path, args: FileReadArgs) -> None:
-    """The errors SPEC §5.1 names, before anything is read."""
+def read(call: ToolCall, args: FileReadArgs, first: int) -> Window:
+    """The file opened once (race-free), checked for what SPEC §5.1 refuses, then read."""
     name = args.file_path
-    if not path.exists():
-        raise ToolError("not_found", f"{name} does not exist")
-    if path.is_dir():
-        raise ToolError("invalid_arguments", f"{name} is a directory; use ls")
-    if not path.is_file():
-        raise ToolError("invalid_arguments", f"{name} is not a regular file")
-    with path.open("rb") as source:
-        probe = source.read(BINARY_PROBE_BYTES)
-    if b"\0" in probe:
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        raise ToolError(
-            "not_text", f"{name} looks binary ({media}); use image_load, pdf_load or shell"
-        )
-    size = path.stat().st_size
-    if size > MAX_OUTPUT_BYTES and args.offset is UNSET and args.limit is UNSET:
-        shown = f"{size / 1024:.0f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MiB"
-        raise ToolError("too_large", f"{name} is {shown}; read it in windows with offset and limit")
+    fd, _ = fs.open_file(call, name, os.O_RDONLY)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "is a directory; use ls" if stat.S_ISDIR(info.st_mode) else "is not a regular file"
+        raise ToolError("invalid_arguments", f"{name} {what}")
+    with os.fdopen(fd, "rb") as source:
+        if b"\0" in source.read(BINARY_PROBE_BYTES):
+            media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            raise ToolError(
+                "not_text", f"{name} looks binary ({media}); use image_load, pdf_load or shell"
+            )
+        size = info.st_size
+        if size > MAX_OUTPUT_BYTES and args.offset is UNSET and args.limit is UNSET:
+            shown = f"{size / 1024:.0f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MiB"
+            message = f"{name} is {shown}; read it in windows with offset and limit"
+            raise ToolError("too_large", message)
+        source.seek(0)
+        return read_window(source, first, args.limit or DEFAULT_LIMIT)
 
 
-def read_window(path: Path, first: int, count: int) -> Window:
+def read_window(source: BinaryIO, first: int, count: int) -> Window:
     """Lines `first` to `first + count - 1` rendered as `<n>: <text>`, and the file's line count."""
     lines: list[str] = []
     size = 0
     number = 0
     cut = bad = full = False
-    with path.open("rb") as source:
-        for raw in source:
-            number += 1
-            if number < first:
-                continue
-            text, was_cut, had_bad = render(number, raw)
-            full = size + len(text.encode()) + 1 > MAX_OUTPUT_BYTES
-            if full:
-                break
-            lines.append(text)
-            size += len(text.encode()) + 1
-            cut, bad = cut or was_cut, bad or had_bad
-            if len(lines) == count:
-                break
-        number += count_lines(source)
+    for raw in source:
+        number += 1
+        if number < first:
+            continue
+        text, was_cut, had_bad = render(number, raw)
+        full = size + len(text.encode()) + 1 > MAX_OUTPUT_BYTES
+        if full:
+            break
+        lines.append(text)
+        size += len(text.encode()) + 1
+        cut, bad = cut or was_cut, bad or had_bad
+        if len(lines) == count:
+            break
+    number += count_lines(source)
     return Window(
         lines=lines,
         total_lines=number,

@@ -1,5 +1,6 @@
 """`glob` (SPEC §5.1): the files whose path relative to `path` matches a glob, newest first."""
 
+import asyncio
 import re
 import threading
 from typing import Annotated
@@ -7,9 +8,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from services.tools import fs
 from services.tools.builtin.walking import SKIPPED_DIRS, files_under, glob_regex, in_thread
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall, confine, relative
+from services.tools.workspace import ToolCall, relative
 
 MAX_FILES = 100
 
@@ -35,9 +37,7 @@ class GlobResult(Result, frozen=True, kw_only=True):
 
 async def glob(args: GlobArgs, call: ToolCall) -> GlobResult:
     regex = _compile(args.pattern)
-    start = confine(call, args.path, is_read=True)
-    if not start.exists():
-        raise ToolError("not_found", f"{args.path} does not exist")
+    start = await asyncio.to_thread(fs.existing, call, args.path)
     if not start.is_dir():
         raise ToolError("invalid_arguments", f"{args.path} is a file; glob searches a directory")
     skipped = SKIPPED_DIRS - set(args.pattern.split("/"))  # a pattern naming one enters it

@@ -5,6 +5,7 @@ the search stops once the cap is passed. Binary files (a NUL in the first 8 KiB)
 5 MiB are skipped, and so are the directories of `walking.SKIPPED_DIRS`.
 """
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from services.tools import fs
 from services.tools.builtin.walking import Found, files_under, glob_regex, in_thread
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall, confine, relative
+from services.tools.workspace import ToolCall, relative
 
 MAX_FILES = 100
 MAX_MATCHES = 200
@@ -71,16 +73,14 @@ class GrepLinesResult(Result, frozen=True, kw_only=True):
 async def grep(args: GrepArgs, call: ToolCall) -> GrepFilesResult | GrepLinesResult:
     regex = _compile(args)
     include = _include(args.include)
-    start = confine(call, args.path, is_read=True)
-    if not start.exists():
-        raise ToolError("not_found", f"{args.path} does not exist")
+    start = await asyncio.to_thread(fs.existing, call, args.path)
 
     def search(halt: threading.Event) -> GrepFilesResult | GrepLinesResult:
         found = [item for item in files_under(call, start, halt) if _wanted(item, include)]
         ordered = sorted(((relative(call, item.path), item) for item in found), key=_newest)
         if args.output == "files":
-            return _files(args.pattern, ordered, regex, halt)
-        return _lines(args.pattern, ordered, regex, halt)
+            return _files(call, args.pattern, ordered, regex, halt)
+        return _lines(call, args.pattern, ordered, regex, halt)
 
     return await in_thread(search)
 
@@ -114,13 +114,17 @@ def _newest(pair: tuple[str, Found]) -> tuple[int, str]:
 
 
 def _files(
-    pattern: str, ordered: list[tuple[str, Found]], regex: re.Pattern[str], halt: threading.Event
+    call: ToolCall,
+    pattern: str,
+    ordered: list[tuple[str, Found]],
+    regex: re.Pattern[str],
+    halt: threading.Event,
 ) -> GrepFilesResult:
     names: list[str] = []
     for shown, item in ordered:
         if halt.is_set():
             break
-        if next(_matches(item.path, regex), None) is not None:
+        if next(_matches(call, item.path, regex), None) is not None:
             names.append(shown)
             if len(names) > MAX_FILES:
                 break
@@ -134,13 +138,17 @@ def _files(
 
 
 def _lines(
-    pattern: str, ordered: list[tuple[str, Found]], regex: re.Pattern[str], halt: threading.Event
+    call: ToolCall,
+    pattern: str,
+    ordered: list[tuple[str, Found]],
+    regex: re.Pattern[str],
+    halt: threading.Event,
 ) -> GrepLinesResult:
     matches: list[str] = []
     for shown, item in ordered:
         if halt.is_set() or len(matches) > MAX_MATCHES:
             break
-        for number, text, column in _matches(item.path, regex):
+        for number, text, column in _matches(call, item.path, regex):
             matches.append(excerpt(f"{shown}:{number}: ", text, column))
             if len(matches) > MAX_MATCHES:
                 break
@@ -153,9 +161,9 @@ def _lines(
     )
 
 
-def _matches(path: Path, regex: re.Pattern[str]) -> Iterator[tuple[int, str, int]]:
+def _matches(call: ToolCall, path: Path, regex: re.Pattern[str]) -> Iterator[tuple[int, str, int]]:
     """Each matching line as (1-based number, text, where the match starts), read lazily."""
-    text = _text(path)
+    text = _text(call, path)
     if text is None:
         return
     lines = text.split("\n")
@@ -168,11 +176,12 @@ def _matches(path: Path, regex: re.Pattern[str]) -> Iterator[tuple[int, str, int
             yield number, stripped, hit.start()
 
 
-def _text(path: Path) -> str | None:
-    """The file as text (invalid bytes as U+FFFD), or None when it is binary or unreadable."""
+def _text(call: ToolCall, path: Path) -> str | None:
+    """The file as text (invalid bytes as U+FFFD), or None when it is binary or unreadable;
+    read race-free (a link swapped in since the walk is followed only inside the rule)."""
     try:
-        raw = path.read_bytes()
-    except OSError:
+        raw = fs.read_bytes(call, str(path), MAX_FILE_BYTES)
+    except (OSError, ToolError):
         return None
     if b"\0" in raw[:BINARY_PROBE_BYTES]:
         return None

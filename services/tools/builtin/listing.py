@@ -6,6 +6,7 @@ shown (`name/ (symlink)`) but never entered; a symlink whose target breaks the p
 anything that is neither a directory nor a regular file, is left out. A file path lists that file.
 """
 
+import asyncio
 import os
 import stat
 import threading
@@ -16,9 +17,11 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from services.tools.builtin.walking import in_thread, is_allowed
-from services.tools.results import Result, ToolError, cap
-from services.tools.workspace import ToolCall, confine, relative
+from services.tools import fs
+from services.tools.builtin.walking import in_thread, target_stat
+from services.tools.results import Result, ToolError
+from services.tools.spill import capped
+from services.tools.workspace import ToolCall, relative
 
 MAX_ENTRIES = 1000
 SKIPPED_NAMES = frozenset(
@@ -58,9 +61,7 @@ Children = dict[Path, list[Entry]]
 
 
 async def ls(args: LsArgs, call: ToolCall) -> LsResult:
-    start = confine(call, args.path, is_read=True)
-    if not start.exists():
-        raise ToolError("not_found", f"{args.path} does not exist")
+    start = await asyncio.to_thread(fs.existing, call, args.path)
     shown = relative(call, start)
     if not start.is_dir():
         line = f"{start.name} ({human_size(start.stat().st_size)})"
@@ -78,7 +79,7 @@ async def ls(args: LsArgs, call: ToolCall) -> LsResult:
         path=shown,
         entries=count,
         truncated=truncated,
-        tree=cap("\n".join(lines), call.root, call.call_id),
+        tree=await capped("\n".join(lines), call),
     )
 
 
@@ -102,12 +103,19 @@ def survey(
 
 
 def entries_of(call: ToolCall, folder: Path) -> list[Entry]:
-    """The entries of `folder` that `ls` shows, sorted by name ignoring case."""
+    """The entries of `folder` that `ls` shows, sorted by name ignoring case; the folder is
+    opened race-free, so a link swapped in for it is followed only inside the rule."""
     try:
-        with os.scandir(folder) as scan:
-            found = [_entry(call, item) for item in scan if _is_shown(item)]
-    except OSError:  # unreadable or gone meanwhile: shown as empty
+        fd = fs.open_dir(call, str(folder))
+    except ToolError:  # gone meanwhile, or a link out of the rule: shown as empty
         return []
+    try:
+        with os.scandir(fd) as scan:
+            found = [_entry(call, folder, item) for item in scan if _is_shown(item)]
+    except OSError:  # unreadable: shown as empty
+        return []
+    finally:
+        os.close(fd)
     kept = [entry for entry in found if entry is not None]
     return sorted(kept, key=lambda entry: (entry.path.name.casefold(), entry.path.name))
 
@@ -118,20 +126,24 @@ def _is_shown(item: os.DirEntry[str]) -> bool:
     return not (item.name in SKIPPED_NAMES and item.is_dir(follow_symlinks=False))
 
 
-def _entry(call: ToolCall, item: os.DirEntry[str]) -> Entry | None:
-    path = Path(item.path)
+def _entry(call: ToolCall, folder: Path, item: os.DirEntry[str]) -> Entry | None:
+    path = folder / item.name
     is_link = item.is_symlink()
-    if is_link and not is_allowed(call, path):
-        return None
-    try:
-        info = path.stat()
-    except OSError:  # a broken link
+    info = target_stat(call, path) if is_link else _own_stat(item)
+    if info is None:  # a broken link, or one out of the rule
         return None
     if stat.S_ISDIR(info.st_mode):
         return Entry(path=path, is_dir=True, is_link=is_link, size=0)
     if stat.S_ISREG(info.st_mode):
         return Entry(path=path, is_dir=False, is_link=is_link, size=info.st_size)
     return None
+
+
+def _own_stat(item: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return item.stat(follow_symlinks=False)
+    except OSError:
+        return None
 
 
 def render(children: Children, folder: Path, level: int, lines: list[str]) -> None:

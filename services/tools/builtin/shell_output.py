@@ -122,12 +122,18 @@ def open_log(call: ToolCall, name: str) -> tuple[int, str]:
 def _prune(call: ToolCall) -> None:
     directory = fs.open_dir(call, LOG_DIR, is_write=True)
     try:
-        logs = [e for e in os.scandir(directory) if e.name.endswith(".log") and e.is_file()]
-        if len(logs) < LOGS_KEPT:
+        names = [name for name in os.listdir(directory) if name.endswith(".log")]
+        if len(names) < LOGS_KEPT:
             return
-        logs.sort(key=lambda entry: entry.stat(follow_symlinks=False).st_mtime_ns)
-        for entry in logs[: len(logs) - LOGS_KEPT + 1]:
+        aged: list[tuple[int, str]] = []
+        for name in names:  # another call may prune at the same time: gone names are skipped
             with contextlib.suppress(OSError):
-                os.unlink(entry.name, dir_fd=directory)
+                aged.append(
+                    (os.stat(name, dir_fd=directory, follow_symlinks=False).st_mtime_ns, name)
+                )
+        aged.sort()
+        for _, name in aged[: len(aged) - LOGS_KEPT + 1]:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=directory)
     finally:
         os.close(directory)

@@ -2,7 +2,7 @@
 
 Below the starting path the walk skips the directories in SKIPPED_DIRS (the starting path itself is
 never skipped, so a search that starts inside one of them works). It never follows a directory
-symlink, and a file symlink counts only when its target passes the path rule (`confine`). Only
+symlink, and a file symlink counts only when its target passes the path rule (`fs`). Only
 regular files are found. The walk runs in a thread that stops when the call is cancelled.
 """
 
@@ -17,8 +17,9 @@ from typing import TypeVar
 
 import msgspec
 
+from services.tools import fs
 from services.tools.results import ToolError
-from services.tools.workspace import ToolCall, confine
+from services.tools.workspace import ToolCall
 
 SKIPPED_DIRS = frozenset(
     {".git", "node_modules", "__pycache__", ".venv", "venv", ".stellaclaw", ".skill"}
@@ -45,13 +46,14 @@ async def in_thread(work: Callable[[threading.Event], T]) -> T:
         halt.set()
 
 
-def is_allowed(call: ToolCall, target: Path) -> bool:
-    """Whether `target` (a link's path, followed) passes the path rule of SPEC §5.0."""
+def target_stat(call: ToolCall, link: Path) -> os.stat_result | None:
+    """The stat of what the link `link` points to, if that passes the path rule of SPEC §5.0
+    (walked race-free); None for a link out of the rule or a broken one."""
     try:
-        confine(call, str(target), is_read=True)
-    except ToolError:
-        return False
-    return True
+        with fs.located(call, str(link), is_write=False) as end:
+            return end.stat() if end.is_present else None
+    except (ToolError, OSError):
+        return None
 
 
 def files_under(
@@ -62,45 +64,45 @@ def files_under(
 ) -> list[Found]:
     """Every regular file at or under `start`, in no particular order."""
     if not start.is_dir():
-        info = _regular(start)
-        return [] if info is None else [_found(start, start.name, info)]
+        info = target_stat(call, start)
+        is_file = info is not None and stat.S_ISREG(info.st_mode)
+        return [_found(start, start.name, info)] if info is not None and is_file else []
     found: list[Found] = []
     pending = [(start, "")]
     while pending and not halt.is_set():
         folder, prefix = pending.pop()
-        for entry in _scan(folder):
-            relative = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name not in skipped:
-                    pending.append((Path(entry.path), relative + "/"))
-                continue
-            info = _entry_file(call, entry)
-            if info is not None:
-                found.append(_found(Path(entry.path), relative, info))
+        for name, is_dir, info in _scan(call, folder):
+            relative = prefix + name
+            if is_dir:
+                if name not in skipped:
+                    pending.append((folder / name, relative + "/"))
+            elif info is not None and stat.S_ISREG(info.st_mode):
+                found.append(_found(folder / name, relative, info))
     return found
 
 
-def _scan(folder: Path) -> list[os.DirEntry[str]]:
+def _scan(call: ToolCall, folder: Path) -> list[tuple[str, bool, os.stat_result | None]]:
+    """Each entry of `folder` (opened race-free): its name, whether it is a directory (not a
+    link to one), and the stat of what it is (a link's target, if the rule allows it)."""
     try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except OSError:  # unreadable or gone meanwhile: nothing to find there
+        fd = fs.open_dir(call, str(folder))
+    except (ToolError, OSError):  # gone meanwhile, or a link out of the rule
         return []
-
-
-def _entry_file(call: ToolCall, entry: os.DirEntry[str]) -> os.stat_result | None:
-    """The stat of a regular file entry, a link followed only when its target is allowed."""
-    if entry.is_symlink() and not is_allowed(call, Path(entry.path)):
-        return None
-    return _regular(Path(entry.path))
-
-
-def _regular(path: Path) -> os.stat_result | None:
+    seen: list[tuple[str, bool, os.stat_result | None]] = []
     try:
-        info = path.stat()
-    except OSError:
-        return None
-    return info if stat.S_ISREG(info.st_mode) else None
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    seen.append((entry.name, True, None))
+                elif entry.is_symlink():
+                    seen.append((entry.name, False, target_stat(call, folder / entry.name)))
+                else:
+                    seen.append((entry.name, False, entry.stat(follow_symlinks=False)))
+    except OSError:  # unreadable: nothing to find there
+        return seen
+    finally:
+        os.close(fd)
+    return seen
 
 
 def _found(path: Path, relative: str, info: os.stat_result) -> Found:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from services.tools.sandbox.host import SandboxHost
 from shared.sandbox import SandboxMode
 
 TTY_COLUMNS, TTY_ROWS = 100, 30
+log = logging.getLogger(__name__)
 KILL_AFTER_S = 5.0  # a timed-out command: SIGTERM, then SIGKILL this long after
 CANCEL_GRACE_S = 1.5  # a cancelled call: SIGKILL this long after SIGTERM, gone within 2 s
 READ_CHUNK = 65_536
@@ -156,12 +158,12 @@ async def run(
     tree = Tree(CallGroup(host.cgroups, host.config.pids_limit) if uses_group else None)
     argv, env = command_line(launch, str(tree.group.procs) if tree.group else "")
     read_fd, write_fd = _pty() if launch.tty else os.pipe()
-    transport, reader = await _read_end(read_fd)
+    reading = Reader(read_fd, sink)
     try:
         process = _spawn(argv, env, launch.cwd, write_fd, is_tty=launch.tty)
         tree.pid = process.pid
     except BaseException:
-        transport.close()
+        reading.close()
         await tree.end()
         raise
     finally:
@@ -169,18 +171,16 @@ async def run(
     if controls is not None:
         controls.tree = tree
         controls.fd = read_fd if launch.tty else -1
-    reading = asyncio.create_task(_pump(reader, sink))
     try:
         timed_out = await _wait_or_end(process, tree, launch.timeout_s)
     finally:
         if process.returncode is None:  # cancelled mid-run: the tree goes with the call
             await _end_cancelled(process, tree)
         await tree.end()  # whatever the command left running
-        await asyncio.wait({reading}, timeout=DRAIN_S)
-        reading.cancel()
+        await asyncio.wait({reading.done}, timeout=DRAIN_S)
         if controls is not None:
             controls.fd, controls.tree = -1, None
-        transport.close()
+        reading.close()
     assert process.returncode is not None
     return Exit(returncode=process.returncode, timed_out=timed_out)
 
@@ -237,21 +237,43 @@ def _spawn(
     return Child(popen)
 
 
-async def _read_end(read_fd: int) -> tuple[asyncio.ReadTransport, asyncio.StreamReader]:
-    reader = asyncio.StreamReader()
-    pipe = os.fdopen(read_fd, "rb", buffering=0)
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return transport, reader
+class Reader:
+    """The command's output pipe (or terminal), read as it becomes readable. This module owns the
+    fd and closes it exactly once: a transport's fd handed to uvloop was seen closed twice under
+    load, the second close hitting a number another thread had just opened."""
 
+    def __init__(self, fd: int, sink: Callable[[bytes], None]) -> None:
+        self.fd = fd
+        self.sink = sink
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        os.set_blocking(fd, False)
+        self.loop.add_reader(fd, self._readable)
 
-async def _pump(reader: asyncio.StreamReader, sink: Callable[[bytes], None]) -> None:
-    try:
-        while chunk := await reader.read(READ_CHUNK):
-            sink(chunk)
-    except OSError as exc:  # a terminal whose last writer closed reads EIO: its end
-        if exc.errno != errno.EIO:
-            raise
+    def _readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # a terminal whose last writer closed reads EIO: its end
+            if exc.errno != errno.EIO:
+                log.warning("reading a command's output failed: %r", exc)
+            chunk = b""
+        if chunk:
+            self.sink(chunk)
+            return
+        self.loop.remove_reader(self.fd)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 async def _wait_or_end(process: Child, tree: Tree, timeout_s: float) -> bool:

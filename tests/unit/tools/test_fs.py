@@ -125,3 +125,8 @@ def test_remove_deletes_a_link_itself(call, workdir):
     fs.remove(call, "link")
     assert not (call.root / "link").is_symlink()
     assert (workdir / "target").exists()
+
+
+def test_a_directory_is_no_file_to_read(call):
+    (call.root / "d").mkdir()
+    assert kind_of(lambda: read(call, "d")) == ("invalid_arguments", "d is a directory")

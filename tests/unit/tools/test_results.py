@@ -1,19 +1,47 @@
 """Capping what the model reads: 40 % head, 60 % tail, the whole text spilled (SPEC §5.0)."""
 
+import msgspec
+import pytest
+
 from services.tools import results
+from services.tools.context import RunnerContext
+from services.tools.spill import capped
+from tests.unit.tools.samples import tool_call
 
 
-def test_a_short_text_is_kept_whole(tmp_path):
-    assert results.cap("x" * 100_000, tmp_path, "c1") == "x" * 100_000
-    assert not (tmp_path / ".stellaclaw").exists()
+async def test_a_short_text_is_kept_whole(workdir):
+    call = tool_call(workdir, call="c1")
+    assert await capped("x" * 100_000, call) == "x" * 100_000
+    assert not (call.root / ".stellaclaw/spill").exists()
 
 
-def test_a_long_result_keeps_head_and_tail_and_spills_the_whole(tmp_path):
+async def test_a_long_result_keeps_head_and_tail_and_spills_the_whole(workdir):
+    stored: dict[str, bytes] = {}
+
+    async def store(name: str, data: bytes) -> None:
+        stored[name] = data
+
+    call = msgspec.structs.replace(
+        tool_call(workdir, call="c7"), runner=RunnerContext(store_file=store)
+    )
     text = "h" * 60_000 + "m" * 10 + "t" * 60_000
-    capped = results.cap(text, tmp_path, "c7")
+    cut = await capped(text, call)
     marker = "…[20010 chars omitted; full output in .stellaclaw/spill/c7.txt]…"
-    assert capped == "h" * 40_000 + marker + "t" * 60_000
-    assert (tmp_path / ".stellaclaw/spill/c7.txt").read_text(encoding="utf-8") == text
+    assert cut == "h" * 40_000 + marker + "t" * 60_000
+    assert (call.root / ".stellaclaw/spill/c7.txt").read_text(encoding="utf-8") == text
+    [(name, data)] = stored.items()
+    assert name.startswith("tg_1/tool_c7_")
+    assert data == text.encode()
+
+
+async def test_a_spill_symlinked_out_of_the_workspace_is_refused(workdir):
+    call = tool_call(workdir, call="c8")
+    (call.root / ".stellaclaw").mkdir(exist_ok=True)
+    (call.root / ".stellaclaw" / "spill").symlink_to(workdir)
+    with pytest.raises(results.ToolError) as caught:
+        await capped("x" * 100_001, call)
+    assert caught.value.kind == "outside_workspace"
+    assert list(workdir.glob("c8.txt")) == []
 
 
 def test_cut_middle_counts_what_it_drops():

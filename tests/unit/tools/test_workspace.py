@@ -4,8 +4,8 @@ import msgspec
 import pytest
 
 from services.tools import workspace
+from services.tools.fs import existing
 from services.tools.results import ToolError
-from services.tools.workspace import confine
 from shared.messages.contract import Workspace
 from tests.unit.tools.samples import UNPROBED, run_tool, tool_call
 
@@ -20,16 +20,20 @@ def test_a_relative_workspace_is_made_under_the_workdir(workdir):
 def test_paths_inside_the_workspace_and_the_shared_dir_are_allowed(workdir):
     call = tool_call(workdir)
     (workdir / "shared" / "USER.md").write_text("me", encoding="utf-8")
-    assert confine(call, "notes/a.txt") == call.root / "notes" / "a.txt"
-    assert confine(call, str(call.root / "b.txt")) == call.root / "b.txt"
-    assert confine(call, "shared/USER.md") == (workdir / "shared" / "USER.md").resolve()
+    (call.root / "notes").mkdir()
+    (call.root / "notes" / "a.txt").write_text("a", encoding="utf-8")
+    (call.root / "b.txt").write_text("b", encoding="utf-8")
+    assert existing(call, "notes/a.txt") == call.root / "notes" / "a.txt"
+    assert existing(call, str(call.root / "b.txt")) == call.root / "b.txt"
+    assert existing(call, "shared/USER.md") == (workdir / "shared" / "USER.md").resolve()
 
 
 @pytest.mark.parametrize("path", ["../tg_2/secret", "/etc/passwd", "a/../../.."])
 def test_paths_that_leave_the_workspace_are_refused(workdir, path):
     call = tool_call(workdir)
+    (call.root / "a").mkdir()  # `a/..` climbs only through a directory that exists
     with pytest.raises(ToolError, match=f"^path is outside the workspace: {path}$") as caught:
-        confine(call, path)
+        existing(call, path)
     assert caught.value.kind == "outside_workspace"
 
 
@@ -39,7 +43,7 @@ def test_a_symlink_out_of_the_workspace_is_followed_and_refused(workdir):
     outside.mkdir()
     (call.root / "door").symlink_to(outside)
     with pytest.raises(ToolError, match="outside the workspace: door/key"):
-        confine(call, "door/key")
+        existing(call, "door/key")
 
 
 @pytest.mark.parametrize("path", ["workspaces/../../etc", "/etc", "workspaces", "elsewhere/tg_1"])
@@ -64,13 +68,13 @@ def test_a_workspace_outside_the_workdirs_workspaces_is_refused(workdir, path):
 def test_a_path_no_file_system_takes_is_a_clear_argument_error(workdir, path, message):
     call = tool_call(workdir)
     with pytest.raises(ToolError, match=message) as caught:
-        confine(call, path)
+        existing(call, path)
     assert caught.value.kind == "invalid_arguments"
 
 
 def test_a_symlink_loop_is_a_clear_argument_error(workdir):
     call = tool_call(workdir)
     (call.root / "loop").symlink_to(call.root / "loop")
-    with pytest.raises(ToolError, match=r"^cannot resolve the path 'loop/x'") as caught:
-        confine(call, "loop/x")
+    with pytest.raises(ToolError, match=r"^too many symlinks in the path loop/x$") as caught:
+        existing(call, "loop/x")
     assert caught.value.kind == "invalid_arguments"
