@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -21,6 +22,8 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 OWN_CGROUPS = Path("/proc/self/cgroup")
 KILL_ROUNDS = 200  # a fork bomb refills its group between rounds, each round shrinks it
 ROUND_PAUSE_S = 0.005
+_DEAD_BASE = re.compile(r"^stellaclaw-(?P<pid>\d+)-")
+_UNNAMED_BASE = re.compile(r"^stellaclaw-r[0-9a-f]+$")  # named before the pid was in the name
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +71,8 @@ def own_paths() -> dict[str, str]:
 
 
 def detect(runner_id: str) -> Layout:
-    """Make this runner's group (`stellaclaw-<runner_id>`) where pids can be limited."""
+    """Make this runner's group (`stellaclaw-<pid>-<runner_id>`) where pids can be limited,
+    after sweeping the groups of runners that died without removing theirs."""
     try:
         seen, paths = mounts(), own_paths()
     except OSError as exc:
@@ -79,13 +83,47 @@ def detect(runner_id: str) -> Layout:
         if own is None or not own.startswith(mount.root):
             continue
         parent = Path(mount.point) / own.removeprefix(mount.root).lstrip("/")
+        sweep(parent)
         try:
-            base = _make_base(version, parent, f"stellaclaw-{runner_id}")
+            base = _make_base(version, parent, f"stellaclaw-{os.getpid()}-{runner_id}")
         except OSError as exc:
             reasons.append(f"v{version} at {parent}: {exc.strerror or exc}")
             continue
         return Layout(version=version, base=base)
     return Layout(version=0, reason="; ".join(reasons) or "no pids controller is mounted")
+
+
+def sweep(parent: Path) -> None:
+    """Kill what is left in the call groups of runners whose process is gone (a SIGKILLed
+    runner's commands would run on; SPEC §3.9 ends them with it) and remove their groups."""
+    with contextlib.suppress(OSError):
+        for base in parent.iterdir():
+            if _UNNAMED_BASE.match(base.name):  # an older runner's: removed once it is empty
+                remove_base(Layout(version=1, base=base))
+                continue
+            found = _DEAD_BASE.match(base.name)
+            if found is None or Path(f"/proc/{found['pid']}").exists():
+                continue
+            for group in [child for child in base.iterdir() if child.is_dir()]:
+                _kill_all(group)
+            with contextlib.suppress(OSError):
+                base.rmdir()
+            log.warning("swept the call groups of a runner that is gone: %s", base.name)
+
+
+def _kill_all(group: Path) -> None:
+    for _ in range(KILL_ROUNDS):
+        try:
+            pids = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+        except OSError:
+            return
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        group.rmdir()
 
 
 def _candidates(seen: list[Mount]) -> list[tuple[int, Mount]]:

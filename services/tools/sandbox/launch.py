@@ -98,18 +98,23 @@ class Exit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Tree:
-    """The processes of one call: its cgroup where the host has one, else its process group."""
+    """The processes of one call: its process group, and its cgroup where the host has one.
+
+    Both are signalled: the cgroup catches what left the group with `setsid`, and the group
+    catches the command before it is in its cgroup (on a loaded host the wrapper's write to
+    `cgroup.procs` was seen to wait seconds in the kernel; a signal sent to the cgroup alone
+    then missed the command)."""
 
     def __init__(self, group: CallGroup | None) -> None:
         self.group = group
         self.pid = 0
 
     def signal(self, signum: signal.Signals) -> None:
-        if self.group is not None:
-            self.group.signal(signum)
-        elif self.pid:
+        if self.pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signum)
+        if self.group is not None:
+            self.group.signal(signum)
 
     async def end(self) -> None:
         self.signal(signal.SIGKILL)
