@@ -39,14 +39,15 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
 def bind(
     kind: type[A],
     run: Callable[[A, ToolCall], Awaitable[Outcome]],
-    limit_s: Callable[[A], float] | None = None,
+    limit_s: Callable[[A], float] | float,
 ) -> Invoke:
-    """Decode strictly into `kind`, then run; the hard limit is the request's or `limit_s`'s."""
+    """Decode strictly into `kind`, then run under the hard limit: a tool's fixed one, or the one
+    its arguments give (a shell call waits `wait_s`, a fetch `timeout_s`)."""
     decoder = msgspec.json.Decoder(kind)
 
     async def invoke(arguments: bytes, call: ToolCall, started: Started) -> Outcome:
         args = decode(decoder, kind, arguments)
-        hard_s = max(call.timeout_s, limit_s(args)) if limit_s else call.timeout_s
+        hard_s = limit_s if isinstance(limit_s, float) else limit_s(args)
         # The announcement goes out as the tool starts, not before: its ack is not waited for
         # on the way in, only before the result (one connection keeps the order).
         announcing = asyncio.ensure_future(started(hard_s))

@@ -91,6 +91,8 @@ def open_file(call: ToolCall, path: str, flags: int, *, mode: int = 0o666) -> tu
     """An fd of the file `path` names, opened with `flags` (+ O_NOFOLLOW): writing flags create
     missing parents. The caller closes the fd; the Located is already closed (use its `shown`)."""
     is_write = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
+    if not is_write:  # a FIFO opens at once (to be refused as no regular file), never blocks
+        flags |= os.O_NONBLOCK
     for attempt in range(RETRIES):
         with located(call, path, is_write=is_write, make_parents=bool(flags & os.O_CREAT)) as end:
             if not end.name:

@@ -24,12 +24,22 @@ from services.tools.catalog import Tool, bind
 from services.tools.context import Settings
 from shared.messages.tools import ListTools, ToolTraits
 
-# SPEC §5.0's columns: mode, serial or parallel, idempotent
-READS = ToolTraits(mode="immediate", is_serial=False, is_idempotent=True)
-WRITES = ToolTraits(mode="immediate", is_serial=True, is_idempotent=False)
-ACTS = ToolTraits(mode="immediate", is_serial=False, is_idempotent=False)
-WAITS = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=True)
-WAITS_AND_ACTS = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False)
+# SPEC §5.0's columns: mode, serial or parallel, idempotent; and each tool's hard time limit
+# (a tool whose arguments set its wait has the longest they allow here, and the call's own).
+IMMEDIATE_S = 120.0  # reading, writing, patching a file; loading media
+SEARCH_S = 300.0  # grep, glob and ls over a large tree
+WAIT_S = 300.0 + 10.0  # the longest wait_s, and slack
+READS = ToolTraits(is_serial=False, is_idempotent=True, time_limit_s=IMMEDIATE_S)
+SEARCHES = ToolTraits(is_serial=False, is_idempotent=True, time_limit_s=SEARCH_S)
+WRITES = ToolTraits(is_serial=True, is_idempotent=False, time_limit_s=IMMEDIATE_S)
+SHELL = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False, time_limit_s=WAIT_S)
+CLOSES = ToolTraits(is_serial=False, is_idempotent=False, time_limit_s=20.0)
+FETCHES = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=True, time_limit_s=130.0)
+STARTS = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False, time_limit_s=WAIT_S)
+WAITS = ToolTraits(mode="interruptible", is_serial=False, is_idempotent=True, time_limit_s=WAIT_S)
+DRAWS = ToolTraits(
+    mode="interruptible", is_serial=False, is_idempotent=False, time_limit_s=3600.0 + 10.0
+)
 
 
 def _has(capability: str) -> Callable[[ListTools, Settings], bool]:
@@ -58,65 +68,68 @@ TABLE = [
     Tool(
         name="file_read",
         arguments=reading.FileReadArgs,
-        invoke=bind(reading.FileReadArgs, reading.file_read),
+        invoke=bind(reading.FileReadArgs, reading.file_read, IMMEDIATE_S),
         traits=READS,
     ),
     Tool(
         name="file_write",
         arguments=writing.FileWriteArgs,
-        invoke=bind(writing.FileWriteArgs, writing.file_write),
+        invoke=bind(writing.FileWriteArgs, writing.file_write, IMMEDIATE_S),
         traits=WRITES,
     ),
     Tool(
         name="edit",
         arguments=editing.EditArgs,
-        invoke=bind(editing.EditArgs, editing.edit),
+        invoke=bind(editing.EditArgs, editing.edit, IMMEDIATE_S),
         traits=WRITES,
     ),
     Tool(
         name="apply_patch",
         arguments=patching.ApplyPatchArgs,
-        invoke=bind(patching.ApplyPatchArgs, patching.apply_patch),
+        invoke=bind(patching.ApplyPatchArgs, patching.apply_patch, IMMEDIATE_S),
         traits=WRITES,
     ),
     Tool(
         name="grep",
         arguments=grepping.GrepArgs,
-        invoke=bind(grepping.GrepArgs, grepping.grep),
-        traits=READS,
+        invoke=bind(grepping.GrepArgs, grepping.grep, SEARCH_S),
+        traits=SEARCHES,
     ),
     Tool(
         name="glob",
         arguments=globbing.GlobArgs,
-        invoke=bind(globbing.GlobArgs, globbing.glob),
-        traits=READS,
+        invoke=bind(globbing.GlobArgs, globbing.glob, SEARCH_S),
+        traits=SEARCHES,
     ),
     Tool(
-        name="ls", arguments=listing.LsArgs, invoke=bind(listing.LsArgs, listing.ls), traits=READS
+        name="ls",
+        arguments=listing.LsArgs,
+        invoke=bind(listing.LsArgs, listing.ls, SEARCH_S),
+        traits=SEARCHES,
     ),
     Tool(
         name="shell",
         arguments=shells.ShellArgs,
         invoke=bind(shells.ShellArgs, shells.shell, shells.time_limit_s),
-        traits=WAITS_AND_ACTS,
+        traits=SHELL,
     ),
     Tool(
         name="shell_close",
         arguments=closing.ShellCloseArgs,
-        invoke=bind(closing.ShellCloseArgs, closing.shell_close, closing.time_limit_s),
-        traits=ACTS,
+        invoke=bind(closing.ShellCloseArgs, closing.shell_close, CLOSES.time_limit_s),
+        traits=CLOSES,
     ),
     Tool(
         name="web_fetch",
         arguments=fetching.WebFetchArgs,
         invoke=bind(fetching.WebFetchArgs, fetching.web_fetch, fetching.time_limit_s),
-        traits=WAITS,
+        traits=FETCHES,
     ),
     Tool(
         name="web_search",
         arguments=searching.WebSearchArgs,
-        invoke=bind(searching.WebSearchArgs, searching.web_search),
-        traits=WAITS,
+        invoke=bind(searching.WebSearchArgs, searching.web_search, FETCHES.time_limit_s),
+        traits=FETCHES,
         shown=_searches,
     ),
     Tool(
@@ -125,12 +138,14 @@ TABLE = [
         invoke=bind(
             downloads.FileDownloadStartArgs, downloads.file_download_start, downloads.start_limit_s
         ),
-        traits=WAITS_AND_ACTS,
+        traits=STARTS,
     ),
     Tool(
         name="file_download_progress",
         arguments=downloads.FileDownloadProgressArgs,
-        invoke=bind(downloads.FileDownloadProgressArgs, downloads.file_download_progress),
+        invoke=bind(
+            downloads.FileDownloadProgressArgs, downloads.file_download_progress, IMMEDIATE_S
+        ),
         traits=READS,
     ),
     Tool(
@@ -144,27 +159,27 @@ TABLE = [
     Tool(
         name="file_download_cancel",
         arguments=downloads.FileDownloadCancelArgs,
-        invoke=bind(downloads.FileDownloadCancelArgs, downloads.file_download_cancel),
+        invoke=bind(downloads.FileDownloadCancelArgs, downloads.file_download_cancel, IMMEDIATE_S),
         traits=READS,
     ),
     Tool(
         name="image_load",
         arguments=images.ImageLoadArgs,
-        invoke=bind(images.ImageLoadArgs, images.image_load),
+        invoke=bind(images.ImageLoadArgs, images.image_load, IMMEDIATE_S),
         traits=READS,
         shown=_has("image_in"),
     ),
     Tool(
         name="pdf_load",
         arguments=pdfs.PdfLoadArgs,
-        invoke=bind(pdfs.PdfLoadArgs, pdfs.pdf_load),
+        invoke=bind(pdfs.PdfLoadArgs, pdfs.pdf_load, IMMEDIATE_S),
         traits=READS,
         shown=_has("pdf_in"),
     ),
     Tool(
         name="audio_load",
         arguments=audio.AudioLoadArgs,
-        invoke=bind(audio.AudioLoadArgs, audio.audio_load),
+        invoke=bind(audio.AudioLoadArgs, audio.audio_load, IMMEDIATE_S),
         traits=READS,
         shown=_has("audio_in"),
     ),
@@ -172,13 +187,13 @@ TABLE = [
         name="image_generation",
         arguments=imaging.ImageGenerationArgs,
         invoke=bind(imaging.ImageGenerationArgs, imaging.image_generation, imaging.limit_s),
-        traits=WAITS_AND_ACTS,
+        traits=DRAWS,
         shown=_draws,
     ),
     Tool(
         name="send_file",
         arguments=sending.SendFileArgs,
-        invoke=bind(sending.SendFileArgs, sending.send_file),
+        invoke=bind(sending.SendFileArgs, sending.send_file, IMMEDIATE_S),
         traits=READS,
         shown=_talks_to_the_chat,
     ),

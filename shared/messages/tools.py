@@ -133,11 +133,13 @@ class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
 
 
 class ToolTraits(Value, frozen=True, kw_only=True):
-    """SPEC §5.0's columns: may it wait, may it run beside others, may it run twice."""
+    """SPEC §5.0's columns: may it wait, may it run beside others, may it run twice; and the
+    hard time limit of a call (at most; the runner announces each call's own in ToolStarted)."""
 
     mode: Literal["immediate", "interruptible"] = "immediate"
     is_serial: bool = True  # the safe reading for a runner that does not say
     is_idempotent: bool = False
+    time_limit_s: float = 1800.0
 
 
 class ToolSpec(Value, frozen=True, kw_only=True):

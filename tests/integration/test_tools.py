@@ -74,8 +74,8 @@ async def test_shell_echo_answers_on_the_result_subject(bus, runtime):
     )
     assert len(stored) == 2
     assert isinstance(stored[0], ToolStarted)
-    # the request's 60 s, above the default wait (30 s) and its 10 s of slack
-    assert (stored[0].call_id, stored[0].limit_s) == ("c_echo", 60.0)
+    # the default wait (30 s) and its 10 s of slack: the command runs on as a session after it
+    assert (stored[0].call_id, stored[0].limit_s) == ("c_echo", 40.0)
     assert stored[1] == finished
 
 
@@ -139,9 +139,15 @@ async def test_the_catalog_request_is_answered(bus, runtime):
     assert shell["type"] == "object"
     assert set(shell["properties"]) >= {"command", "session", "input", "wait_s", "tty"}
     traits = {spec.name: spec.traits for spec in catalog.tools}  # the session plans batches by them
-    assert traits["shell"] == ToolTraits(mode="interruptible", is_serial=False, is_idempotent=False)
-    assert traits["file_read"] == ToolTraits(mode="immediate", is_serial=False, is_idempotent=True)
-    assert traits["edit"] == ToolTraits(mode="immediate", is_serial=True, is_idempotent=False)
+    assert traits["shell"] == ToolTraits(
+        mode="interruptible", is_serial=False, is_idempotent=False, time_limit_s=310.0
+    )
+    assert traits["file_read"] == ToolTraits(
+        mode="immediate", is_serial=False, is_idempotent=True, time_limit_s=120.0
+    )
+    assert traits["edit"] == ToolTraits(
+        mode="immediate", is_serial=True, is_idempotent=False, time_limit_s=120.0
+    )
 
 
 async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):

@@ -9,7 +9,6 @@ from msgspec import Meta
 
 from services.tools import handles
 from services.tools.builtin.shell import DEFAULT_OUTPUT_CHARS, sessions_of
-from services.tools.builtin.shell_sessions import CLOSE_GRACE_S
 from services.tools.results import Result, ToolError
 from services.tools.workspace import ToolCall
 
@@ -31,10 +30,6 @@ class ShellCloseResult(Result, frozen=True, kw_only=True):
     exit_code: int | None = None  # once the command ended
     signal: Signal
     output: str
-
-
-def time_limit_s(args: ShellCloseArgs) -> float:
-    return 2 * CLOSE_GRACE_S + 10.0
 
 
 async def shell_close(args: ShellCloseArgs, call: ToolCall) -> ShellCloseResult:

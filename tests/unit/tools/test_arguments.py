@@ -98,13 +98,13 @@ async def wait_for_ever(args: WaitArgs, call) -> Result:
 
 
 async def test_a_call_past_its_hard_limit_is_cancelled(workdir):
-    invoke = catalog.bind(WaitArgs, wait_for_ever)
+    invoke = catalog.bind(WaitArgs, wait_for_ever, 0.05)
     announced: list[float] = []
 
     async def started(limit_s: float) -> None:
         announced.append(limit_s)
 
     with pytest.raises(ToolError, match=r"^timed out after 0\.05 s$") as caught:
-        await invoke(b"{}", tool_call(workdir, timeout_s=0.05), started)
+        await invoke(b"{}", tool_call(workdir), started)
     assert caught.value.kind == "timed_out"
     assert announced == [0.05]  # the limit it ran under was announced before it started

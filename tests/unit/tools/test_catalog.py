@@ -170,3 +170,19 @@ def test_every_tool_has_the_traits_of_spec_5_0():
     assert modes["apply_patch"] == ("immediate", True, False)
     assert modes["image_generation"] == ("interruptible", False, False)
     assert modes["send_file"] == ("immediate", False, True)
+
+
+def test_every_tools_time_limit_covers_its_calls_own():
+    from services.tools.builtin.file_download import FileDownloadWaitArgs, wait_limit_s
+    from services.tools.builtin.shell import ShellArgs, time_limit_s
+    from services.tools.builtin.web_fetch import WebFetchArgs
+    from services.tools.builtin.web_fetch import time_limit_s as fetch_limit_s
+
+    longest_shell = ShellArgs(command="x", wait_s=300, timeout_s=86_400)
+    assert TOOLS["shell"].traits.time_limit_s >= time_limit_s(longest_shell)
+    assert TOOLS["web_fetch"].traits.time_limit_s >= fetch_limit_s(
+        WebFetchArgs(url="x", timeout_s=120)
+    )
+    longest_wait = FileDownloadWaitArgs(download_id="dl1", wait_s=300)
+    assert TOOLS["file_download_wait"].traits.time_limit_s >= wait_limit_s(longest_wait)
+    assert all(tool.traits.time_limit_s <= 3_610 for tool in TABLE)
