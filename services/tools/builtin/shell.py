@@ -128,6 +128,9 @@ async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
 
 def _prepare(call: ToolCall, workdir: str) -> tuple[Path, int, str]:
     """The command's directory (walked race-free) and its log, opened. Blocks."""
+    if workdir in ("", "."):  # the workspace root itself: resolved when the call was prepared
+        log_fd, log_path = open_log(call, call.call_id)
+        return call.root, log_fd, log_path
     try:
         fd = fs.open_dir(call, workdir)
     except ToolError as exc:

@@ -10,6 +10,7 @@ directory keeps the newest LOGS_KEPT logs.
 import asyncio
 import codecs
 import contextlib
+import itertools
 import os
 
 from services.tools import fs
@@ -19,8 +20,10 @@ from services.tools.workspace import ToolCall
 LOG_DIR = ".stellaclaw/shell"
 LOG_LIMIT_BYTES = 32 * 1024 * 1024
 LOGS_KEPT = 100  # older logs of the workspace are removed when a new one starts
+PRUNE_EVERY = 16  # logs opened (in this process) between two prunings of a workspace's logs
 FLUSH_BYTES = 256 * 1024
 MAX_WINDOW_CHARS = 100_000  # the largest max_output_chars
+_opened = itertools.count(1)
 
 
 class Window:
@@ -111,11 +114,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def open_log(call: ToolCall, name: str) -> tuple[int, str]:
-    """The log `<name>.log` opened for writing (race-free), after pruning old logs. Blocks."""
-    fs.make_dirs(call, LOG_DIR)
-    _prune(call)
+    """The log `<name>.log` opened for writing (race-free, its directory made); every
+    PRUNE_EVERY logs the workspace's oldest beyond LOGS_KEPT are removed. Blocks."""
     path = f"{LOG_DIR}/{name}.log"
     fd, _ = fs.open_file(call, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    if next(_opened) % PRUNE_EVERY == 0:
+        _prune(call)
     return fd, path
 
 
@@ -123,7 +127,7 @@ def _prune(call: ToolCall) -> None:
     directory = fs.open_dir(call, LOG_DIR, is_write=True)
     try:
         names = [name for name in os.listdir(directory) if name.endswith(".log")]
-        if len(names) < LOGS_KEPT:
+        if len(names) <= LOGS_KEPT:
             return
         aged: list[tuple[int, str]] = []
         for name in names:  # another call may prune at the same time: gone names are skipped
@@ -132,7 +136,7 @@ def _prune(call: ToolCall) -> None:
                     (os.stat(name, dir_fd=directory, follow_symlinks=False).st_mtime_ns, name)
                 )
         aged.sort()
-        for _, name in aged[: len(aged) - LOGS_KEPT + 1]:
+        for _, name in aged[: len(aged) - LOGS_KEPT]:
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=directory)
     finally:
