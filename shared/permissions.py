@@ -112,7 +112,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         "conversation": Permissions(
             publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
             + allow(subjects.SESSION_CONTROL_ALL, subjects.EVENTS_ALL, binds("conversation"))
-            + allow(subjects.tool_probe("*"))
+            + allow(subjects.tool_probe("*"), subjects.TOOL_END_ALL)
             + allow(key_value(subjects.CONV_BUCKET))
             + allow(f"{API}.STREAM.INFO.{subjects.EVENTS_STREAM}")
             + allow(ordered(subjects.EVENTS_STREAM)),  # the 24 h usage (SPEC §7.5)
@@ -129,7 +129,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
                 subjects.tool_catalog(layout.LOCAL_POOL),
                 subjects.tool_probe(layout.LOCAL_POOL),
             )
-            + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL),
+            + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL, subjects.TOOL_END_ALL),
             allow_responses=True,
         ),
         "delivery": Permissions(

@@ -133,6 +133,14 @@ def tool_cancel(session_id: str, call_id: str) -> str:
 TOOL_CANCEL_ALL: Final = "sc.ctl.tool.cancel.*.*"  # what every runner listens on
 
 
+def tool_end(conversation_id: str) -> str:
+    """Core, every runner: the conversation's shell sessions and downloads end (`/new`)."""
+    return f"sc.ctl.tool.end.{conversation_id}"
+
+
+TOOL_END_ALL: Final = "sc.ctl.tool.end.*"
+
+
 def tool_runner(runner_id: str) -> str:
     """Core request/reply to one runner process: a call on a shell session or download it holds,
     forwarded by the runner that took it from the pool, and the sessions' liveness pings."""

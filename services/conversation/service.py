@@ -40,7 +40,7 @@ from shared.messages.session import (
     SessionStatus,
     StatusQuery,
 )
-from shared.messages.tools import PROBE_REPLY, ProbePool
+from shared.messages.tools import PROBE_REPLY, EndWork, ProbePool
 from shared.sandbox import SandboxSupport
 
 VERSION = "0.1.0"
@@ -142,6 +142,10 @@ class Router:
                 old = state.replaced_session(current)
                 await self.send(
                     CancelTurn(session_id=old, input_seq=in_seq, chat=chat, reason="new")
+                )
+                ending = EndWork(conversation_id=chat.conversation_id)  # shells, downloads
+                await self.conn.nc.publish(
+                    subjects.tool_end(chat.conversation_id), bus.encode(ending)
                 )
                 await self.reply(current, in_seq, commands.NEW_SESSION)
             case "status":

@@ -13,8 +13,9 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from services.tools.context import RunnerContext
 from shared import bus, subjects
-from shared.messages.tools import CANCEL_CALL, CallCancelled
+from shared.messages.tools import CANCEL_CALL, END_WORK, CallCancelled
 
 CallKey = tuple[str, str]  # (session id, call id)
 log = logging.getLogger(__name__)
@@ -79,3 +80,15 @@ async def listen(conn: bus.Connection, running: Running, runner_id: str) -> Subs
             await msg.respond(bus.encode(reply))
 
     return await conn.nc.subscribe(subjects.TOOL_CANCEL_ALL, cb=answer)
+
+
+async def listen_for_ends(conn: bus.Connection, context: RunnerContext) -> Subscription:
+    """End a conversation's shell sessions and downloads here when it starts afresh (`/new`)."""
+
+    async def end(msg: Msg) -> None:
+        request = await bus.decoded(conn, END_WORK, msg.data, msg.subject)
+        if request is not None:
+            await context.end_conversation(request.conversation_id)
+            log.info("ended the shell sessions and downloads of %s", request.conversation_id)
+
+    return await conn.nc.subscribe(subjects.TOOL_END_ALL, cb=end)

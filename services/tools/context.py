@@ -54,6 +54,14 @@ class RunnerContext:
             found = self._held[key] = make()
         return found  # type: ignore[return-value]
 
+    async def end_conversation(self, conversation_id: str) -> None:
+        """End what this runner holds for the conversation (`/new`)."""
+        keys = [key for key in self._held if key[1] == conversation_id]
+        for key in keys:
+            ending = getattr(self._held.pop(key), "end_all", None)
+            if ending is not None:
+                await ending()
+
     async def end_all(self) -> None:
         """End everything held (the runner stops): each kind's `end_all`."""
         held, self._held = list(self._held.values()), {}

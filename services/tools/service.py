@@ -83,6 +83,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         )
         cancels = await cancellation.listen(conn, running.running, runner_id)
         forwarded, _ = await direct.listen(running)
+        ends = await cancellation.listen_for_ends(conn, context)
         handle = functools.partial(runner.handle, running)
         workers = [
             tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
@@ -94,6 +95,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
             worker.cancel()
         await context.end_all()  # shell sessions and downloads end with their runner
         await forwarded.unsubscribe()
+        await ends.unsubscribe()
         await cancels.unsubscribe()
         await discovery.stop()
 

@@ -108,6 +108,13 @@ class CallCancelled(BusMessage, frozen=True, kw_only=True, tag="call_cancelled")
     runner_id: str
 
 
+class EndWork(BusMessage, frozen=True, kw_only=True, tag="end_work"):
+    """A conversation started afresh (`/new`): every runner ends its shell sessions and
+    downloads (SPEC §5.2)."""
+
+    conversation_id: ConvIdField
+
+
 class PingRunner(BusMessage, frozen=True, kw_only=True, tag="ping_runner"):
     """Is the runner alive, and which of these calls of the session does it still hold?"""
 
@@ -170,6 +177,7 @@ PROBE_REQUEST: msgspec.json.Decoder[ProbePool] = msgspec.json.Decoder(ProbePool)
 PROBE_REPLY: msgspec.json.Decoder[PoolProbed] = msgspec.json.Decoder(PoolProbed)
 CANCEL_CALL: msgspec.json.Decoder[CancelCall] = msgspec.json.Decoder(CancelCall)
 CALL_CANCELLED: msgspec.json.Decoder[CallCancelled] = msgspec.json.Decoder(CallCancelled)
+END_WORK: msgspec.json.Decoder[EndWork] = msgspec.json.Decoder(EndWork)
 DirectRequest = RunTool | PingRunner  # what `sc.tool.direct.<runner_id>` carries
 DIRECT_REQUEST: msgspec.json.Decoder[DirectRequest] = msgspec.json.Decoder(DirectRequest)
 RUNNER_ALIVE: msgspec.json.Decoder[RunnerAlive] = msgspec.json.Decoder(RunnerAlive)

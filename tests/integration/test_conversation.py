@@ -23,6 +23,7 @@ from shared.messages.session import (
     SessionStatus,
     StatusQuery,
 )
+from shared.messages.tools import END_WORK
 from tests.kit.nats import TestBus
 from tests.kit.services import make_runtime, running
 from tests.unit.shared.samples import message_received
@@ -238,12 +239,14 @@ async def test_new_binds_a_fresh_session_and_cancels_the_old_ones_turn(bus, work
     for subject in (subjects.session_input(old), subjects.session_input(fresh), out):
         await bus.watch(subject)
     await bus.watch(subjects.session_control(old))
+    await bus.watch(subjects.tool_end("cli_hal"))
     inbound = subjects.inbound("cli", "cli_hal")
     async with running(runtime, run):
         await bus.publish(inbound, message_received("cli_hal", "before"))
         before = await bus.next(subjects.session_input(old), SESSION_INPUT)
         new_seq = await bus.publish(inbound, message_received("cli_hal", "/new"))
         reply = await bus.next(out, OUTPUT)
+        ended = await bus.next(subjects.tool_end("cli_hal"), END_WORK)  # shells, downloads
         cancel = await bus.next(subjects.session_input(old), SESSION_INPUT)
         await bus.publish(inbound, message_received("cli_hal", "after"))
         after = await bus.next(subjects.session_input(fresh), SESSION_INPUT)
@@ -258,6 +261,7 @@ async def test_new_binds_a_fresh_session_and_cancels_the_old_ones_turn(bus, work
     )
     assert isinstance(after, HandleMessage)
     assert after.message.text == "after"
+    assert ended.conversation_id == "cli_hal"
     assert [n.session_id for n in nudges] == [old] * 2
     assert 0 < nudges[0].seq < nudges[1].seq
     entry = await (await bus.js.key_value(subjects.CONV_BUCKET)).get("cli_hal")

@@ -8,9 +8,19 @@ import pytest
 from services.tools.service import run
 from shared import subjects
 from shared.bus import encode
-from shared.messages.tools import CALL_CANCELLED, TOOL_EVENT, CancelCall, ToolFailed, ToolStarted
+from shared.ids import ConversationId
+from shared.messages.tools import (
+    CALL_CANCELLED,
+    TOOL_EVENT,
+    CancelCall,
+    EndWork,
+    ToolFailed,
+    ToolStarted,
+)
 from tests.integration.test_tools import CONFIG, call, finished_on, output
 from tests.kit.services import make_runtime, running
+from tests.kit.stack import is_gone
+from tests.kit.waiting import eventually
 from tests.unit.tools.samples import run_tool
 
 
@@ -75,3 +85,18 @@ async def test_a_poll_taken_by_another_runner_reaches_the_holder(bus, runtime):
         closed = await call(bus, run_tool("shell_close", {"session": "sh1"}, call="close"))
     assert takers - {holder}, "the other runner never took a poll in 40 tries"
     assert output(closed)["closed"] is True
+
+
+async def test_new_ends_the_conversations_shell_sessions(bus, runtime, workdir):
+    pid_file = workdir / "workspaces" / "tg_1" / "shell.pid"
+    async with running(runtime, run):
+        command = {"command": "echo $$ > shell.pid; sleep 60", "wait_s": 0}
+        started = output(await call(bus, run_tool("shell", command, call="start")))
+        pid = int(await eventually(lambda: pid_file.exists() and pid_file.read_text().strip()))
+        ending = EndWork(conversation_id=ConversationId("tg_1"))
+        await bus.nc.publish(subjects.tool_end("tg_1"), encode(ending))
+        await eventually(lambda: is_gone(pid), what="the session's command ended")
+        polled = await call(bus, run_tool("shell", {"session": "sh1"}, call="poll"))
+    assert started["session"] == "sh1"
+    assert isinstance(polled.result, ToolFailed)
+    assert polled.result.error_kind == "not_found"
