@@ -23,7 +23,7 @@ from typing import Final, Literal
 import msgspec
 from aiohttp import web
 
-from tests.kit.scripted_http import serving
+from tests.kit.scripted_http import serve, serving
 
 Kind = Literal["web", "news", "images", "videos"]
 DEFAULT_TOKEN: Final = "BSA-stellaclaw-test-key"
@@ -123,12 +123,7 @@ class BraveServer:
         app = web.Application()
         app.router.add_get("/res/v1/{kind:web|news|images|videos}/search", self.search)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
+        self._runner, self._port = await serve(app)
 
     async def stop(self) -> None:
         self._released.set()

@@ -39,7 +39,7 @@ from tests.kit.codex_wire import (
     wrapped_error,
 )
 from tests.kit.openai_responses_api import Arguments, ScriptedCall, TokenCounts
-from tests.kit.scripted_http import ScriptedServer, serving
+from tests.kit.scripted_http import ScriptedServer, serve, serving
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 BETA = "responses_websockets=2026-02-06"
@@ -185,12 +185,7 @@ class CodexServer(ScriptedServer[Step]):
         app.router.add_get("/backend-api/codex/responses", self._responses)
         app.router.add_post("/oauth/token", self._token)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
+        self._runner, self._port = await serve(app)
 
     # --- the websocket ---------------------------------------------------------------------
 

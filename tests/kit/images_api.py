@@ -29,7 +29,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from tests.kit.scripted_http import serving
+from tests.kit.scripted_http import serve, serving
 
 _ENCODER = msgspec.json.Encoder()
 FIELDS = {"model", "prompt", "size", "n"}
@@ -135,12 +135,7 @@ class ImagesServer:
         app.router.add_post("/v1/images/edits", self.edits)
         app.router.add_get("/files/{name}", self.download)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
+        self._runner, self._port = await serve(app)
 
     async def stop(self) -> None:
         self._released.set()

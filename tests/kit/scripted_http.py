@@ -21,6 +21,15 @@ class Runs(Protocol):
 Served = TypeVar("Served", bound=Runs)
 
 
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    """`app` on 127.0.0.1 at a free port. A client that gives up cancels its handler, so a
+    delayed answer never holds up the exit."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, int(runner.addresses[0][1])
+
+
 class ScriptedServer(Generic[S]):
     """One POST route answered from a script; any other request is recorded as a failure."""
 
@@ -63,13 +72,7 @@ class ScriptedServer(Generic[S]):
         for route, handler in self.more_routes():
             app.router.add_post(route, handler)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
-        # a client that gives up cancels the handler, so a delayed step never holds up the exit
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
+        self._runner, self._port = await serve(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

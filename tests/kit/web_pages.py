@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import msgspec
 from aiohttp import web
 
-from tests.kit.scripted_http import Handler
+from tests.kit.scripted_http import Handler, serve
 
 CHUNK_BYTES = 64 * 1024
 PAGE = """<!doctype html>
@@ -64,12 +64,7 @@ class WebPages:
         app.router.add_get("/large/{size}", self._large)
         app.router.add_get("/gated/{size}", self._gated)
         app.middlewares.append(self._record)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = int(self._runner.addresses[0][1])
+        self._runner, self._port = await serve(app)
 
     async def stop(self) -> None:
         self.stopping.set()

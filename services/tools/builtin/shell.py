@@ -119,11 +119,10 @@ async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
     except asyncio.CancelledError:  # the call is cancelled: its command goes with it
         await session.end()
         raise
-    if ended:
-        return finished(session, args, relative(call, cwd))
-    session.name = await asyncio.to_thread(handles.allocate, call, "sh")
-    sessions.running[session.name] = session
-    return still_running(session, args, relative(call, cwd), call)
+    if not ended:
+        session.name = await asyncio.to_thread(handles.allocate, call, "sh")
+        sessions.running[session.name] = session
+    return result_of(session, args, relative(call, cwd), call)
 
 
 def _prepare(call: ToolCall, workdir: str) -> tuple[Path, int, str]:
@@ -166,41 +165,21 @@ async def poll(args: ShellArgs, name: str, call: ToolCall) -> ShellResult:
             )
             raise ToolError("invalid_arguments", message)
         await session.controls.write(args.input.encode())
-    if await session.wait(args.wait_s, call.cut_short):
+    ended = await session.wait(args.wait_s, call.cut_short)
+    result = result_of(session, args, ".", call)
+    if ended:
         del sessions.running[name]
-        result = finished(session, args, session.output.log_path)
         await asyncio.to_thread(handles.write, call, name, _ended_record(call, result))
-        return msgspec.structs.replace(result, session=name, workdir=".")
-    return still_running(session, args, ".", call)
+    return result
 
 
-def finished(session: ShellSession, args: ShellArgs, workdir: str) -> ShellResult:
-    end = session.exit
-    assert end is not None
-    code = end.returncode
+def result_of(session: ShellSession, args: ShellArgs, workdir: str, call: ToolCall) -> ShellResult:
+    """What the model reads: the output since the last read, and how the command ended if it did
+    (else the session's name, and whether a follow-up cut the wait short)."""
     output, total = session.output.read(args.max_output_chars)
-    return ShellResult(
-        running=False,
-        exit_code=code if code >= 0 else 128 - code,
-        signal=signal.Signals(-code).name if code < 0 else None,
-        timed_out=end.timed_out,
-        duration_s=session.running_s,
-        output=output,
-        output_truncated=total > args.max_output_chars,
-        total_output_chars=total,
-        log_path=session.output.log_path,
-        log_truncated=session.output.log_truncated,
-        workdir=workdir,
-    )
-
-
-def still_running(
-    session: ShellSession, args: ShellArgs, workdir: str, call: ToolCall
-) -> ShellResult:
-    output, total = session.output.read(args.max_output_chars)
-    return ShellResult(
+    found = ShellResult(
         running=True,
-        session=session.name,
+        session=session.name or None,
         duration_s=session.running_s,
         output=output,
         output_truncated=total > args.max_output_chars,
@@ -209,6 +188,18 @@ def still_running(
         log_truncated=session.output.log_truncated,
         workdir=workdir,
         interrupted=call.cut_short.is_set(),
+    )
+    end = session.exit
+    if end is None:
+        return found
+    code = end.returncode
+    return msgspec.structs.replace(
+        found,
+        running=False,
+        exit_code=code if code >= 0 else 128 - code,
+        signal=signal.Signals(-code).name if code < 0 else None,
+        timed_out=end.timed_out,
+        interrupted=False,
     )
 
 

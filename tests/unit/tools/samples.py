@@ -66,3 +66,13 @@ def host_with_software(software: Path) -> SandboxHost:
     """An unprobed host whose config names `software` as the software dir (SPEC §6.5)."""
     config = SandboxConfig(software_dir=str(software))
     return msgspec.structs.replace(UNPROBED, config=config)
+
+
+class Store:
+    """The file store as a tool sees it: a put that records what it was given."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put(self, name: str, data: bytes) -> None:
+        self.objects[name] = data

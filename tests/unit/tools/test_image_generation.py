@@ -20,22 +20,12 @@ from services.tools.results import Attached, ToolError
 from services.tools.workspace import ToolCall
 from shared.tools_config import ImagesConfig
 from tests.kit.images_api import Held, api_error, generated, images_api, png
-from tests.unit.tools.samples import tool_call
+from tests.unit.tools.samples import Store, tool_call
 
 KEY = "sk-images-unit-test-key-0123456789"
 DECODER = msgspec.json.Decoder(ImageGenerationArgs)
 SAVED = re.compile(r"^generated/\d{8}-\d{6}-[0-9a-f]{4}\.png$")
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
-
-
-class Store:
-    """The file store as the tool sees it: a put that records what it was given."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    async def put(self, name: str, data: bytes) -> None:
-        self.objects[name] = data
 
 
 @pytest.fixture

@@ -11,20 +11,10 @@ from services.tools.catalog import decode
 from services.tools.context import RunnerContext
 from services.tools.results import Attached, ToolError, encode
 from services.tools.workspace import ToolCall
-from tests.unit.tools.samples import tool_call
+from tests.unit.tools.samples import Store, tool_call
 
 MB = 1 << 20
 DECODER = msgspec.json.Decoder(SendFileArgs)
-
-
-class Store:
-    """The file store as the tool sees it: a put that records what it was given."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    async def put(self, name: str, data: bytes) -> None:
-        self.objects[name] = data
 
 
 @pytest.fixture
