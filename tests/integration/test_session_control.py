@@ -120,6 +120,35 @@ async def test_a_follow_up_during_a_tool_reaches_the_next_model_request(bus, wor
     assert reactions == [(subjects.reaction_out_id(2), "👀")]  # the follow-up only
 
 
+async def test_a_follow_up_cuts_a_long_shell_wait_short_and_the_command_runs_on(
+    bus, workdir, nats_access
+):
+    """SPEC §5.0/§5.2: the follow-up does not wait for `wait_s` (300 s): the call returns at once
+    with `interrupted: true`, the command runs on as a session, and the model reads both."""
+    marker = workdir / "workspaces" / CONV / "started"
+    command = {"command": "touch started && sleep 30.5", "wait_s": 300}
+    async with session_stack(
+        bus,
+        workdir,
+        nats_access,
+        tool_call("shell", command),
+        tool_call("shell_close", {"session": "sh1"}),
+        reply("Stopped it, as you asked."),
+    ) as llm:
+        await say(bus, "run the slow thing", 1)
+        await eventually(marker.exists, timeout_s=10)
+        await say(bus, "never mind, stop it", 2)
+        final = await answer(bus)
+    assert final.text == "Stopped it, as you asked."
+    interrupted = msgspec.json.decode(llm.requests[1].messages[-2].text)
+    assert (interrupted["running"], interrupted["interrupted"]) == (True, True)
+    assert interrupted["session"] == "sh1"
+    assert llm.requests[1].last_user_text == "[Interrupted Follow-up]\nnever mind, stop it"
+    closed = msgspec.json.decode(llm.requests[2].messages[-1].text)
+    assert (closed["closed"], closed["session"]) == (True, "sh1")
+    assert not processes.alive("sleep", "30.5")
+
+
 async def test_cancel_during_a_long_command_kills_it_and_tells_the_user(bus, workdir, nats_access):
     sleeping = ("sleep", "30.25")  # a command line no other process here has
     async with session_stack(
