@@ -178,7 +178,7 @@ async def test_a_sigkilled_runners_side_effecting_call_is_reported_within_15_s_n
         workspace = world.workdir / "workspaces" / f"tg_{USER}"
         ran = workspace / "ran.log"
         world.llm.script(
-            tool_call("shell", {"command": "echo ran >> ran.log; sleep 300"}),
+            tool_call("shell", {"command": "echo ran >> ran.log; sleep 298.5"}),
             reply("It stopped; I will not run it again."),
         )
         await bus.watch(subjects.TOOL_RESULTS_ALL)

@@ -141,7 +141,7 @@ async def test_setsid_and_background_children_end_with_their_call(bus, workdir, 
         if mode == "subprocess":  # only its cgroup finds a child that left the process group
             sandbox.skip_without_pids_cgroup(found)
     runtime = make_runtime(CONFIG, workdir, nats_access)
-    spawn = "setsid sleep 300 & sleep 300 & echo started"
+    spawn = "setsid sleep 299.5 & sleep 299.5 & echo started"  # a line no other test runs
     async with running(runtime, run):
         waits = {"command": f"{spawn}; wait", "timeout_s": 1}
         timed = in_mode(run_tool("shell", waits, call="t"), mode)
@@ -149,7 +149,7 @@ async def test_setsid_and_background_children_end_with_their_call(bus, workdir, 
         results = [output(await call(bus, request)) for request in (timed, ended)]
     assert [result["output"] for result in results] == ["started\n", "started\n"]
     assert results[0]["timed_out"] is True
-    await eventually(lambda: not processes.alive("sleep", "300"), what="every sleep 300 ended")
+    await eventually(lambda: not processes.alive("sleep", "299.5"), what="every sleep ended")
 
 
 @pytest.mark.parametrize("mode", sandbox.MODES)
