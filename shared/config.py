@@ -25,7 +25,13 @@ from shared.model_config import (
     ModelConfig,
 )
 from shared.sandbox import SandboxSetting
-from shared.tools_config import ImagesConfig, SearchConfig, ToolsConfig
+from shared.tools_config import (
+    REMOTE_NAME_PATTERN,
+    ImagesConfig,
+    RemoteConfig,
+    SearchConfig,
+    ToolsConfig,
+)
 
 CURRENT_VERSION = 1
 DEFAULT_WORKDIR = "~/.local/share/stellaclaw"
@@ -144,6 +150,9 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     tools: ToolsConfig = ToolsConfig()
     search: SearchConfig | None = None
     images: ImagesConfig | None = None
+    remotes: dict[Annotated[str, Meta(pattern=REMOTE_NAME_PATTERN)], RemoteConfig] = msgspec.field(
+        default_factory=dict
+    )
 
 
 def load(path: Path, service: str | None = None) -> Config:
@@ -201,6 +210,9 @@ def parse(raw: dict[str, Any], env: dict[str, str], service: str | None = None) 
     models = expanded.get("models")
     if isinstance(models, dict):  # decoded one by one, so an error names the model
         expanded["models"] = {name: _model(name, table) for name, table in models.items()}
+    remotes = expanded.get("remotes")
+    if isinstance(remotes, dict):  # the same for remotes
+        expanded["remotes"] = {name: _remote(name, table) for name, table in remotes.items()}
     config = _convert(expanded, Config, "")
     _cross_check(config)
     if service in (None, "tools"):  # the one service that mounts it
@@ -212,6 +224,12 @@ def _model(name: str, table: object) -> ModelConfig:
     if not re.match(MODEL_NAME_PATTERN, name):
         raise ConfigError(f"config: models.{name}: a model name matches [A-Za-z0-9_.-]+")
     return _convert(table, ModelConfig, f"models.{name}")
+
+
+def _remote(name: str, table: object) -> RemoteConfig:
+    if not re.fullmatch(REMOTE_NAME_PATTERN.strip("^$"), name):
+        raise ConfigError(f"config: remotes.{name}: a remote name matches [A-Za-z0-9_-]+")
+    return _convert(table, RemoteConfig, f"remotes.{name}")
 
 
 def _convert(node: object, kind: type[_T], prefix: str) -> _T:

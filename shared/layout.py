@@ -8,6 +8,7 @@ launcher creates them and the bus permissions are generated from them (`shared/p
 """
 
 import logging
+from collections.abc import Sequence
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -25,8 +26,9 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from shared import subjects
 from shared.bus import Consumer
-from shared.config import BusConfig
+from shared.config import BusConfig, Config
 from shared.errors import ConfigError
+from shared.tools_config import remote_pool
 
 DAY_S = 86_400.0
 DEDUPE_WINDOW_S = 600.0
@@ -90,8 +92,16 @@ BUCKETS = [
 ]
 
 
-def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
-    """Every durable, by the service that binds it (one message at a time where order matters)."""
+def pools(config: Config) -> tuple[str, ...]:
+    """The tool runner pools a config names: `local`, one `ssh_<name>` per remote, and the
+    extra pools of runners on other hosts (`tools.pools`)."""
+    found = [LOCAL_POOL, *(remote_pool(name) for name in config.remotes), *config.tools.pools]
+    return tuple(dict.fromkeys(found))
+
+
+def durables(bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)) -> dict[str, list[Consumer]]:
+    """Every durable, by the service that binds it (one message at a time where order matters);
+    one tools durable per runner pool, shared by every process serving that pool."""
     routing = [
         Consumer(
             stream=subjects.IN_STREAM,
@@ -109,14 +119,17 @@ def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
         filter_subject=subjects.WAKES_ALL,
         max_deliver=bus.max_deliver,
     )
-    tool_requests = Consumer(
-        stream=subjects.TOOL_STREAM,
-        durable=subjects.durable("tools", LOCAL_POOL),
-        filter_subject=subjects.tool_requests(LOCAL_POOL),
-        max_ack_pending=256,  # shared by every process of the pool; each holds a few at once
-        ack_wait_s=60.0,  # a running call heartbeats well inside it
-        max_deliver=bus.max_deliver,
-    )
+    tool_requests = [
+        Consumer(
+            stream=subjects.TOOL_STREAM,
+            durable=subjects.durable("tools", pool),
+            filter_subject=subjects.tool_requests(pool),
+            max_ack_pending=256,  # shared by every process of the pool; each holds a few at once
+            ack_wait_s=60.0,  # a running call heartbeats well inside it
+            max_deliver=bus.max_deliver,
+        )
+        for pool in pools
+    ]
     telegram_outputs = Consumer(
         stream=subjects.OUT_STREAM,
         durable=subjects.durable("delivery", "telegram"),
@@ -128,12 +141,14 @@ def durables(bus: BusConfig) -> dict[str, list[Consumer]]:
     return {
         "conversation": routing,
         "session": [wakes],
-        "tools": [tool_requests],
+        "tools": tool_requests,
         "delivery": [telegram_outputs],
     }
 
 
-async def ensure(js: JetStreamContext, bus: BusConfig) -> None:
+async def ensure(
+    js: JetStreamContext, bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)
+) -> None:
     """Create or update every stream, bucket and durable; refuse a changed SC_IN partitioning."""
     for config in streams(bus):
         await _ensure_stream(js, config)
@@ -147,7 +162,7 @@ async def ensure(js: JetStreamContext, bus: BusConfig) -> None:
     except (BucketNotFoundError, NotFoundError):
         ttl = bus.files_ttl_days * DAY_S
         await js.create_object_store(subjects.FILES_STORE, config=ObjectStoreConfig(ttl=ttl))
-    for consumers in durables(bus).values():
+    for consumers in durables(bus, pools).values():
         for consumer in consumers:
             await js.add_consumer(consumer.stream, consumer_config(consumer))
 

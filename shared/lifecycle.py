@@ -19,6 +19,7 @@ import msgspec
 import uvloop
 
 from shared import config as config_file
+from shared import layout
 from shared import logging as service_logging
 from shared.bus import BusAccess, Credential
 from shared.errors import ConfigError
@@ -34,6 +35,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     workdir: Path
     bus: BusAccess
     owner_id: str = "-"  # a stable slot id: the same after a restart (DESIGN §5)
+    pools: tuple[str, ...] = ()  # the tool runner pools a `tools` process serves (`--pool`)
 
 
 Run = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
@@ -48,6 +50,13 @@ def arguments(service: str) -> argparse.ArgumentParser:
         default=None,
         help="this process's stable slot id (default <host>/<workdir hash>/<service>/0)",
     )
+    if service == "tools":
+        parser.add_argument(
+            "--pool",
+            action="append",
+            default=[],
+            help="a runner pool to serve (repeatable; default local and ssh_<name> per remote)",
+        )
     return parser
 
 
@@ -117,11 +126,26 @@ def runtime(
     return Runtime(config=config, workdir=where, bus=access, owner_id=owner)
 
 
+def served_pools(config: config_file.Config, asked: Sequence[str]) -> tuple[str, ...]:
+    """The pools a `tools` process serves: those asked for, each one the config names."""
+    known = layout.pools(config)
+    unknown = [pool for pool in asked if pool not in known]
+    if unknown:
+        raise ConfigError(
+            f"config: tools.pools: pool {unknown[0]!r} is not configured (configured: "
+            f"{', '.join(known)}); add it to tools.pools so `stellaclaw up` makes its queue"
+        )
+    return tuple(dict.fromkeys(asked)) or known
+
+
 def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
     """Run one service until SIGTERM/SIGINT; exit 2 on a config error."""
     args = arguments(service).parse_args(argv)
     try:
         ready = runtime(args.config, args.workdir, service, args.owner_id)
+        if service == "tools":
+            pools = served_pools(ready.config, args.pool)
+            ready = msgspec.structs.replace(ready, pools=pools)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
         sys.exit(EXIT_CONFIG)

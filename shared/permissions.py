@@ -121,14 +121,11 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         ),
         "session": _session(binds("session"), outputs, service("session")),
         "tools": Permissions(
-            publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL, binds("tools"))
+            publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL)
+            + allow(bind(subjects.TOOL_STREAM, "*"))  # every pool's queue: pools are per config
             + allow(subjects.TOOL_RUNNERS_ALL)  # a call forwarded to the runner holding its state
             + allow(object_put(subjects.FILES_STORE)),  # loaded media, files to send, spills
-            subscribe=service(
-                "tools",
-                subjects.tool_catalog(layout.LOCAL_POOL),
-                subjects.tool_probe(layout.LOCAL_POOL),
-            )
+            subscribe=service("tools", subjects.tool_catalog("*"), subjects.tool_probe("*"))
             + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL, subjects.TOOL_END_ALL),
             allow_responses=True,
         ),

@@ -19,6 +19,7 @@ SECRET_SECTIONS: Mapping[str, frozenset[str]] = {
     "models": frozenset({"session"}),
     "search": frozenset({"tools"}),
     "images": frozenset({"tools"}),
+    "remotes": frozenset({"tools"}),
 }
 # What every child of the launcher gets besides the variables its own sections reference
 # (PYTHONPATH too: a child runs `python -m services.<name>` from wherever `up` found the code).

@@ -47,6 +47,12 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
                 default=None,
                 help="stable slot id for leases (default <host>/<workdir hash>/<service>/0)",
             )
+            found[name].add_argument(
+                "--pool",
+                action="append",
+                default=[],
+                help="tools: a runner pool to serve (repeatable; default local and ssh_<name>)",
+            )
         if name == "chat":
             found[name].add_argument("--name", default="terminal", help="conversation cli_<name>")
         found[name].add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -81,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 rest = ["--config", str(args.config)]
                 rest += ["--workdir", str(args.workdir)] if args.workdir else []
                 rest += ["--owner-id", args.owner_id] if args.owner_id else []
+                if args.pool and args.service != "tools":
+                    raise ConfigError("--pool: only a tools process serves runner pools")
+                rest += [part for pool in args.pool for part in ("--pool", pool)]
                 os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}", *rest])
             case "chat":
                 sys.exit(chat.main(args.config, args.workdir, args.name))

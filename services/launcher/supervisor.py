@@ -133,7 +133,7 @@ async def migrate(config: Config, config_path: Path, workdir: Path) -> None:
     with exclusive(workdir) as lock_fd:
         embedded, admin = await _start_bus(Plan(config, config_path, workdir, lock_fd))
         try:
-            await _lay_out(admin, workdir, config.bus)
+            await _lay_out(admin, workdir, config)
         finally:
             if embedded:
                 await embedded.stop()
@@ -146,7 +146,7 @@ async def _up(plan: Plan, stop: asyncio.Event) -> int:
     url_file.unlink(missing_ok=True)  # left by an `up` that was killed: its bus is gone
     embedded, admin = await _start_bus(plan)
     try:
-        await _lay_out(admin, workdir, config.bus)  # a ConfigError here stops the start
+        await _lay_out(admin, workdir, config)  # a ConfigError here stops the start
         url_file.write_text(admin.url + "\n", encoding="utf-8")
         children_ = {name: Child(name, plan) for name in services_for(config)}
         _announce(admin.url, workdir, list(children_), embedded)
@@ -191,9 +191,10 @@ async def _start_bus(plan: Plan) -> tuple[EmbeddedNats | None, BusAccess]:
     return embedded, bus_auth.access(url, passwords)
 
 
-async def _lay_out(admin: BusAccess, workdir: Path, bus: config_file.BusConfig) -> None:
+async def _lay_out(admin: BusAccess, workdir: Path, config: config_file.Config) -> None:
     """Migrate the workdir, then create or update streams, buckets and durables (as admin)."""
     login = admin.logins["admin"]
+    bus, pools = config.bus, layout.pools(config)
 
     async def quiet(exc: Exception) -> None:  # the one error line is ours, below
         pass
@@ -214,7 +215,7 @@ async def _lay_out(admin: BusAccess, workdir: Path, bus: config_file.BusConfig) 
         raise ConfigError(f"bus: cannot log in to {admin.url} as the launcher: {exc}") from None
     try:
         await migrations.migrate(nc.jetstream(), workdir, bus)
-        await layout.ensure(nc.jetstream(), bus)
+        await layout.ensure(nc.jetstream(), bus, pools)
     finally:
         await nc.close()
 

@@ -1,9 +1,11 @@
-"""Tools service, runner pool `local`: runs the model's tool calls in workspaces on this host.
+"""Tools service: runs the model's tool calls for the runner pools it serves (`local`, and one
+`ssh_<name>` per configured remote, unless `--pool` names some), in workspaces on this host.
 
-Consumes: RunTool (SC_TOOL, durable `tools_local`, WORKERS calls at once), catalog and probe
-          requests (core `sc.tool.catalog.local`, `sc.tool.probe.local`, queue group `local`),
-          cancel requests (core
-          `sc.ctl.tool.cancel.<session>.<call>`, every runner; the holder answers).
+Consumes: RunTool (SC_TOOL, durable `tools_<pool>` per pool, WORKERS calls at once each),
+          catalog and probe requests (core `sc.tool.catalog.<pool>`, `sc.tool.probe.<pool>`,
+          queue group `<pool>`), cancel requests (core `sc.ctl.tool.cancel.<session>.<call>`,
+          every runner; the holder answers), forwarded calls and pings
+          (`sc.tool.direct.<runner_id>`), `/new` ends (`sc.ctl.tool.end.<conv>`).
 Produces: ToolFinished (SC_TOOLRES, `sc.tool.res.<session>.<call>`), ToolCatalog replies.
 Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and spilled outputs,
           and the commands running in them.
@@ -15,6 +17,7 @@ from typing import Any
 
 import msgspec
 from nats.micro.request import Request
+from nats.micro.service import Service
 
 from services.tools import cancellation, direct, runner
 from services.tools import catalog as listing
@@ -33,7 +36,6 @@ from shared.messages.tools import (
 )
 from shared.sandbox import SandboxSupport
 
-POOL = layout.LOCAL_POOL
 VERSION = "0.1.0"
 WORKERS = 8  # tool calls this process runs at once
 
@@ -48,26 +50,13 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
 
 
 async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost) -> None:
-    [requests] = layout.durables(runtime.config.bus)["tools"]
+    pools = runtime.pools or layout.pools(runtime.config)
     runner_id = sandbox.runner_id
     async with bus.connected(runtime.bus, "tools") as conn, asyncio.TaskGroup() as tasks:
-        discovery = await bus.register(conn, f"tool runner, pool {POOL}", VERSION)
+        discovery = await bus.register(conn, f"tool runner, pools {', '.join(pools)}", VERSION)
         config = runtime.config
         settings = Settings(tools=config.tools, search=config.search, images=config.images)
-        catalogs = Catalogs(settings, sandbox.support)
-        await discovery.add_endpoint(
-            name="catalog",
-            subject=subjects.tool_catalog(POOL),
-            queue_group=POOL,
-            handler=catalogs.answer,
-        )
-        probed = PoolProbed(runner_id=runner_id, sandbox=sandbox.support)
-        await discovery.add_endpoint(
-            name="probe",
-            subject=subjects.tool_probe(POOL),
-            queue_group=POOL,
-            handler=functools.partial(answer, PROBE_REQUEST, bus.encode(probed)),
-        )
+        await listen_per_pool(discovery, pools, Catalogs(settings, sandbox.support), sandbox)
         context = RunnerContext(
             runner_id=runner_id,
             settings=settings,
@@ -85,12 +74,14 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         forwarded, _ = await direct.listen(running)
         ends = await cancellation.listen_for_ends(conn, context)
         handle = functools.partial(runner.handle, running)
+        queues = layout.durables(config.bus, pools)["tools"]
         workers = [
-            tasks.create_task(bus.consume(conn, requests, TOOL_REQUEST, handle, stop))
+            tasks.create_task(bus.consume(conn, queue, TOOL_REQUEST, handle, stop))
+            for queue in queues
             for _ in range(WORKERS)
         ]
         await stop.wait()
-        _, busy = await asyncio.wait(workers, timeout=runtime.config.shutdown_grace_s)
+        _, busy = await asyncio.wait(workers, timeout=config.shutdown_grace_s)
         for worker in busy:  # its call is cancelled and, un-acked, goes to the next runner
             worker.cancel()
         await context.end_all()  # shell sessions and downloads end with their runner
@@ -98,6 +89,26 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         await ends.unsubscribe()
         await cancels.unsubscribe()
         await discovery.stop()
+
+
+async def listen_per_pool(
+    discovery: Service, pools: tuple[str, ...], catalogs: "Catalogs", sandbox: host.SandboxHost
+) -> None:
+    """Each pool's catalog and probe requests, answered by one runner of the pool (queue group)."""
+    probed = bus.encode(PoolProbed(runner_id=sandbox.runner_id, sandbox=sandbox.support))
+    for pool in pools:
+        await discovery.add_endpoint(
+            name=f"catalog_{pool}",
+            subject=subjects.tool_catalog(pool),
+            queue_group=pool,
+            handler=catalogs.answer,
+        )
+        await discovery.add_endpoint(
+            name=f"probe_{pool}",
+            subject=subjects.tool_probe(pool),
+            queue_group=pool,
+            handler=functools.partial(answer, PROBE_REQUEST, probed),
+        )
 
 
 class Catalogs:

@@ -37,9 +37,10 @@ async def site():
         yield served
 
 
-def allowing(call: ToolCall, **tools: int) -> ToolCall:
+def allowing(call: ToolCall, download_max_mb: int = 2048) -> ToolCall:
     """The call on a runner that allows private addresses (the test site is on loopback)."""
-    settings = Settings(tools=ToolsConfig(allow_private_network=True, **tools))
+    tools = ToolsConfig(allow_private_network=True, download_max_mb=download_max_mb)
+    settings = Settings(tools=tools)
     return msgspec.structs.replace(call, runner=RunnerContext(settings=settings))
 
 
