@@ -36,6 +36,7 @@ HELP_LINES = (
     "Stellaclaw — commands",
     "/status — model, context, usage and running work",
     "/sandbox [mode] — how commands are isolated",
+    "/remote [name [path] | select | off] — run tools on an SSH remote",
     "/cancel — stop the running turn (/cancel all: background tasks too)",
     "/continue — resume an interrupted or failed turn",
     "/compact — compact the context now",

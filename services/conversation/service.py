@@ -19,7 +19,14 @@ import nats.errors
 from nats.errors import NoRespondersError
 from nats.js.kv import KeyValue
 
-from services.conversation import commands, sandbox_command, state, store, usage_totals
+from services.conversation import (
+    commands,
+    remote_command,
+    sandbox_command,
+    state,
+    store,
+    usage_totals,
+)
 from shared import bus, layout, subjects
 from shared.config import Config
 from shared.errors import InputError
@@ -40,13 +47,15 @@ from shared.messages.session import (
     SessionStatus,
     StatusQuery,
 )
-from shared.messages.tools import PROBE_REPLY, EndWork, ProbePool
+from shared.messages.tools import PROBE_REPLY, EndWork, PoolProbed, ProbePool
 from shared.sandbox import SandboxSupport
+from shared.tools_config import remote_pool
 
 VERSION = "0.1.0"
 NUDGE_TIMEOUT_S = 0.5  # a live session answers in a millisecond; else the wake is the way
 STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
 PROBE_TIMEOUT_S = 3.0  # a runner answers from what it found at start; silence means none runs
+REMOTE_PROBE_S = 12.0  # the runner connects (≤ 10 s, SPEC §6.6) and checks the path
 log = logging.getLogger(__name__)
 
 
@@ -127,12 +136,12 @@ class Router:
                 )
                 await self.send(cancel)
             case "continue":
-                settings = state.settings(current, self.config.sandbox.mode)
+                settings = state.settings(current, self.config.sandbox.mode, self.config.remotes)
                 await self.send(
                     ContinueTurn(session_id=session, input_seq=in_seq, chat=chat, settings=settings)
                 )
             case "compact":
-                settings = state.settings(current, self.config.sandbox.mode)
+                settings = state.settings(current, self.config.sandbox.mode, self.config.remotes)
                 await self.send(
                     CompactSession(
                         session_id=session, input_seq=in_seq, chat=chat, settings=settings
@@ -152,6 +161,8 @@ class Router:
                 await self.status(current, in_seq)
             case "sandbox":
                 await self.sandbox(command.argument, current, in_seq, sender)
+            case "remote":
+                await self.remote(command.argument, current, in_seq)
             case _:
                 await self.reply(current, in_seq, commands.reply(command))
 
@@ -162,7 +173,7 @@ class Router:
             session_id=current.foreground,
             input_seq=in_seq,
             message=message,
-            settings=state.settings(current, self.config.sandbox.mode),
+            settings=state.settings(current, self.config.sandbox.mode, self.config.remotes),
         )
         await self.send(handle)
 
@@ -227,18 +238,40 @@ class Router:
         current = await store.change(self.store, current.conversation_id, apply)
         await self.reply(current, in_seq, outcome.text)
 
+    async def remote(self, argument: str, current: state.ConversationState, in_seq: int) -> None:
+        """`/remote [name [path] | select | off]`: a fixed remote is checked through its pool's
+        probe first; a change is stored by CAS before the reply (it applies from the next turn)."""
+        outcome = remote_command.answer(argument, current, self.config.remotes)
+        if isinstance(outcome, remote_command.CheckFirst):
+            asked = ProbePool(remote=outcome.name, path=outcome.path)
+            probed = await self.probed(remote_pool(outcome.name), asked, REMOTE_PROBE_S)
+            error = "no tool runner serves it" if probed is None else probed.remote_error or None
+            outcome = remote_command.fixed(outcome, error)
+        if isinstance(outcome, str):
+            await self.reply(current, in_seq, outcome)
+            return
+        change = outcome.remote
+
+        def apply(latest: state.ConversationState | None) -> state.ConversationState:
+            return state.with_remote(latest or current, change)
+
+        current = await store.change(self.store, current.conversation_id, apply)
+        await self.reply(current, in_seq, outcome.text)
+
     async def probe(self, pool: str) -> SandboxSupport | None:
         """What the pool's hosts offer (bubblewrap), or None when no runner answers in time."""
+        probed = await self.probed(pool, ProbePool(), PROBE_TIMEOUT_S)
+        return probed.sandbox if probed is not None else None
+
+    async def probed(self, pool: str, asked: ProbePool, timeout_s: float) -> PoolProbed | None:
+        """A runner of the pool's answer, or None when none answers in time."""
         subject = subjects.tool_probe(pool)
         try:
-            answer = await self.conn.nc.request(
-                subject, bus.encode(ProbePool()), timeout=PROBE_TIMEOUT_S
-            )
+            answer = await self.conn.nc.request(subject, bus.encode(asked), timeout=timeout_s)
         except (NoRespondersError, TimeoutError):
             log.warning("no tool runner of pool %s answered the probe", pool)
             return None
-        probed = await bus.decoded(self.conn, PROBE_REPLY, answer.data, subject)
-        return probed.sandbox if probed is not None else None
+        return await bus.decoded(self.conn, PROBE_REPLY, answer.data, subject)
 
     async def session_status(self, session: SessionId) -> SessionStatus | None:
         """The session's part of `/status`, or None when no session service answers in time."""

@@ -1,13 +1,15 @@
 """Conversation state (KV `sc_conv/<conv>`, SPEC §2.1) and the pure rules that change it."""
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import msgspec
 
 from shared.ids import ConversationId, SessionId
-from shared.messages.contract import Chat, Workspace
+from shared.messages.contract import Chat, RemoteSetting, Workspace
 from shared.messages.session import ConversationSettings
 from shared.sandbox import SandboxMode, SandboxSetting
+from shared.tools_config import RemoteConfig, remote_pool
 
 LOCAL_POOL = "local"
 # Each channel's conversation ids (SPEC §1), so a channel can only speak for its own conversations.
@@ -22,6 +24,7 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     title: str
     model: str
     sandbox: SandboxMode | None = None  # `/sandbox`; None: the server's `sandbox.mode`
+    remote: RemoteSetting = RemoteSetting()  # `/remote` (SPEC §6.6)
     workspace: Workspace
     foreground: SessionId
     session_counter: int = 1
@@ -100,10 +103,30 @@ def sandbox_setting(state: ConversationState, server_default: SandboxSetting) ->
     return state.sandbox or server_default
 
 
-def settings(state: ConversationState, server_sandbox: SandboxSetting) -> ConversationSettings:
-    """The snapshot stamped into every session input; `server_sandbox` is `sandbox.mode`."""
+def settings(
+    state: ConversationState, server_sandbox: SandboxSetting, remotes: Mapping[str, RemoteConfig]
+) -> ConversationSettings:
+    """The snapshot stamped into every session input; `server_sandbox` is `sandbox.mode`. In
+    fixed remote mode the workspace is the remote's (pool `ssh_<name>`, its root there)."""
+    remote = state.remote
+    workspace = state.workspace
+    found = remotes.get(remote.name) if remote.mode == "fixed" else None
+    if found is not None:
+        workspace = msgspec.structs.replace(
+            workspace,
+            pool=remote_pool(remote.name),
+            remote=remote.name,
+            remote_root=remote.path or found.root,
+        )
+    elif remote.mode == "fixed":  # its remote left the config: back to local
+        remote = RemoteSetting()
     return ConversationSettings(
         model=state.model,
-        workspace=state.workspace,
+        workspace=workspace,
         sandbox=sandbox_setting(state, server_sandbox),
+        remote=remote,
     )
+
+
+def with_remote(state: ConversationState, remote: RemoteSetting) -> ConversationState:
+    return msgspec.structs.replace(state, remote=remote)

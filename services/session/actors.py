@@ -99,8 +99,9 @@ class ActorPool:
         CATALOG_TTL_S; None if no runner answers."""
         pool = settings.workspace.pool
         model = self.config.models.get(settings.model)
-        asking = ListTools(capabilities=list(model.capabilities) if model else [])
-        key = (pool, *asking.capabilities)
+        remotes = list(self.config.remotes) if settings.remote.mode == "selectable" else []
+        asking = ListTools(capabilities=list(model.capabilities) if model else [], remotes=remotes)
+        key = (pool, *asking.capabilities, "|", *remotes)
         now = asyncio.get_running_loop().time()
         cached = self.catalogs.get(key)
         if cached and now - cached[0] < CATALOG_TTL_S:

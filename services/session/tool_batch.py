@@ -30,6 +30,7 @@ from shared.messages.tools import (
     ToolStarted,
     ToolTraits,
 )
+from shared.sandbox import SandboxSetting
 
 MAX_RESULTS_BYTES = 900 * 1024  # one batch's results are one history event; NATS takes <= 1 MiB
 RESULT_MARGIN_S = 30.0  # past a call's own limit: the runner's kill grace and the result's way back
@@ -46,6 +47,8 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
     workspace: Workspace
     timeout_s: float = 1800.0
     max_parallel: int = 8
+    sandbox: SandboxSetting = "auto"  # the conversation's `/sandbox` (the runner resolves auto)
+    remotes: list[str] = msgspec.field(default_factory=list)  # selectable mode: the choices
 
 
 def failed(call: ToolCall, error: str, kind: str) -> ToolResult:
@@ -220,6 +223,8 @@ async def _send(
         arguments=arguments,
         workspace=batch.workspace,
         timeout_s=batch.timeout_s,
+        sandbox=batch.sandbox,
+        remotes=batch.remotes,
     )
     subject = subjects.tool_request(batch.workspace.pool, batch.session_id)
     msg_id = subjects.tool_request_msg_id(batch.session_id, call.call_id, attempt)

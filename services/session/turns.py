@@ -261,6 +261,8 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
             conversation_id=plan.chat.conversation_id,
             workspace=plan.settings.workspace,
             max_parallel=config.agent.max_parallel_tools,
+            sandbox=plan.settings.sandbox,
+            remotes=list(config.remotes) if plan.settings.remote.mode == "selectable" else [],
         ),
         results=actor.results,
         running=actor.running,

@@ -84,19 +84,59 @@ def decode(decoder: msgspec.json.Decoder[A], kind: type[A], arguments: bytes) ->
         raise ToolError("invalid_arguments", f"arguments are not valid JSON: {exc}") from None
 
 
+# SPEC §5.0: the tools that take a `remote` argument in selectable remote mode
+REMOTE_TOOLS = frozenset(
+    {
+        "file_read",
+        "file_write",
+        "edit",
+        "apply_patch",
+        "grep",
+        "glob",
+        "ls",
+        "shell",
+        "file_download_start",
+        "image_load",
+        "pdf_load",
+        "audio_load",
+        "send_file",
+    }
+)
+LOCAL = "local"
+
+
 def specs(tools: Iterable[Tool], asking: ListTools, settings: Settings) -> list[ToolSpec]:
-    """The catalog as the session gets it for a model and session type: name, tagged
-    description, inlined JSON schema, traits; each tool only where SPEC §5.0 shows it."""
-    return [
-        ToolSpec(
-            name=tool.name,
-            description=f"[{tool.traits.mode}] {_docstring(tool.arguments)}",
-            parameters=msgspec.Raw(msgspec.json.encode(parameters(tool.arguments))),
-            traits=tool.traits,
+    """The catalog as the session gets it for a model, session type and remote mode: name,
+    tagged description, inlined JSON schema, traits; each tool only where SPEC §5.0 shows it."""
+    found = []
+    for tool in tools:
+        if not tool.shown(asking, settings):
+            continue
+        schema = parameters(tool.arguments)
+        if asking.remotes and tool.name in REMOTE_TOOLS:
+            schema = with_remote(schema, asking.remotes)
+        found.append(
+            ToolSpec(
+                name=tool.name,
+                description=f"[{tool.traits.mode}] {_docstring(tool.arguments)}",
+                parameters=msgspec.Raw(msgspec.json.encode(schema)),
+                traits=tool.traits,
+            )
         )
-        for tool in tools
-        if tool.shown(asking, settings)
-    ]
+    return found
+
+
+def with_remote(schema: dict[str, object], remotes: list[str]) -> dict[str, object]:
+    """The schema with SPEC §5.0's `remote` argument, its enum this conversation's choices."""
+    remote = {
+        "type": "string",
+        "enum": [LOCAL, *remotes],
+        "default": LOCAL,
+        "description": "where to run it: local (this server) or a configured SSH remote",
+    }
+    properties = schema.get("properties")
+    assert isinstance(properties, dict)
+    return schema | {"properties": properties | {"remote": remote}}
 
 
 def parameters(kind: type[msgspec.Struct]) -> dict[str, object]:

@@ -125,7 +125,7 @@ class Catalogs:
         except msgspec.DecodeError as exc:
             await request.respond_error("400", f"expected a ListTools: {exc}")
             return
-        key = (asking.session_type, *sorted(asking.capabilities))
+        key = (asking.session_type, *sorted(asking.capabilities), "|", *asking.remotes)
         reply = self.encoded.get(key)
         if reply is None:
             tools = listing.specs(TABLE, asking, self.settings)

@@ -44,6 +44,21 @@ class Workspace(Value, frozen=True, kw_only=True):
 
     pool: str
     path: str
+    # Fixed remote mode (SPEC §6.6): the SSH remote whose directory `remote_root` is the
+    # workspace root; `.stellaclaw/`, `.skill/` and `shared/` stay in `path` on the runner host.
+    remote: str = ""
+    remote_root: str = ""
+
+
+RemoteMode = Literal["local", "selectable", "fixed"]
+
+
+class RemoteSetting(Value, frozen=True, kw_only=True):
+    """A conversation's `/remote` (SPEC §6.6): where its tools run."""
+
+    mode: RemoteMode = "local"
+    name: str = ""  # fixed: the remote
+    path: str = ""  # fixed: its workspace root there (empty: the remote's `root`)
 
 
 class Attachment(Value, frozen=True, kw_only=True):

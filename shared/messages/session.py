@@ -7,7 +7,7 @@ from typing import Literal
 import msgspec
 
 from shared.ids import SessionIdField
-from shared.messages.contract import BusMessage, Chat, Value, Workspace
+from shared.messages.contract import BusMessage, Chat, RemoteSetting, Value, Workspace
 from shared.messages.history import Usage
 from shared.messages.inbound import MessageReceived
 from shared.sandbox import SandboxSetting
@@ -19,6 +19,7 @@ class ConversationSettings(Value, frozen=True, kw_only=True):
     model: str  # a `[models.<name>]` config name
     workspace: Workspace
     sandbox: SandboxSetting = "auto"  # the conversation's `/sandbox`, else the server default
+    remote: RemoteSetting = RemoteSetting()  # `/remote`: the catalog's `remote` argument
 
 
 class HandleMessage(BusMessage, frozen=True, kw_only=True, tag="handle_message"):

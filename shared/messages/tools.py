@@ -39,6 +39,7 @@ class RunTool(BusMessage, frozen=True, kw_only=True, tag="run_tool"):
     timeout_s: float = 1800.0
     sandbox: SandboxSetting = "auto"  # the conversation's mode; the runner resolves `auto`
     position_in_batch: int = 1  # among the batch's calls of this tool, 1-based (SPEC §5.5)
+    remotes: list[str] = msgspec.field(default_factory=list)  # selectable mode: the choices
 
 
 class ToolStarted(BusMessage, frozen=True, kw_only=True, tag="tool_started"):
@@ -137,6 +138,7 @@ class ListTools(BusMessage, frozen=True, kw_only=True, tag="list_tools"):
 
     capabilities: list[str] = msgspec.field(default_factory=list)
     session_type: SessionType = "foreground"
+    remotes: list[str] = msgspec.field(default_factory=list)  # selectable mode: the choices
 
 
 class ToolTraits(Value, frozen=True, kw_only=True):
@@ -162,12 +164,17 @@ class ToolCatalog(BusMessage, frozen=True, kw_only=True, tag="tool_catalog"):
 
 
 class ProbePool(BusMessage, frozen=True, kw_only=True, tag="probe_pool"):
-    """What can this pool's host do (`sc.tool.probe.<pool>`): can bubblewrap run there."""
+    """What can this pool's host do (`sc.tool.probe.<pool>`): can bubblewrap run there; with
+    `remote`, can it reach that remote and is `path` a directory there (`/remote`, ≤ 10 s)."""
+
+    remote: str = ""
+    path: str = ""
 
 
 class PoolProbed(BusMessage, frozen=True, kw_only=True, tag="pool_probed"):
     runner_id: str
     sandbox: SandboxSupport
+    remote_error: str = ""  # why the remote or its path cannot be used; "" when it can
 
 
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)

@@ -181,6 +181,7 @@ async def test_help_lists_the_commands_that_exist(bus, workdir, nats_access):
             "Stellaclaw — commands",
             "/status — model, context, usage and running work",
             "/sandbox [mode] — how commands are isolated",
+            "/remote [name [path] | select | off] — run tools on an SSH remote",
             "/cancel — stop the running turn (/cancel all: background tasks too)",
             "/continue — resume an interrupted or failed turn",
             "/compact — compact the context now",

@@ -339,3 +339,21 @@ async def test_a_turn_cut_before_its_message_was_stored_is_resumed_with_it(
         "AssistantMessage",
         "TurnFinished",
     ]
+
+
+async def test_the_conversations_sandbox_and_remote_choices_reach_the_runner(
+    bus, workdir, nats_access
+):
+    """The settings stamped on the input (`/sandbox disabled`) decide how the command runs: in
+    `disabled` mode it inherits the service's environment, which has no STELLACLAW_WORKSPACE."""
+    seen = workdir / "workspaces" / CONV / "seen"
+    command: dict[str, object] = {"command": 'echo "[${STELLACLAW_WORKSPACE:-none}]" > seen'}
+    async with session_stack(bus, workdir, nats_access, tool_call("shell", command), reply("done")):
+        settings = msgspec.structs.replace(SETTINGS, sandbox="disabled")
+        message = msgspec.structs.replace(handle("where am I", 1), settings=settings)
+        await bus.publish(
+            subjects.session_input(SESSION), message, msg_id=subjects.session_input_msg_id(1)
+        )
+        await wake(bus)
+        await answer(bus)
+    assert seen.read_text(encoding="utf-8") == "[none]\n"

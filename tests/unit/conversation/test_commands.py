@@ -59,6 +59,7 @@ def test_help_and_start_list_the_commands_that_exist():
     assert [line.split(" ")[0] for line in lines[1:-1]] == [
         "/status",
         "/sandbox",
+        "/remote",
         "/cancel",
         "/continue",
         "/compact",

@@ -204,10 +204,10 @@ def test_the_status_line(setting, support, line):
 
 
 def test_inputs_carry_the_chats_mode_else_the_server_default():
-    assert state.settings(cli_chat(), "auto").sandbox == "auto"
-    assert state.settings(cli_chat(), "subprocess").sandbox == "subprocess"
-    assert state.settings(cli_chat("disabled"), "bubblewrap").sandbox == "disabled"
-    assert state.settings(cli_chat("bubblewrap"), "auto").sandbox == "bubblewrap"
+    assert state.settings(cli_chat(), "auto", {}).sandbox == "auto"
+    assert state.settings(cli_chat(), "subprocess", {}).sandbox == "subprocess"
+    assert state.settings(cli_chat("disabled"), "bubblewrap", {}).sandbox == "disabled"
+    assert state.settings(cli_chat("bubblewrap"), "auto", {}).sandbox == "bubblewrap"
 
 
 def test_a_state_stored_before_sandbox_modes_reads_as_the_server_default():
