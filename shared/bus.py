@@ -347,8 +347,11 @@ def backoff_s(num_delivered: int) -> float:
     return float(min(MAX_BACKOFF_S, 2 ** max(0, num_delivered - 1)))
 
 
-async def register(conn: Connection, description: str, version: str) -> Service:
-    """Make this process discoverable with `$SRV.PING/INFO/STATS` (nats.micro).
+async def register(
+    conn: Connection, description: str, version: str, metadata: dict[str, str] | None = None
+) -> Service:
+    """Make this process discoverable with `$SRV.PING/INFO/STATS` (nats.micro), with `metadata`
+    in its INFO (a tool runner: its pools, host and runner id).
 
     The `counters` endpoint (also in STATS data) answers with the message counters.
     """
@@ -357,6 +360,7 @@ async def register(conn: Connection, description: str, version: str) -> Service:
         name=conn.service,
         version=version,
         description=description,
+        metadata=metadata,
         stats_handler=lambda _endpoint: dict(conn.counters),
     )
 

@@ -93,10 +93,8 @@ BUCKETS = [
 
 
 def pools(config: Config) -> tuple[str, ...]:
-    """The tool runner pools a config names: `local`, one `ssh_<name>` per remote, and the
-    extra pools of runners on other hosts (`tools.pools`)."""
-    found = [LOCAL_POOL, *(remote_pool(name) for name in config.remotes), *config.tools.pools]
-    return tuple(dict.fromkeys(found))
+    """The tool runner pools a config names: `local` and one `ssh_<name>` per remote."""
+    return (LOCAL_POOL, *(remote_pool(name) for name in config.remotes))
 
 
 def durables(bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)) -> dict[str, list[Consumer]]:

@@ -132,8 +132,8 @@ def served_pools(config: config_file.Config, asked: Sequence[str]) -> tuple[str,
     unknown = [pool for pool in asked if pool not in known]
     if unknown:
         raise ConfigError(
-            f"config: tools.pools: pool {unknown[0]!r} is not configured (configured: "
-            f"{', '.join(known)}); add it to tools.pools so `stellaclaw up` makes its queue"
+            f"--pool: pool {unknown[0]!r} is not configured (configured: {', '.join(known)}); "
+            "a remote's pool is ssh_<name>"
         )
     return tuple(dict.fromkeys(asked)) or known
 

@@ -160,7 +160,7 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
     wakes, its control lane, attachments."""
     return Permissions(
         publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
-        + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), binds)
+        + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), subjects.tool_probe("*"), binds)
         + allow(ordered(subjects.TOOL_RESULT_STREAM))
         + allow(f"{API}.STREAM.MSG.GET.{subjects.TOOL_RESULT_STREAM}")
         + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")

@@ -4,7 +4,6 @@ resolved only by `tools` (DESIGN §11): no other service, and no model, ever hol
 
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta
 
 from shared.config_table import ConfigTable
@@ -18,11 +17,6 @@ class ToolsConfig(ConfigTable, frozen=True, kw_only=True):
 
     allow_private_network: bool = False  # SPEC §5.3: loopback, link-local, private refused
     download_max_mb: Annotated[int, Meta(ge=1, le=1_048_576)] = 2048
-    # Pools of tool runners on other hosts (`stellaclaw run tools --pool NAME` there): `up`
-    # makes their queues; `local` and one `ssh_<name>` per remote need no entry.
-    pools: list[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = msgspec.field(
-        default_factory=list
-    )
 
 
 class SearchConfig(ConfigTable, frozen=True, kw_only=True):

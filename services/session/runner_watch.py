@@ -10,12 +10,16 @@ those calls too.
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import nats.errors
 
 from shared import bus, subjects
 from shared.ids import SessionId, ToolCallId
-from shared.messages.tools import RUNNER_ALIVE, PingRunner
+from shared.messages.tools import RUNNER_ALIVE, PingRunner, ProbePool
+
+if TYPE_CHECKING:
+    from services.session.tool_batch import Batch
 
 PING_S = 5.0
 PING_TIMEOUT_S = 2.0
@@ -80,3 +84,22 @@ class Watch:
         lost = [call_id for call_id in calls if call_id in missing & self._absent]
         self._absent = (self._absent - set(calls)) | missing
         return lost
+
+
+async def is_served(conn: bus.Connection, pool: str) -> bool:
+    """Does any runner serve `pool` now? Only "no responders" says no: a slow answer is a yes."""
+    try:
+        await conn.nc.request(
+            subjects.tool_probe(pool), bus.encode(ProbePool()), timeout=PING_TIMEOUT_S
+        )
+    except nats.errors.NoRespondersError:
+        return False
+    except (TimeoutError, nats.errors.Error):
+        return True
+    return True
+
+
+def no_runner(batch: "Batch") -> str:
+    pool = batch.workspace.pool
+    where = f"remote {batch.workspace.remote}" if batch.workspace.remote else f"pool {pool}"
+    return f"no tool runner serves {where} right now; try again later"

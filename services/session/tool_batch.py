@@ -155,14 +155,7 @@ async def run(batch: Batch, calls: list[ToolCall], how: Run) -> list[ToolResult]
     When the turn is cancelled, running calls are stopped and every unfinished one is answered
     `cancelled by user`."""
     state = _State(watch=runner_watch.Watch(how.results.conn, batch.session_id))
-    valid: list[ToolCall] = []
-    for call in calls:
-        parsed = arguments_of(call)
-        if isinstance(parsed, str):
-            state.done[call.call_id] = failed(call, parsed, "invalid_arguments")
-        else:
-            state.arguments[call.call_id] = parsed
-            valid.append(call)
+    valid = await _to_send(batch, calls, how, state)
     if valid:
         await how.results.open()
     try:
@@ -182,6 +175,24 @@ async def run(batch: Batch, calls: list[ToolCall], how: Run) -> list[ToolResult]
     finally:
         how.waiting.clear()
     return [state.done[call.call_id] for call in calls]
+
+
+async def _to_send(batch: Batch, calls: list[ToolCall], how: Run, state: _State) -> list[ToolCall]:
+    """The calls to send; the others answered now: malformed arguments, or no runner serving
+    the pool (the model hears it at once, not after a timeout)."""
+    valid: list[ToolCall] = []
+    for call in calls:
+        parsed = arguments_of(call)
+        if isinstance(parsed, str):
+            state.done[call.call_id] = failed(call, parsed, "invalid_arguments")
+        else:
+            state.arguments[call.call_id] = parsed
+            valid.append(call)
+    if valid and not await runner_watch.is_served(how.results.conn, batch.workspace.pool):
+        for call in valid:
+            state.done[call.call_id] = failed(call, runner_watch.no_runner(batch), "unavailable")
+        return []
+    return valid
 
 
 async def _send_group(batch: Batch, how: Run, sending: list[ToolCall], state: _State) -> None:

@@ -4,11 +4,14 @@ downloads), kept per conversation in this process (DESIGN §6: follow-ups come b
 
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from shared.tools_config import ImagesConfig, SearchConfig, ToolsConfig
+from shared.tools_config import ImagesConfig, RemoteConfig, SearchConfig, ToolsConfig
+
+if TYPE_CHECKING:
+    from services.tools.remote.connections import Remotes
 
 T = TypeVar("T")
 StoreFile = Callable[[str, bytes], Awaitable[None]]  # put bytes in sc_files under a name
@@ -20,6 +23,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tools: ToolsConfig = ToolsConfig()
     search: SearchConfig | None = None
     images: ImagesConfig | None = None
+    remotes: dict[str, RemoteConfig] = msgspec.field(default_factory=dict)
 
 
 def object_name(conversation_id: str, call_id: str, file_name: str) -> str:
@@ -45,6 +49,15 @@ class RunnerContext:
         self.settings = settings or Settings()
         self.store_file = store_file
         self._held: dict[tuple[str, str], object] = {}
+        self._remotes: Remotes | None = None
+
+    def remotes(self) -> "Remotes":
+        """The SSH connection pools (asyncssh is imported on first use, by a remote call)."""
+        if self._remotes is None:
+            from services.tools.remote.connections import Remotes
+
+            self._remotes = Remotes(self.settings.remotes)
+        return self._remotes
 
     def held(self, kind: str, conversation_id: str, make: Callable[[], T]) -> T:
         """The `kind` state of a conversation in this process (made on first use)."""
@@ -63,7 +76,9 @@ class RunnerContext:
                 await ending()
 
     async def end_all(self) -> None:
-        """End everything held (the runner stops): each kind's `end_all`."""
+        """End everything held (the runner stops): each kind's `end_all`, then SSH links."""
+        if self._remotes is not None:
+            await self._remotes.close()
         held, self._held = list(self._held.values()), {}
         for state in held:
             ending = getattr(state, "end_all", None)

@@ -16,7 +16,7 @@ import msgspec
 
 from services.tools import handles, results, workspace
 from services.tools.cancellation import CallKey, Running
-from services.tools.catalog import Started
+from services.tools.catalog import LOCAL, REMOTE_TOOLS, Started
 from services.tools.context import RunnerContext
 from services.tools.results import ToolError
 from services.tools.sandbox.host import SandboxHost
@@ -32,6 +32,7 @@ from shared.messages.tools import (
     ToolSucceeded,
 )
 
+CALLS_RUNNING = "calls_running"
 HEARTBEAT_S = 15.0  # well inside the consumer's ack wait
 INTERRUPTED = "interrupted by a restart; not re-run. Check its effects before repeating it."
 CANCELLED = "cancelled by user"
@@ -99,7 +100,11 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     hooks = Hooks(started=started)
     work = outcome(request, envelope.num_delivered, host.place, hooks, host.forward)
     key = (request.session_id, request.call_id)
-    result = await cancellable(host.running, key, (work, hooks.cut_short), envelope)
+    host.conn.counters[CALLS_RUNNING] += 1  # a gauge in $SRV.STATS
+    try:
+        result = await cancellable(host.running, key, (work, hooks.cut_short), envelope)
+    finally:
+        host.conn.counters[CALLS_RUNNING] -= 1
     duration_s = round(loop.time() - began, 3)
     finished = ToolFinished(
         session_id=request.session_id,
@@ -134,8 +139,11 @@ async def outcome(
         return failed("interrupted_by_restart", INTERRUPTED)
     try:
         call = workspace.prepare(request, place.workdir, place.sandbox, place.context)
-        call = msgspec.structs.replace(call, cut_short=hooks.cut_short)
-        result = await tool.invoke(bytes(request.arguments), call, hooks.started)
+        arguments, chosen = take_remote(request, bytes(request.arguments), place.context)
+        call = msgspec.structs.replace(
+            call, cut_short=hooks.cut_short, remote=chosen or call.remote
+        )
+        result = await tool.invoke(arguments, call, hooks.started)
     except handles.HeldElsewhereError as exc:
         if forward is None:  # already forwarded once: the record and this runner disagree
             return failed("not_found", f"{exc.what} is not held by this runner")
@@ -152,6 +160,32 @@ async def outcome(
             sends=result.sends,
         )
     return ToolSucceeded(output=results.encode(result))
+
+
+def take_remote(
+    request: RunTool, arguments: bytes, context: RunnerContext
+) -> tuple[bytes, workspace.RemoteTarget | None]:
+    """Selectable remote mode (SPEC §5.0): the `remote` argument taken out of the arguments,
+    and the remote it names (None: local). Elsewhere `remote` stays in, an unknown argument."""
+    if not request.remotes or request.tool not in REMOTE_TOOLS:
+        return arguments, None
+    try:
+        value = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        return arguments, None  # the tool's own decoding says what is wrong
+    if not isinstance(value, dict) or "remote" not in value:
+        return arguments, None
+    chosen = value.pop("remote")
+    left = msgspec.json.encode(value)
+    if chosen == LOCAL:
+        return left, None
+    if chosen not in request.remotes:
+        choices = ", ".join([LOCAL, *request.remotes])
+        raise ToolError("invalid_arguments", f"remote must be one of {choices}; got {chosen!r}")
+    config = context.settings.remotes.get(chosen)
+    if config is None:
+        raise ToolError("unavailable", f"this tool runner does not serve remote {chosen}")
+    return left, workspace.RemoteTarget(name=chosen, root=config.root)
 
 
 def failed(kind: ErrorKind, message: str) -> ToolFailed:

@@ -13,7 +13,7 @@ Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and 
 
 import asyncio
 import functools
-from typing import Any
+import socket
 
 import msgspec
 from nats.micro.request import Request
@@ -22,6 +22,7 @@ from nats.micro.service import Service
 from services.tools import cancellation, direct, runner
 from services.tools import catalog as listing
 from services.tools.context import RunnerContext, Settings
+from services.tools.probes import Probes
 from services.tools.sandbox import cgroups, host
 from services.tools.tool_table import TABLE
 from shared import bus, layout, subjects
@@ -29,9 +30,7 @@ from shared.ids import new_id
 from shared.lifecycle import Runtime
 from shared.messages.tools import (
     CATALOG_REQUEST,
-    PROBE_REQUEST,
     TOOL_REQUEST,
-    PoolProbed,
     ToolCatalog,
 )
 from shared.sandbox import SandboxSupport
@@ -53,15 +52,20 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
     pools = runtime.pools or layout.pools(runtime.config)
     runner_id = sandbox.runner_id
     async with bus.connected(runtime.bus, "tools") as conn, asyncio.TaskGroup() as tasks:
-        discovery = await bus.register(conn, f"tool runner, pools {', '.join(pools)}", VERSION)
+        about = {"pools": ",".join(pools), "host": socket.gethostname(), "runner_id": runner_id}
+        description = f"tool runner, pools {', '.join(pools)}"
+        discovery = await bus.register(conn, description, VERSION, about)
         config = runtime.config
-        settings = Settings(tools=config.tools, search=config.search, images=config.images)
-        await listen_per_pool(discovery, pools, Catalogs(settings, sandbox.support), sandbox)
+        settings = Settings(
+            tools=config.tools, search=config.search, images=config.images, remotes=config.remotes
+        )
         context = RunnerContext(
             runner_id=runner_id,
             settings=settings,
             store_file=functools.partial(store_file, conn),
         )
+        probes = Probes(runner_id, sandbox.support, context)
+        await listen_per_pool(discovery, pools, Catalogs(settings, sandbox.support), probes)
         running = runner.Host(
             conn=conn,
             runner_id=runner_id,
@@ -92,10 +96,9 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
 
 
 async def listen_per_pool(
-    discovery: Service, pools: tuple[str, ...], catalogs: "Catalogs", sandbox: host.SandboxHost
+    discovery: Service, pools: tuple[str, ...], catalogs: "Catalogs", probes: Probes
 ) -> None:
     """Each pool's catalog and probe requests, answered by one runner of the pool (queue group)."""
-    probed = bus.encode(PoolProbed(runner_id=sandbox.runner_id, sandbox=sandbox.support))
     for pool in pools:
         await discovery.add_endpoint(
             name=f"catalog_{pool}",
@@ -107,7 +110,7 @@ async def listen_per_pool(
             name=f"probe_{pool}",
             subject=subjects.tool_probe(pool),
             queue_group=pool,
-            handler=functools.partial(answer, PROBE_REQUEST, probed),
+            handler=probes.answer,
         )
 
 
@@ -137,13 +140,3 @@ async def store_file(conn: bus.Connection, name: str, data: bytes) -> None:
     """Put a tool's file into sc_files (media for the model, files for the user)."""
     store = await conn.js.object_store(subjects.FILES_STORE)
     await store.put(name, data)
-
-
-async def answer(expected: msgspec.json.Decoder[Any], reply: bytes, request: Request) -> None:
-    """A core request that carries nothing to act on: the reply is the same for every asker."""
-    try:
-        expected.decode(request.data)
-    except msgspec.DecodeError as exc:
-        await request.respond_error("400", f"expected a {expected.type.__name__}: {exc}")
-        return
-    await request.respond(reply)

@@ -5,6 +5,7 @@ tool touches is walked race-free by `fs` and must stay inside the workspace or t
 """
 
 import asyncio
+import posixpath
 from pathlib import Path
 
 import msgspec
@@ -22,6 +23,16 @@ MAX_PATH_BYTES = 4096  # Linux's PATH_MAX
 MAX_NAME_BYTES = 255  # NAME_MAX
 
 
+LOCAL_ONLY = (".skill", ".stellaclaw", SHARED_DIR)  # kept on the runner host in fixed mode
+
+
+class RemoteTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a call runs when it runs on an SSH remote (SPEC §6.6)."""
+
+    name: str
+    root: str  # the workspace root there; relative paths resolve against it
+
+
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     """One call as a tool sees it: its ids and the workspace it runs in."""
 
@@ -37,6 +48,16 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     # Set when a follow-up or /cancel cuts an interruptible wait short (SPEC §5.0): the tool
     # returns what it has, `interrupted: true`, and its work (a command, a download) goes on.
     cut_short: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
+    remote: RemoteTarget | None = None  # fixed mode, or a selectable call's `remote`
+
+
+def remote_for(call: ToolCall, path: str) -> RemoteTarget | None:
+    """The remote a path of the call lives on; None for the local ones: every path of a local
+    call, and in fixed mode what stays on the runner host (`.skill/`, `.stellaclaw/`, `shared/`)."""
+    if call.remote is None:
+        return None
+    first = posixpath.normpath(path).split("/", 1)[0] if not path.startswith("/") else ""
+    return None if first in LOCAL_ONLY else call.remote
 
 
 def prepare(
@@ -66,7 +87,16 @@ def prepare(
         host=host,
         runner=runner or RunnerContext(),
         position_in_batch=request.position_in_batch,
+        remote=fixed_remote(request),
     )
+
+
+def fixed_remote(request: RunTool) -> RemoteTarget | None:
+    """Fixed remote mode: the workspace is the remote's directory (SPEC §6.6)."""
+    workspace = request.workspace
+    if not workspace.remote:
+        return None
+    return RemoteTarget(name=workspace.remote, root=workspace.remote_root)
 
 
 def relative(call: ToolCall, path: Path) -> str:

@@ -48,3 +48,17 @@ async def test_no_ping_before_its_time(nats_access):
         watch.started(C1, "r-gone")
         assert await watch.lost() == []  # the first ping is PING_S after the watch began
         assert await due(watch) == ["c1"]
+
+
+async def test_a_pool_no_runner_serves_is_known_at_once(nats_access):
+    async with (
+        bus.connected(nats_access, "session") as conn,
+        bus.connected(nats_access, "tools") as tools,
+    ):
+
+        async def answer(msg) -> None:
+            await msg.respond(b"{}")
+
+        await tools.nc.subscribe(subjects.tool_probe("local"), cb=answer)
+        assert await runner_watch.is_served(conn, "local") is True
+        assert await runner_watch.is_served(conn, "ssh_nobody") is False

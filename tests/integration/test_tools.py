@@ -1,7 +1,10 @@
 """The tools service against a real nats-server and real subprocesses."""
 
+from typing import Any
+
 import msgspec
 import pytest
+from nats.errors import NoRespondersError
 
 from services.tools.service import run
 from shared import layout, subjects
@@ -23,7 +26,7 @@ from shared.messages.tools import (
 from tests.kit.nats import TestBus
 from tests.kit.services import make_runtime, running
 from tests.kit.stack import is_gone
-from tests.kit.waiting import eventually
+from tests.kit.waiting import eventually, eventually_async
 from tests.unit.tools.samples import run_tool
 
 CONFIG = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
@@ -236,3 +239,40 @@ async def test_files_are_written_edited_searched_and_listed_through_the_bus(bus,
     assert "app.py" in str(output(listed)["tree"])
     assert isinstance(refused.result, ToolFailed)  # the runner answers and stays healthy
     assert refused.result.error_kind == "invalid_arguments"
+
+
+async def registered(bus: TestBus) -> dict[str, Any]:
+    """The tools service's `$SRV.INFO` once it has registered (a moment after it starts)."""
+
+    async def info() -> dict[str, Any] | None:
+        try:
+            reply = await bus.nc.request("$SRV.INFO.tools", b"", timeout=2)
+        except NoRespondersError:
+            return None
+        decoded: dict[str, Any] = msgspec.json.decode(reply.data)
+        return decoded
+
+    return await eventually_async(info, timeout_s=10, what="the tools service registered")
+
+
+async def test_a_runner_registers_its_pools_host_and_id_and_counts_running_calls(bus, runtime):
+    command = {"command": "sleep 30", "wait_s": 30}
+    request = run_tool("shell", command, call="c_busy")
+    result_subject = subjects.tool_result(request.session_id, request.call_id)
+    await bus.watch(result_subject)
+    async with running(runtime, run):
+        info = await registered(bus)
+        await bus.publish(subjects.tool_request("local", request.session_id), request)
+        started = await bus.next(result_subject, TOOL_EVENT, 10)
+        stats = msgspec.json.decode((await bus.nc.request("$SRV.STATS.tools", b"", timeout=5)).data)
+        cancel = CancelCall(session_id=request.session_id, call_id=request.call_id)
+        await bus.nc.request(
+            subjects.tool_cancel(request.session_id, "c_busy"), encode(cancel), timeout=5
+        )
+        await finished_on(bus, result_subject)
+    assert isinstance(started, ToolStarted)
+    assert info["metadata"]["pools"] == "local"
+    assert info["metadata"]["runner_id"] == started.runner_id
+    assert info["metadata"]["host"]
+    data = [endpoint.get("data") or {} for endpoint in stats["endpoints"]]
+    assert any(found.get("calls_running") == 1 for found in data)

@@ -16,7 +16,7 @@ from msgspec import Meta
 from services.tools import fs
 from services.tools.builtin.file_write import MIB
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import RemoteTarget, ToolCall, remote_for
 
 MAX_FILE_BYTES = 10 * MIB
 BINARY_PROBE_BYTES = 8192
@@ -53,6 +53,9 @@ class EditResult(Result, frozen=True, kw_only=True):
 
 async def edit(args: EditArgs, call: ToolCall) -> EditResult:
     check_arguments(args)
+    target = remote_for(call, args.file_path)
+    if target is not None:
+        return await edit_remote(args, call, target)
     if args.old_text == "":
         return await asyncio.to_thread(create, call, args)
     return await asyncio.to_thread(replace, call, args)
@@ -84,7 +87,15 @@ def create(call: ToolCall, args: EditArgs) -> EditResult:
 
 def replace(call: ToolCall, args: EditArgs) -> EditResult:
     name = args.file_path
-    text = load(call, name)
+    data, replacements = edited(load(call, name), args)
+    store(call, name, data)
+    return EditResult(
+        file_path=name, created=False, replacements=replacements, bytes_written=len(data)
+    )
+
+
+def edited(text: str, args: EditArgs) -> tuple[bytes, int]:
+    """The file's new bytes and the replacements made (CRLF files matched as LF, kept CRLF)."""
     is_crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
     if is_crlf:
         text = text.replace("\r\n", "\n")
@@ -92,15 +103,44 @@ def replace(call: ToolCall, args: EditArgs) -> EditResult:
     new = args.new_text.replace("\r\n", "\n") if is_crlf else args.new_text
     starts = match_lines(text, old)
     if not starts:
-        raise ToolError("not_found", not_found_message(text, old, name))
+        raise ToolError("not_found", not_found_message(text, old, args.file_path))
     if len(starts) > 1 and not args.replace_all:
         raise ToolError("invalid_arguments", several_message(starts))
-    edited = text.replace(old, new) if args.replace_all else text.replace(old, new, 1)
+    result = text.replace(old, new) if args.replace_all else text.replace(old, new, 1)
     if is_crlf:
-        edited = edited.replace("\n", "\r\n")
-    data = edited.encode(ENCODING, errors=LOSSLESS)
-    store(call, name, data)
-    replacements = len(starts) if args.replace_all else 1
+        result = result.replace("\n", "\r\n")
+    return result.encode(ENCODING, errors=LOSSLESS), len(starts) if args.replace_all else 1
+
+
+def decoded(data: bytes, name: str) -> str:
+    if b"\0" in data[:BINARY_PROBE_BYTES]:
+        raise ToolError("not_text", f"{name} looks binary; edit only changes text files")
+    return data.decode(ENCODING, errors=LOSSLESS)
+
+
+async def edit_remote(args: EditArgs, call: ToolCall, target: RemoteTarget) -> EditResult:
+    """The same edit on the call's SSH remote, its file read and replaced over SFTP."""
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    name = args.file_path
+    async with on_remote.files(call, target) as files:
+        if args.old_text == "":
+            if await files.stat(name) is not None:
+                raise ToolError("exists", f"{name} already exists; give old_text to edit it")
+            data = args.new_text.encode(ENCODING)
+            await files.write_atomically(name, data)
+            return EditResult(file_path=name, created=True, replacements=0, bytes_written=len(data))
+        try:
+            raw = await files.read_bytes(name, MAX_FILE_BYTES)
+        except ToolError as exc:
+            if exc.kind == "too_large":
+                raise ToolError(
+                    "too_large",
+                    f"{name} is over 10 MiB; edit takes files up to 10 MiB (use shell for it)",
+                ) from None
+            raise
+        data, replacements = edited(decoded(raw, name), args)
+        await files.write_atomically(name, data)
     return EditResult(
         file_path=name, created=False, replacements=replacements, bytes_written=len(data)
     )
@@ -130,9 +170,7 @@ def load(call: ToolCall, name: str) -> str:
                 " (use shell for it)",
             )
         data = source.read(MAX_FILE_BYTES + 1)
-    if b"\0" in data[:BINARY_PROBE_BYTES]:
-        raise ToolError("not_text", f"{name} looks binary; edit only changes text files")
-    return data.decode(ENCODING, errors=LOSSLESS)
+    return decoded(data, name)
 
 
 def store(call: ToolCall, name: str, data: bytes) -> None:

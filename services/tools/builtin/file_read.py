@@ -1,6 +1,7 @@
 """`file_read` (SPEC §5.1): a UTF-8 text file as numbered lines, read in windows."""
 
 import asyncio
+import io
 import mimetypes
 import os
 import stat
@@ -12,13 +13,14 @@ from msgspec import UNSET, Meta, UnsetType
 from services.tools import fs
 from services.tools.results import Result, ToolError
 from services.tools.spill import capped
-from services.tools.workspace import ToolCall
+from services.tools.workspace import RemoteTarget, ToolCall, remote_for
 
 MAX_OUTPUT_BYTES = 256 * 1024  # also the size above which a whole-file read is refused
 MAX_LINE_CHARS = 2000
 DEFAULT_LIMIT = 2000
 BINARY_PROBE_BYTES = 8192
 COUNT_CHUNK = 1 << 20
+REMOTE_READ_BYTES = 64 << 20  # a remote file is fetched whole, then windowed
 
 
 class FileReadArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,7 +58,11 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
 
 async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
     first = args.offset or 1
-    window = await asyncio.to_thread(read, call, args, first)
+    target = remote_for(call, args.file_path)
+    if target is not None:
+        window = await read_remote(call, target, args, first)
+    else:
+        window = await asyncio.to_thread(read, call, args, first)
     if first > max(window.total_lines, 1):
         raise ToolError(
             "invalid_arguments",
@@ -76,6 +82,36 @@ async def file_read(args: FileReadArgs, call: ToolCall) -> FileReadResult:
     )
 
 
+async def read_remote(
+    call: ToolCall, target: RemoteTarget, args: FileReadArgs, first: int
+) -> Window:
+    """The same read on the call's SSH remote: the file fetched over SFTP (up to
+    REMOTE_READ_BYTES), then windowed here."""
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    async with on_remote.files(call, target) as files:
+        info = await files.stat(args.file_path)
+        if info is None:
+            raise ToolError("not_found", f"{args.file_path} does not exist")
+        if info.is_dir:
+            raise ToolError("invalid_arguments", f"{args.file_path} is a directory; use ls")
+        check_whole_read(args, info.size)
+        data = await files.read_bytes(args.file_path, REMOTE_READ_BYTES)
+    if b"\0" in data[:BINARY_PROBE_BYTES]:
+        media = mimetypes.guess_type(args.file_path)[0] or "application/octet-stream"
+        message = f"{args.file_path} looks binary ({media}); use image_load, pdf_load or shell"
+        raise ToolError("not_text", message)
+    return read_window(io.BytesIO(data), first, args.limit or DEFAULT_LIMIT)
+
+
+def check_whole_read(args: FileReadArgs, size: int) -> None:
+    """A file over 256 KiB read with neither offset nor limit is `too_large` (SPEC §5.1)."""
+    if size > MAX_OUTPUT_BYTES and args.offset is UNSET and args.limit is UNSET:
+        shown = f"{size / 1024:.0f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MiB"
+        message = f"{args.file_path} is {shown}; read it in windows with offset and limit"
+        raise ToolError("too_large", message)
+
+
 def read(call: ToolCall, args: FileReadArgs, first: int) -> Window:
     """The file opened once (race-free), checked for what SPEC §5.1 refuses, then read."""
     name = args.file_path
@@ -91,11 +127,7 @@ def read(call: ToolCall, args: FileReadArgs, first: int) -> Window:
             raise ToolError(
                 "not_text", f"{name} looks binary ({media}); use image_load, pdf_load or shell"
             )
-        size = info.st_size
-        if size > MAX_OUTPUT_BYTES and args.offset is UNSET and args.limit is UNSET:
-            shown = f"{size / 1024:.0f} KiB" if size < 1 << 20 else f"{size / (1 << 20):.1f} MiB"
-            message = f"{name} is {shown}; read it in windows with offset and limit"
-            raise ToolError("too_large", message)
+        check_whole_read(args, info.st_size)
         source.seek(0)
         return read_window(source, first, args.limit or DEFAULT_LIMIT)
 

@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from services.tools import fs
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import RemoteTarget, ToolCall, remote_for
 
 MIB = 1 << 20
 MAX_CONTENT_BYTES = 2 * MIB
@@ -50,10 +50,26 @@ async def file_write(args: FileWriteArgs, call: ToolCall) -> FileWriteResult:
             f"content is {shown:.1f} MiB; write at most 2 MiB per call"
             " and use mode=append for the rest",
         )
-    created = await asyncio.to_thread(write, call, data, args)
+    target = remote_for(call, args.file_path)
+    if target is not None:
+        created = await write_remote(call, target, data, args)
+    else:
+        created = await asyncio.to_thread(write, call, data, args)
     return FileWriteResult(
         file_path=args.file_path, mode=args.mode, bytes_written=len(data), created=created
     )
+
+
+async def write_remote(
+    call: ToolCall, target: RemoteTarget, data: bytes, args: FileWriteArgs
+) -> bool:
+    """The same write on the call's SSH remote, over SFTP; whether the file was created."""
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    async with on_remote.files(call, target) as files:
+        if args.mode == "overwrite":
+            return await files.write_atomically(args.file_path, data)
+        return await files.append(args.file_path, data)
 
 
 def write(call: ToolCall, data: bytes, args: FileWriteArgs) -> bool:

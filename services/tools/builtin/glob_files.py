@@ -11,7 +11,7 @@ from msgspec import Meta
 from services.tools import fs
 from services.tools.builtin.walking import SKIPPED_DIRS, files_under, glob_regex, in_thread
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall, relative
+from services.tools.workspace import ToolCall, relative, remote_for
 
 MAX_FILES = 100
 
@@ -37,6 +37,11 @@ class GlobResult(Result, frozen=True, kw_only=True):
 
 async def glob(args: GlobArgs, call: ToolCall) -> GlobResult:
     regex = _compile(args.pattern)
+    target = remote_for(call, args.path)
+    if target is not None:  # the remote walk script answers as this function does
+        from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+        return msgspec.convert(await on_remote.walk(call, target, "glob", args), GlobResult)
     start = await asyncio.to_thread(fs.existing, call, args.path)
     if not start.is_dir():
         raise ToolError("invalid_arguments", f"{args.path} is a file; glob searches a directory")

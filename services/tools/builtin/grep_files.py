@@ -18,7 +18,7 @@ from msgspec import UNSET, Meta, UnsetType
 from services.tools import fs
 from services.tools.builtin.walking import Found, files_under, glob_regex, in_thread
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall, relative
+from services.tools.workspace import ToolCall, relative, remote_for
 
 MAX_FILES = 100
 MAX_MATCHES = 200
@@ -73,6 +73,14 @@ class GrepLinesResult(Result, frozen=True, kw_only=True):
 async def grep(args: GrepArgs, call: ToolCall) -> GrepFilesResult | GrepLinesResult:
     regex = _compile(args)
     include = _include(args.include)
+    target = remote_for(call, args.path)
+    if target is not None:  # the remote walk script answers as this function does
+        from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+        found = await on_remote.walk(call, target, "grep", args)
+        if args.output == "files":
+            return msgspec.convert(found, GrepFilesResult)
+        return msgspec.convert(found, GrepLinesResult)
     start = await asyncio.to_thread(fs.existing, call, args.path)
 
     def search(halt: threading.Event) -> GrepFilesResult | GrepLinesResult:

@@ -21,7 +21,7 @@ from services.tools import fs
 from services.tools.builtin.walking import in_thread, target_stat
 from services.tools.results import Result, ToolError
 from services.tools.spill import capped
-from services.tools.workspace import ToolCall, relative
+from services.tools.workspace import ToolCall, relative, remote_for
 
 MAX_ENTRIES = 1000
 SKIPPED_NAMES = frozenset(
@@ -61,6 +61,12 @@ Children = dict[Path, list[Entry]]
 
 
 async def ls(args: LsArgs, call: ToolCall) -> LsResult:
+    target = remote_for(call, args.path)
+    if target is not None:  # the remote walk script answers as this function does
+        from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+        found = msgspec.convert(await on_remote.walk(call, target, "ls", args), LsResult)
+        return msgspec.structs.replace(found, tree=await capped(found.tree, call))
     start = await asyncio.to_thread(fs.existing, call, args.path)
     shown = relative(call, start)
     if not start.is_dir():

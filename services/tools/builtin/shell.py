@@ -8,7 +8,9 @@ goes to `.stellaclaw/shell/<call_id>.log` (up to 32 MiB).
 
 import asyncio
 import os
+import posixpath
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +19,17 @@ from msgspec import UNSET, Meta, UnsetType
 
 from services.tools import fs, handles
 from services.tools.builtin.shell_output import Output, open_log
-from services.tools.builtin.shell_sessions import MAX_RUNNING, Sessions, ShellSession
+from services.tools.builtin.shell_sessions import (
+    MAX_RUNNING,
+    Controls,
+    Sessions,
+    ShellSession,
+    Start,
+    local,
+)
 from services.tools.results import Result, ToolError
 from services.tools.sandbox import launch as commands
-from services.tools.workspace import ToolCall, relative
+from services.tools.workspace import RemoteTarget, ToolCall, relative, remote_for
 
 DEFAULT_OUTPUT_CHARS = 20_000
 SETTLE_S = 10.0  # beyond the wait (or the command's kill grace), before the runner's limit
@@ -101,19 +110,26 @@ async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
     if len(sessions.running) >= MAX_RUNNING:
         message = f"{MAX_RUNNING} shell sessions are running; close some with shell_close"
         raise ToolError("limit_reached", message)
-    cwd, log_fd, log_path = await asyncio.to_thread(_prepare, call, args.workdir)
-    launch = commands.Launch(
-        command=command,
-        cwd=cwd,
-        workspace=call.root,
-        shared=call.shared,
-        conversation_id=call.conversation_id,
-        timeout_s=args.timeout_s,
-        mode=call.mode,
-        host=call.host,
-        tty=args.tty,
-    )
-    session = ShellSession(command, launch, Output(log_fd, log_path))
+    target = remote_for(call, args.workdir)
+    if target is not None:
+        log_fd, log_path = await asyncio.to_thread(open_log, call, call.call_id)
+        where = posixpath.normpath(posixpath.join(target.root, args.workdir))
+        shown, start = where, remote_start(call, target, command, where, args)
+    else:
+        cwd, log_fd, log_path = await asyncio.to_thread(_prepare, call, args.workdir)
+        launch = commands.Launch(
+            command=command,
+            cwd=cwd,
+            workspace=call.root,
+            shared=call.shared,
+            conversation_id=call.conversation_id,
+            timeout_s=args.timeout_s,
+            mode=call.mode,
+            host=call.host,
+            tty=args.tty,
+        )
+        shown, start = relative(call, cwd), local(launch)
+    session = ShellSession(command, start, Output(log_fd, log_path))
     try:
         ended = await session.wait(args.wait_s, call.cut_short)
     except asyncio.CancelledError:  # the call is cancelled: its command goes with it
@@ -122,7 +138,29 @@ async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
     if not ended:
         session.name = await asyncio.to_thread(handles.allocate, call, "sh")
         sessions.running[session.name] = session
-    return result_of(session, args, relative(call, cwd), call)
+    return result_of(session, args, shown, call)
+
+
+def remote_start(
+    call: ToolCall, target: RemoteTarget, command: str, cwd: str, args: ShellArgs
+) -> tuple[Start, Controls]:
+    """How a command runs on the call's SSH remote (SPEC §6.6): `cd <dir> && exec timeout`."""
+    from services.tools.remote import commands as remote_commands  # asyncssh: remote calls only
+
+    launch = remote_commands.RemoteLaunch(
+        command=command,
+        cwd=cwd,
+        timeout_s=args.timeout_s,
+        env={"STELLACLAW_WORKSPACE": target.root, "STELLACLAW_CONVERSATION": call.conversation_id},
+        tty=args.tty,
+    )
+    remotes = call.runner.remotes()
+
+    async def start(sink: Callable[[bytes], None], controls: Controls) -> commands.Exit:
+        assert isinstance(controls, remote_commands.RemoteControls)
+        return await remote_commands.run(remotes, target.name, launch, sink, controls)
+
+    return start, remote_commands.RemoteControls()
 
 
 def _prepare(call: ToolCall, workdir: str) -> tuple[Path, int, str]:

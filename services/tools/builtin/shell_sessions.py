@@ -10,6 +10,8 @@ ends that command; sessions from earlier calls are ended only by `shell_close`, 
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from services.tools.builtin.shell_output import Output
 from services.tools.sandbox import launch as commands
@@ -18,16 +20,39 @@ MAX_RUNNING = 16  # per conversation
 CLOSE_GRACE_S = 5.0  # `term`: SIGKILL this long after SIGTERM
 
 
+class Controls(Protocol):
+    """A running command from outside, local (`launch.Controls`) or on a remote."""
+
+    fd: int  # >= 0 while the command's terminal takes input
+
+    def signal(self, signum: signal.Signals) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+Start = Callable[[Callable[[bytes], None], Controls], Awaitable[commands.Exit]]
+
+
+def local(launch: commands.Launch) -> tuple[Start, Controls]:
+    """How a command runs on this host (the sandbox seam)."""
+
+    async def start(sink: Callable[[bytes], None], controls: Controls) -> commands.Exit:
+        assert isinstance(controls, commands.Controls)
+        return await commands.run(launch, sink, controls)
+
+    return start, commands.Controls()
+
+
 class ShellSession:
     """One running command and its unread output."""
 
-    def __init__(self, command: str, launch: commands.Launch, output: Output) -> None:
+    def __init__(self, command: str, start: tuple[Start, Controls], output: Output) -> None:
         self.command = command
         self.output = output
-        self.controls = commands.Controls()
+        run, self.controls = start
         self.name = ""  # `sh<n>` once the command outlived its call
         self.started = asyncio.get_running_loop().time()
-        self.task = asyncio.ensure_future(commands.run(launch, output.feed, self.controls))
+        self.task = asyncio.ensure_future(run(output.feed, self.controls))
 
     @property
     def exit(self) -> commands.Exit | None:
