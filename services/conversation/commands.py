@@ -6,7 +6,7 @@ from typing import assert_never
 
 import msgspec
 
-from services.conversation import sandbox_command
+from services.conversation import remote_command, sandbox_command
 from services.conversation.state import ConversationState, sandbox_setting
 from shared.config import Config, compaction_limit
 from shared.ids import SessionId
@@ -91,7 +91,9 @@ def status(
             f"Model: {state.model} ({model.provider} · {model.model}){spare}",
             *session_lines(state.foreground, answer, model, config),
             *([line] if last_day and (line := usage_line(last_day, "24 h")) else []),
-            sandbox_command.status_line(setting, support),
+            sandbox_command.status_line(
+                setting, support, remote_command.status_part(state, config.remotes)
+            ),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
         )
     )

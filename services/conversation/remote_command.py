@@ -84,3 +84,14 @@ def show(current: ConversationState, remotes: Mapping[str, RemoteConfig]) -> str
         return f"Remote mode: {mode}\n{NONE_CONFIGURED}"
     listed = ", ".join(f"{name} ({config.describe()})" for name, config in remotes.items())
     return f"Remote mode: {mode}\nConfigured remotes: {listed}"
+
+
+def status_part(current: ConversationState, remotes: Mapping[str, RemoteConfig]) -> str:
+    """`/status`'s `Remote:` part: `local`, `selectable: a, b` or `fixed <name>:<root>`."""
+    remote = current.remote
+    found = remotes.get(remote.name)
+    if remote.mode == "fixed" and found is not None:
+        return f"fixed {remote.name}:{remote.path or found.root}"
+    if remote.mode == "selectable" and remotes:
+        return f"selectable: {', '.join(remotes)}"
+    return "local"

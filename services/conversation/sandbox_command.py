@@ -102,7 +102,9 @@ def is_admin(chat: Chat, sender: Sender, telegram: TelegramConfig | None) -> boo
             assert_never(unhandled)
 
 
-def status_line(setting: SandboxSetting, support: SandboxSupport | None) -> str:
+def status_line(
+    setting: SandboxSetting, support: SandboxSupport | None, remote: str = "local"
+) -> str:
     """`Sandbox: bubblewrap (network off) · Remote: local`, or why the mode is not that."""
     if support is None:
         sandbox = f"{setting} ({NO_RUNNER})"
@@ -110,7 +112,7 @@ def status_line(setting: SandboxSetting, support: SandboxSupport | None) -> str:
         sandbox = f"bubblewrap — cannot run on this host: {support.bubblewrap_error}"
     else:
         sandbox = describe(resolve(setting, support), support.network)
-    return f"Sandbox: {sandbox} · Remote: local"
+    return f"Sandbox: {sandbox} · Remote: {remote}"
 
 
 def on_off(flag: bool) -> str:

@@ -87,3 +87,11 @@ def test_fixed_mode_moves_the_workspace_to_the_remotes_pool():
     assert settings.remote.mode == "fixed"
     gone = state.settings(fixed, "auto", {})  # the remote left the config: local again
     assert (gone.workspace.pool, gone.remote.mode) == ("local", "local")
+
+
+def test_status_names_the_remote_mode():
+    assert remote_command.status_part(conversation(), REMOTES) == "local"
+    selectable = conversation(RemoteSetting(mode="selectable"))
+    assert remote_command.status_part(selectable, REMOTES) == "selectable: build, gpu"
+    fixed = conversation(RemoteSetting(mode="fixed", name="build", path=""))
+    assert remote_command.status_part(fixed, REMOTES) == "fixed build:/srv/work"
