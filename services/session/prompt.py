@@ -4,11 +4,13 @@ A change of the sandbox mode between two turns reaches the model as a `[Runtime 
 notice before the next user message (SPEC §3.1).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from shared.config import SandboxConfig
+from shared.messages.contract import RemoteSetting
 from shared.messages.history import Compacted, HistoryEvent, Notice, SessionStarted
 from shared.sandbox import SandboxMode, SandboxSetting, SandboxSupport, describe, resolve
+from shared.tools_config import RemoteConfig
 
 IDENTITY = "You are Stellaclaw, a capable assistant with tools."
 RULES = (
@@ -60,9 +62,25 @@ def sandbox_line(setting: SandboxSetting, support: SandboxSupport, sandbox: Sand
     return line
 
 
+def remote_part(remote: RemoteSetting, remotes: Mapping[str, RemoteConfig]) -> str:
+    """The remote mode as the model reads it (SPEC §3.1: names and roots); "" when local."""
+    found = remotes.get(remote.name)
+    if remote.mode == "fixed" and found is not None:
+        root = remote.path or found.root
+        return (
+            f"; remote: fixed on {remote.name} ({found.user}@{found.host}), workspace root "
+            f"{root}: shell commands and file tools run there, except paths under .skill/, "
+            ".stellaclaw/ and shared/, which stay on the Stellaclaw server"
+        )
+    if remote.mode == "selectable" and remotes:
+        listed = ", ".join(f"{name} (root {config.root})" for name, config in remotes.items())
+        return f"; remote: selectable: file tools and shell take remote = local or {listed}"
+    return ""
+
+
 def sandbox_update(line: str) -> str:
     """The `[Runtime Prompt Updates]` notice of a sandbox change between two turns (SPEC §3.1)."""
-    return f"[{SANDBOX_TAG}] The sandbox changed; from now on: {line}"
+    return f"[{SANDBOX_TAG}] The sandbox or remote mode changed; from now on: {line}"
 
 
 def started_sandbox(events: Sequence[HistoryEvent]) -> str:

@@ -107,7 +107,10 @@ def _session_started(
 
 
 def _sandbox_line(actor: "SessionActor", settings: ConversationSettings, tools: ToolCatalog) -> str:
-    return prompt.sandbox_line(settings.sandbox, tools.sandbox, actor.pool.config.sandbox)
+    """The environment line of command isolation and remote mode (announced when it changes)."""
+    config = actor.pool.config
+    line = prompt.sandbox_line(settings.sandbox, tools.sandbox, config.sandbox)
+    return line + prompt.remote_part(settings.remote, config.remotes)
 
 
 async def together(*work: Awaitable[Any]) -> list[Any]:

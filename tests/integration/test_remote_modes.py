@@ -99,6 +99,8 @@ async def test_fixed_mode_runs_the_turns_tools_in_the_remote_directory(
     assert (project / "out.txt").read_text(encoding="utf-8") == "made\n"
     assert not (workdir / "workspaces" / CONV / "out.txt").exists()
     assert shown.text.startswith(f"Remote mode: fixed on box (stellaclaw@127.0.0.1:{project})")
+    prompt = llm.requests[0].messages[0].text  # the model is told where its tools run
+    assert f"remote: fixed on box (stellaclaw@127.0.0.1), workspace root {project}" in prompt
 
 
 async def test_an_unreachable_remote_leaves_the_mode_and_select_adds_the_argument(
