@@ -285,9 +285,9 @@ async def test_the_prompt_states_the_sandbox_and_a_change_is_announced_once(
     assert "- sandbox: " in system[0]
     updates = [m.text for m in llm.requests[2].messages if m.text.startswith("[Runtime Prompt")]
     assert updates == [
-        "[Runtime Prompt Updates] The sandbox or remote mode changed; from now on: sandbox: disabled: shell "
-        "commands run as the Stellaclaw service's user with its environment (secrets removed) "
-        "and no limits; file tools accept any absolute path"
+        "[Runtime Prompt Updates] The sandbox or remote mode changed; from now on: sandbox:"
+        " disabled: shell commands run as the Stellaclaw service's user with its environment"
+        " (secrets removed) and no limits; file tools accept any absolute path"
     ]
     assert llm.requests[1].messages[-2].text == updates[0]  # just before the user's message
 
