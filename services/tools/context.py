@@ -76,11 +76,12 @@ class RunnerContext:
                 await ending()
 
     async def end_all(self) -> None:
-        """End everything held (the runner stops): each kind's `end_all`, then SSH links."""
-        if self._remotes is not None:
-            await self._remotes.close()
+        """End everything held (the runner stops): each kind's `end_all` (a remote download
+        removes its temp file over its link), then the SSH links."""
         held, self._held = list(self._held.values()), {}
         for state in held:
             ending = getattr(state, "end_all", None)
             if ending is not None:
                 await ending()
+        if self._remotes is not None:
+            await self._remotes.close()

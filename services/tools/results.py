@@ -40,6 +40,13 @@ def encode(result: Result) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(result))
 
 
+def with_remote(result: Result, remote: str) -> msgspec.Raw:
+    """A selectable-mode call's result, which names the remote it ran on (SPEC §5.0)."""
+    fields = msgspec.to_builtins(result)
+    assert isinstance(fields, dict)
+    return msgspec.Raw(_ENCODER.encode({**fields, "remote": remote}))
+
+
 def cut_middle(text: str, max_chars: int, marker: str) -> str:
     """Keep 40 % head and 60 % tail of `max_chars` around `marker` (`{omitted}` is filled in)."""
     if len(text) <= max_chars:

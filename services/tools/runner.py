@@ -153,13 +153,11 @@ async def outcome(
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
         log.warning("%s failed on the host", request.tool, exc_info=True)
         return failed("failed", f"{request.tool} failed: {exc}")
+    found = result.result if isinstance(result, results.Attached) else result
+    output = results.encode(found) if chosen is None else results.with_remote(found, chosen.name)
     if isinstance(result, results.Attached):
-        return ToolSucceeded(
-            output=results.encode(result.result),
-            attachments=result.attachments,
-            sends=result.sends,
-        )
-    return ToolSucceeded(output=results.encode(result))
+        return ToolSucceeded(output=output, attachments=result.attachments, sends=result.sends)
+    return ToolSucceeded(output=output)
 
 
 def take_remote(

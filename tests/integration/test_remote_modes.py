@@ -131,4 +131,5 @@ async def test_an_unreachable_remote_leaves_the_mode_and_select_adds_the_argumen
     remote = shell["function"]["parameters"]["properties"]["remote"]
     assert (remote["enum"], remote["default"]) == (["local", "box"], "local")
     [result] = llm.requests[1].tool_messages
-    assert msgspec.json.decode(result.text)["output"] == f"{tmp_path}\n"
+    ran = msgspec.json.decode(result.text)
+    assert (ran["output"], ran["remote"]) == (f"{tmp_path}\n", "box")  # SPEC §5.0

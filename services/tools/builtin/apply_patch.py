@@ -2,26 +2,27 @@
 
 The whole patch is planned in memory first: every file is read, every hunk placed, every target
 checked, and only then is anything written, so a hunk that does not apply leaves the workspace as
-it was. Later changes in a patch see earlier ones (add a file, then update it). All file access
-goes through `services.tools.fs`, whose walk keeps every path, symlinks followed, in the workspace.
+it was. Later changes in a patch see earlier ones (add a file, then update it). Files are read and
+written through `patch_files`: locally through `services.tools.fs`, whose walk keeps every path,
+symlinks followed, in the workspace; on the call's SSH remote over SFTP, one session per patch.
+Patch paths are workspace-relative on either side.
 """
 
-import asyncio
 import math
 import posixpath
-import stat
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from services.tools import fs
-from services.tools.builtin.edit import ENCODING, LOSSLESS, MAX_FILE_BYTES
+from services.tools.builtin.edit import ENCODING, LOSSLESS
 from services.tools.builtin.file_write import MIB
 from services.tools.builtin.patch_apply import TextFile, apply_hunks, decode, encode
+from services.tools.builtin.patch_files import PatchFiles
 from services.tools.builtin.patch_parse import FileChange, parse
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import ToolCall, remote_for
 
 MAX_PATCH_BYTES = MIB
 MAX_FILES = 100
@@ -83,12 +84,28 @@ async def apply_patch(args: ApplyPatchArgs, call: ToolCall) -> ApplyPatchResult:
             "too_large",
             f"the patch changes {len(changes)} files; change at most {MAX_FILES} per call",
         )
-    staged = await asyncio.to_thread(plan, call, changes)
-    if not args.check:
-        await asyncio.to_thread(write, call, staged)
+    target = next(filter(None, (remote_for(call, path) for path in _paths(changes))), None)
+    if target is None:
+        await _apply(PatchFiles(call), changes, is_check=args.check)
+    else:
+        from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+        async with on_remote.files(call, target) as remote:
+            await _apply(PatchFiles(call, remote), changes, is_check=args.check)
     return ApplyPatchResult(
         applied=not args.check, check_only=args.check, files=[_summary(c) for c in changes]
     )
+
+
+async def _apply(files: PatchFiles, changes: list[FileChange], *, is_check: bool) -> None:
+    """Plan the whole patch in memory, then write it unless only checking."""
+    staged = await plan(files, changes)
+    if not is_check:
+        await write(files, staged)
+
+
+def _paths(changes: list[FileChange]) -> list[str]:
+    return [path for change in changes for path in (change.path, change.to) if path is not None]
 
 
 def workspace_path(path: str) -> str:
@@ -121,52 +138,52 @@ def _summary(change: FileChange) -> PatchedFile:
     )
 
 
-def plan(call: ToolCall, changes: list[FileChange]) -> Staged:
-    """Every file's new bytes (None: deleted), in the order the patch touched them; blocks."""
+async def plan(files: PatchFiles, changes: list[FileChange]) -> Staged:
+    """Every file's new bytes (None: deleted), in the order the patch touched them."""
     staged: Staged = {}
     for change in changes:
         match change.action:
             case "add":
-                _claim(call, staged, change.path, "add")
+                await _claim(files, staged, change.path, "add")
                 added = apply_hunks(TextFile(lines=[]), change.hunks, change.path)
                 staged[change.path] = encode(added)
             case "update":
-                _plan_update(call, staged, change)
+                await _plan_update(files, staged, change)
             case "delete":
-                current = _current(call, staged, change.path, "delete")
+                current = await _current(files, staged, change.path, "delete")
                 apply_hunks(decode(current, change.path), change.hunks, change.path)
                 staged[change.path] = None
     return staged
 
 
-def _plan_update(call: ToolCall, staged: Staged, change: FileChange) -> None:
-    current = _current(call, staged, change.path, "update")
+async def _plan_update(files: PatchFiles, staged: Staged, change: FileChange) -> None:
+    current = await _current(files, staged, change.path, "update")
     patched = encode(apply_hunks(decode(current, change.path), change.hunks, change.path))
     if change.to is None or change.to == change.path:
         staged[change.path] = patched
         return
-    _claim(call, staged, change.to, "move")
+    await _claim(files, staged, change.to, "move")
     staged[change.path] = None
     staged[change.to] = patched
 
 
-def _current(call: ToolCall, staged: Staged, path: str, action: str) -> bytes:
+async def _current(files: PatchFiles, staged: Staged, path: str, action: str) -> bytes:
     """The bytes `path` holds at this point of the patch, or `<action>: <path> not found`."""
     data = staged.get(path)
     if path not in staged:
-        mode = _probe(call, path)
-        if mode is not None and stat.S_ISDIR(mode):
+        kind = await files.kind(path)
+        if kind == "directory":
             raise ToolError("invalid_arguments", f"{action}: {path} is a directory, not a file")
-        data = None if mode is None else fs.read_bytes(call, path, MAX_FILE_BYTES)
+        data = None if kind == "missing" else await files.read(path)
     if data is None:
         raise ToolError("not_found", f"{action}: {path} not found")
     return data
 
 
-def _claim(call: ToolCall, staged: Staged, path: str, action: str) -> None:
+async def _claim(files: PatchFiles, staged: Staged, path: str, action: str) -> None:
     """Refuse a new file's path that holds something, or whose parent is a file."""
-    present = staged[path] is not None if path in staged else _probe(call, path) is not None
-    if present:
+    is_taken = staged[path] is not None if path in staged else await files.kind(path) != "missing"
+    if is_taken:
         raise ToolError("exists", f"{action}: {path} already exists")
     parts = path.split("/")
     for depth in range(1, len(parts)):
@@ -174,37 +191,23 @@ def _claim(call: ToolCall, staged: Staged, path: str, action: str) -> None:
         if parent in staged:
             is_file = staged[parent] is not None
         else:
-            mode = _probe(call, parent)
-            if mode is None:
+            kind = await files.kind(parent)
+            if kind == "missing":
                 return
-            is_file = not stat.S_ISDIR(mode)
+            is_file = kind == "file"
         if is_file:
             raise ToolError("exists", f"{action}: cannot create {path}: {parent} is a file")
 
 
-def _probe(call: ToolCall, path: str) -> int | None:
-    """The mode of what `path` names (symlinks followed), None when it is missing. A path the
-    call may not write (outside the workspace) is refused here, before anything is written."""
-    try:
-        with fs.located(call, path, is_write=True) as end:
-            if not end.name:
-                return stat.S_IFDIR
-            return end.stat().st_mode if end.is_present else None
-    except ToolError as exc:
-        if exc.kind == "not_found":  # a missing parent directory
-            return None
-        raise
-
-
-def write(call: ToolCall, staged: Staged) -> None:
-    """Write the new files first, then delete, so a move never loses its file; blocks."""
+async def write(files: PatchFiles, staged: Staged) -> None:
+    """Write the new files first, then delete, so a move never loses its file."""
     for path, data in staged.items():
         if data is not None:
-            fs.write_atomically(call, path, data)
+            await files.write(path, data)
     for path, data in staged.items():
         if data is None:
             try:
-                fs.remove(call, path)
+                await files.remove(path)
             except ToolError as exc:
                 if exc.kind != "not_found":  # added and deleted within the patch
                     raise

@@ -1,5 +1,7 @@
 """A conversation's downloads in this runner (SPEC §5.4): ids `dl<n>`, at most MAX_RUNNING at once,
 each a task streaming into `.stellaclaw/downloads/<id>.part`, renamed onto its target when complete.
+A target on the call's SSH remote is streamed over SFTP into `.<name>.<id>.part` beside it instead,
+and renamed there.
 
 The registry lives in the runner's `held` state, so a follow-up call finds it; `close()` ends its
 downloads when the conversation or the runner goes. A download that fails or is cancelled leaves no
@@ -10,7 +12,9 @@ small metadata operations and the writes are one chunk each, so they run on the 
 import asyncio
 import contextlib
 import os
+import posixpath
 import stat
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -19,7 +23,7 @@ import msgspec
 
 from services.tools import fs, net_guard
 from services.tools.results import Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import RemoteTarget, ToolCall, remote_for
 from shared.messages.tools import ErrorKind
 
 MAX_RUNNING = 8
@@ -27,6 +31,7 @@ PART_DIR = ".stellaclaw/downloads"
 STALL_S = 300.0  # a server silent this long fails the download
 HELD_KIND = "downloads"
 State = Literal["running", "completed", "failed", "cancelled"]
+Write = Callable[[bytes], Awaitable[None]]  # takes the next chunk of the body
 
 
 class DownloadStatus(Result, frozen=True, kw_only=True):
@@ -68,10 +73,30 @@ def check_target(call: ToolCall, file_path: str, *, overwrite: bool) -> None:
 
 
 def refuse_target(target: fs.Located, *, overwrite: bool) -> None:
-    if not target.name or (target.is_present and stat.S_ISDIR(target.stat().st_mode)):
-        raise ToolError("exists", f"{target.shown} is a directory; give the path of a file")
-    if target.is_present and not overwrite:
-        message = f"{target.shown} already exists; pass overwrite=true to replace it"
+    if not target.name:
+        refuse(target.shown, is_dir=True, overwrite=overwrite)
+    elif target.is_present:
+        refuse(target.shown, is_dir=stat.S_ISDIR(target.stat().st_mode), overwrite=overwrite)
+
+
+async def check_remote_target(
+    call: ToolCall, target: RemoteTarget, file_path: str, *, overwrite: bool
+) -> None:
+    """`check_target` on the call's SSH remote, over SFTP."""
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    async with on_remote.files(call, target) as files:
+        found = await files.stat(file_path)
+    if found is not None:
+        refuse(file_path, is_dir=found.is_dir, overwrite=overwrite)
+
+
+def refuse(shown: str, *, is_dir: bool, overwrite: bool) -> None:
+    """Refuse a present target that is a directory, or any present one without `overwrite`."""
+    if is_dir:
+        raise ToolError("exists", f"{shown} is a directory; give the path of a file")
+    if not overwrite:
+        message = f"{shown} already exists; pass overwrite=true to replace it"
         raise ToolError("exists", message)
 
 
@@ -183,14 +208,12 @@ class Download:
 
     async def run(self) -> None:
         """Stream, then move into place; every way out ends the state and removes the part."""
-        fd: int | None = None
         try:
-            fd, _ = fs.open_file(self.call, self.part_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            async with asyncio.timeout(self.order.timeout_s):
-                await self.stream(fd)
-            os.close(fd)
-            fd = None
-            self.move()
+            target = remote_for(self.call, self.order.file_path)
+            if target is None:
+                await self.save_local()
+            else:
+                await self.save_remote(target)
             self.end("completed")
         except ToolError as exc:
             self.end("failed", exc.kind, str(exc))
@@ -204,18 +227,57 @@ class Download:
             message = f"could not save {self.order.file_path}: {exc.strerror or exc}"
             self.end("failed", "failed", message)
         finally:
-            if fd is not None:
-                os.close(fd)
             if self.state == "running" and self.is_cancel_requested:
                 self.end("cancelled")
             elif self.state == "running":  # a bug of ours: the task's exception says which
                 self.end("failed", "failed", "the download stopped unexpectedly")
-            if self.state != "completed":
-                with contextlib.suppress(ToolError, OSError):
-                    fs.remove(self.call, self.part_path)
 
-    async def stream(self, fd: int) -> None:
-        """Fetch the URL (every redirect hop checked) and write its body to `fd`."""
+    async def save_local(self) -> None:
+        """Into `.stellaclaw/downloads/<id>.part`, renamed onto the target when complete."""
+        fd, _ = fs.open_file(self.call, self.part_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+        async def write(chunk: bytes) -> None:
+            write_all(fd, chunk)
+
+        try:
+            try:
+                await self.fill(write)
+            finally:
+                os.close(fd)
+            self.move()
+        except BaseException:
+            with contextlib.suppress(ToolError, OSError):
+                fs.remove(self.call, self.part_path)
+            raise
+
+    async def save_remote(self, target: RemoteTarget) -> None:
+        """Streamed over SFTP into a temp file beside the target on the call's remote, renamed
+        onto it when complete (SPEC §5.4); every other way out removes the temp file."""
+        from services.tools.remote import on_remote  # asyncssh: remote downloads only
+
+        order = self.order
+        folder, name = posixpath.split(order.file_path)
+        temp = posixpath.join(folder, f".{name[:200]}.{self.download_id}.part")
+        async with on_remote.files(self.call, target) as files:
+            try:
+                async with files.open_write(temp) as out:
+                    await self.fill(out.write)
+                found = await files.stat(order.file_path)
+                if found is not None:
+                    refuse(order.file_path, is_dir=found.is_dir, overwrite=order.overwrite)
+                await files.rename(temp, order.file_path)
+            except BaseException:
+                with contextlib.suppress(ToolError):
+                    await files.remove(temp)
+                raise
+
+    async def fill(self, write: Write) -> None:
+        """The body streamed into `write`, within the download's time limit."""
+        async with asyncio.timeout(self.order.timeout_s):
+            await self.stream(write)
+
+    async def stream(self, write: Write) -> None:
+        """Fetch the URL (every redirect hop checked) and give its body to `write`."""
         headers = dict(self.order.headers)
         if all(name.lower() != "accept-encoding" for name in headers):
             headers["Accept-Encoding"] = "identity"  # the file as served: total_bytes matches
@@ -238,7 +300,7 @@ class Download:
             self.check_size(self.total_bytes or 0)
             async for chunk in response.aiter_bytes():
                 self.check_size(self.bytes_downloaded + len(chunk))
-                write_all(fd, chunk)
+                await write(chunk)
                 self.bytes_downloaded += len(chunk)
 
     def check_size(self, size: int) -> None:

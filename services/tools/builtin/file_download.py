@@ -1,5 +1,6 @@
 """`file_download_start`, `_progress`, `_wait` and `_cancel` (SPEC §5.4): a URL saved to a file in
-the workspace by a download that runs on in this runner while the model does other things."""
+the workspace (or on the call's SSH remote) by a download that runs on in this runner while the
+model does other things."""
 
 import asyncio
 from typing import Annotated
@@ -12,10 +13,11 @@ from services.tools.builtin.downloads import (
     Download,
     DownloadStatus,
     Order,
+    check_remote_target,
     check_target,
     registry,
 )
-from services.tools.workspace import ToolCall
+from services.tools.workspace import ToolCall, remote_for
 
 SLACK_S = 10.0  # beyond wait_s, before the runner's own limit cuts in
 DownloadId = Annotated[
@@ -77,7 +79,11 @@ def wait_limit_s(args: FileDownloadWaitArgs) -> float:
 
 async def file_download_start(args: FileDownloadStartArgs, call: ToolCall) -> DownloadStatus:
     net_guard.parsed(args.url)
-    await asyncio.to_thread(check_target, call, args.file_path, overwrite=args.overwrite)
+    target = remote_for(call, args.file_path)
+    if target is None:
+        await asyncio.to_thread(check_target, call, args.file_path, overwrite=args.overwrite)
+    else:
+        await check_remote_target(call, target, args.file_path, overwrite=args.overwrite)
     order = Order(
         url=args.url,
         file_path=args.file_path,

@@ -3,8 +3,9 @@
 Without input images: `POST {base_url}/images/generations` with JSON; with them:
 `POST {base_url}/images/edits` as multipart, one `image[]` part per file. Each returned image
 (`b64_json`, or a `url` to download) is saved as `generated/<YYYYMMDD-HHMMSS>-<4 hex>.png`;
-with `send` it is also stored in sc_files and offered to the chat as a photo. The API key goes
-only into the `Authorization` header, never into a result or an error.
+with `send` it is also stored in sc_files and offered to the chat as a photo. In fixed remote
+mode input images come from the remote over SFTP and `generated/` is on the remote. The API key
+goes only into the `Authorization` header, never into a result or an error.
 """
 
 import asyncio
@@ -19,9 +20,10 @@ import msgspec
 from msgspec import Meta
 
 from services.tools import fs
+from services.tools.builtin.media_load import read_remote
 from services.tools.context import object_name
 from services.tools.results import Attached, Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import ToolCall, remote_for
 from shared.messages.contract import Attachment
 from shared.messages.tools import FileToSend
 from shared.tools_config import ImagesConfig, ImageSize
@@ -101,7 +103,7 @@ async def image_generation(args: ImageGenerationArgs, call: ToolCall) -> Attache
             "unavailable",
             "image_generation is not configured; the operator adds an [images] section",
         )
-    inputs = [await asyncio.to_thread(read_picture, call, path) for path in args.images]
+    inputs = [await read_picture(call, path) for path in args.images]
     try:
         async with (
             asyncio.timeout(config.timeout_s),
@@ -116,7 +118,7 @@ async def image_generation(args: ImageGenerationArgs, call: ToolCall) -> Attache
     except httpx.HTTPError as exc:
         message = f"cannot reach the images API at {config.base_url}: {exc}"
         raise ToolError("failed", message) from None
-    files = [await asyncio.to_thread(save, call, data) for data in images]
+    files = await save(call, images)
     revised = next((item.revised_prompt for item in answer.data if item.revised_prompt), None)
     result = ImageGenerationResult(files=files, model=config.model, revised_prompt=revised)
     if not args.send:
@@ -125,9 +127,14 @@ async def image_generation(args: ImageGenerationArgs, call: ToolCall) -> Attache
     return Attached(result=result, sends=sends)
 
 
-def read_picture(call: ToolCall, path: str) -> Picture:
-    """An input image from the workspace, refused unless it is PNG, JPEG or WebP."""
-    data = fs.read_bytes(call, path, MAX_INPUT_BYTES)
+async def read_picture(call: ToolCall, path: str) -> Picture:
+    """An input image from the workspace or the call's remote, refused unless it is PNG, JPEG
+    or WebP."""
+    target = remote_for(call, path)
+    if target is None:
+        data = await asyncio.to_thread(fs.read_bytes, call, path, MAX_INPUT_BYTES)
+    else:
+        data = await read_remote(call, target, path, MAX_INPUT_BYTES)
     media_type = next((kind for magic, kind in MAGIC.items() if data.startswith(magic)), None)
     if media_type is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         media_type = "image/webp"
@@ -188,12 +195,22 @@ async def image_bytes(client: httpx.AsyncClient, image: _Image) -> bytes:
     raise ToolError("failed", "the images API sent an image with neither b64_json nor url")
 
 
-def save(call: ToolCall, data: bytes) -> str:
-    """Write an image under `generated/`; its path relative to the workspace."""
+async def save(call: ToolCall, images: list[bytes]) -> list[str]:
+    """Write the images under `generated/`, on the call's remote in fixed mode; their paths
+    relative to the workspace."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    path = f"{OUTPUT_DIR}/{stamp}-{secrets.token_hex(2)}.png"
-    fs.write_atomically(call, path, data)
-    return path
+    paths = [f"{OUTPUT_DIR}/{stamp}-{secrets.token_hex(2)}.png" for _ in images]
+    target = remote_for(call, OUTPUT_DIR)
+    if target is None:
+        for path, data in zip(paths, images, strict=True):
+            await asyncio.to_thread(fs.write_atomically, call, path, data)
+        return paths
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    async with on_remote.files(call, target) as files:
+        for path, data in zip(paths, images, strict=True):
+            await files.write_atomically(path, data)
+    return paths
 
 
 async def offer(call: ToolCall, path: str, data: bytes) -> FileToSend:

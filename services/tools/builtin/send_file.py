@@ -1,5 +1,6 @@
-"""`send_file` (SPEC §5.6), the runner's side: read a workspace file race-free, store it in
-sc_files and offer it to the user; the session puts it on the conversation's outputs in order.
+"""`send_file` (SPEC §5.6), the runner's side: read a workspace file race-free (or over SFTP from
+the call's remote), store it in sc_files and offer it to the user; the session puts it on the
+conversation's outputs in order.
 
 `auto` picks how Telegram shows it (SPEC §12.8): JPEG, PNG and WebP up to 10 MB as a photo (the
 sender still falls back to a document for sides over 10,000 px), MP3 and M4A as audio, MP4 as
@@ -10,6 +11,7 @@ import asyncio
 import math
 import mimetypes
 import os
+import posixpath
 import stat
 from typing import Annotated
 
@@ -19,7 +21,7 @@ from msgspec import Meta
 from services.tools import fs
 from services.tools.context import object_name
 from services.tools.results import Attached, Result, ToolError
-from services.tools.workspace import ToolCall
+from services.tools.workspace import RemoteTarget, ToolCall, remote_for
 from shared.messages.contract import Attachment
 from shared.messages.tools import FileToSend, SendAs
 
@@ -59,7 +61,11 @@ class Read(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def send_file(args: SendFileArgs, call: ToolCall) -> Attached:
-    read = await asyncio.to_thread(read_file, call, args.file_path)
+    target = remote_for(call, args.file_path)
+    if target is None:
+        read = await asyncio.to_thread(read_file, call, args.file_path)
+    else:
+        read = await read_remote(call, target, args.file_path)
     media_type = guess_media_type(read.file_name)
     send_as = pick(media_type, len(read.data)) if args.send_as == "auto" else args.send_as
     name = object_name(call.conversation_id, call.call_id, read.file_name)
@@ -102,6 +108,30 @@ def read_file(call: ToolCall, path: str) -> Read:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:  # it grew while it was read
         raise too_large(file_name, len(data))
+    return Read(file_name=file_name, data=data)
+
+
+async def read_remote(call: ToolCall, target: RemoteTarget, path: str) -> Read:
+    """The whole file from the call's SSH remote over SFTP, its size checked before the read."""
+    from services.tools.remote import on_remote  # asyncssh: remote calls only
+
+    async with on_remote.files(call, target) as files:
+        info = await files.stat(path)
+        if info is None:
+            raise ToolError("not_found", f"{path} does not exist")
+        if info.is_dir:
+            raise ToolError("invalid_arguments", DIRECTORY)
+        if not info.is_file:
+            raise ToolError("invalid_arguments", f"{path} is not a regular file")
+        file_name = posixpath.basename(files.resolve(path))
+        if info.size > MAX_FILE_BYTES:
+            raise too_large(file_name, info.size)
+        try:
+            data = await files.read_bytes(path, MAX_FILE_BYTES)
+        except ToolError as exc:
+            if exc.kind == "too_large":  # it grew while it was read
+                raise too_large(file_name, MAX_FILE_BYTES + 1) from None
+            raise
     return Read(file_name=file_name, data=data)
 
 
