@@ -30,6 +30,7 @@ async def test_a_gone_runner_loses_its_calls_and_a_live_one_keeps_them(nats_acce
             await msg.respond(bus.encode(RunnerAlive(runner_id="r-live", holding=held)))
 
         await tools.nc.subscribe(subjects.tool_runner("r-live"), cb=answer)
+        await tools.nc.flush()
         watch = runner_watch.Watch(conn, SESSION)
         watch.started(C1, "r-live")
         watch.started(C2, "r-live")
@@ -60,5 +61,6 @@ async def test_a_pool_no_runner_serves_is_known_at_once(nats_access):
             await msg.respond(b"{}")
 
         await tools.nc.subscribe(subjects.tool_probe("local"), cb=answer)
+        await tools.nc.flush()  # the server has the subscription before the question comes
         assert await runner_watch.is_served(conn, "local") is True
         assert await runner_watch.is_served(conn, "ssh_nobody") is False

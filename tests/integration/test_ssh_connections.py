@@ -114,11 +114,11 @@ async def pool(server: SshServer, root: Path, **overrides: object) -> AsyncItera
         await remotes.close()
 
 
-async def run(remotes: Remotes, command: str, root: Path) -> tuple[Exit, bytes]:
-    output = bytearray()
+async def run(remotes: Remotes, command: str, root: Path) -> Exit:
+    """Run `command` in `root`. These tests read exit codes: the output path is the subject of
+    test_ssh_commands."""
     launch = commands.RemoteLaunch(command=command, cwd=str(root), timeout_s=30)
-    done = await commands.run(remotes, "box", launch, output.extend)
-    return done, bytes(output)
+    return await commands.run(remotes, "box", launch, lambda _: None)
 
 
 def free_port() -> int:
@@ -127,18 +127,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def test_the_pinned_key_names_the_port_unless_it_is_22(server, tmp_path):
+    table = server.remote(tmp_path)
+    on_22 = msgspec.convert({**table, "port": 22}, RemoteConfig)
+    elsewhere = msgspec.convert({**table, "port": 2222}, RemoteConfig)
+    assert connections.known_hosts(on_22) == f"127.0.0.1 {server.host_key_line}\n"
+    assert connections.known_hosts(elsewhere) == f"[127.0.0.1]:2222 {server.host_key_line}\n"
+
+
 async def test_connects_and_runs_a_command(server, tmp_path):
     async with pool(server, tmp_path) as remotes:
-        done, output = await run(remotes, "echo hello from $(pwd)", tmp_path)
-    assert done == Exit(returncode=0, timed_out=False)
-    assert output == f"hello from {tmp_path}\n".encode()
+        done = await run(remotes, f'[ "$(pwd)" = {tmp_path} ] && exit 7', tmp_path)
+    assert done == Exit(returncode=7, timed_out=False)
 
 
 async def test_sequential_commands_share_one_connection(server, tmp_path):
     async with proxy_to(server.port) as proxy, pool(server, tmp_path, port=proxy.port) as remotes:
         for n in range(3):
-            done, output = await run(remotes, f"echo {n}", tmp_path)
-            assert (done.returncode, output) == (0, f"{n}\n".encode())
+            done = await run(remotes, f"exit {n + 3}", tmp_path)
+            assert done.returncode == n + 3
         async with remotes.channel("box") as first, remotes.channel("box") as second:
             assert first is second
     assert len(proxy.relays) == 1
@@ -146,21 +153,21 @@ async def test_sequential_commands_share_one_connection(server, tmp_path):
 
 async def test_a_ninth_concurrent_channel_opens_a_second_connection(server, tmp_path):
     release = tmp_path / "release"
-    waiting = f"while [ ! -e {release} ]; do sleep 0.05; done; echo released"
+    waiting = f"while [ ! -e {release} ]; do sleep 0.05; done; exit 5"
     async with proxy_to(server.port) as proxy, pool(server, tmp_path, port=proxy.port) as remotes:
         calls = [asyncio.create_task(run(remotes, waiting, tmp_path)) for _ in range(9)]
         await eventually(lambda: len(server.commands) == 9, what="9 commands running")
         assert len(proxy.relays) == 2  # 8 channels on the first connection, 1 on the second
         release.touch()
         results = await asyncio.gather(*calls)
-    assert [output for _, output in results] == [b"released\n"] * 9
+    assert [done.returncode for done in results] == [5] * 9
 
 
 async def test_a_wrong_pinned_host_key_is_refused(server, tmp_path):
     wrong = server.client_key.export_public_key().decode().strip()  # a valid key, not the host's
     async with pool(server, tmp_path, host_key=wrong) as remotes:
         with pytest.raises(ToolError, match="does not match the pinned host_key") as refused:
-            await run(remotes, "echo never", tmp_path)
+            await run(remotes, "exit 0", tmp_path)
     assert refused.value.kind == "remote_unreachable"
     assert str(refused.value).startswith("cannot reach remote box: the host key of 127.0.0.1:")
     assert server.commands == []
@@ -169,7 +176,7 @@ async def test_a_wrong_pinned_host_key_is_refused(server, tmp_path):
 async def test_a_closed_port_is_unreachable(server, tmp_path):
     async with pool(server, tmp_path, port=free_port()) as remotes:
         with pytest.raises(ToolError, match="cannot reach remote box: connection refused") as err:
-            await run(remotes, "echo never", tmp_path)
+            await run(remotes, "exit 0", tmp_path)
     assert err.value.kind == "remote_unreachable"
 
 
@@ -181,7 +188,7 @@ async def test_a_silent_port_times_out(server, tmp_path, monkeypatch):
     try:
         async with pool(server, tmp_path, port=port) as remotes:
             with pytest.raises(ToolError, match=f"no answer from 127.0.0.1:{port} within") as err:
-                await run(remotes, "echo never", tmp_path)
+                await run(remotes, "exit 0", tmp_path)
     finally:
         silent.close()
         for writer in accepted:
@@ -196,7 +203,7 @@ async def test_a_refused_client_key_is_unreachable(server, tmp_path):
     other.chmod(0o600)
     async with pool(server, tmp_path, key_file=str(other)) as remotes:
         with pytest.raises(ToolError, match="refused the key in key_file for user") as err:
-            await run(remotes, "echo never", tmp_path)
+            await run(remotes, "exit 0", tmp_path)
     assert err.value.kind == "remote_unreachable"
 
 
@@ -221,15 +228,15 @@ async def test_an_idle_connection_is_closed_and_replaced(server, tmp_path, monke
         async with remotes.channel("box") as second:
             assert second is not first
             assert not second.is_closed()
-        done, output = await run(remotes, "echo again", tmp_path)
-    assert (done.returncode, output) == (0, b"again\n")
+        done = await run(remotes, "exit 6", tmp_path)
+    assert done.returncode == 6
 
 
 async def test_a_busy_connection_is_not_closed_as_idle(server, tmp_path, monkeypatch):
     monkeypatch.setattr(connections, "IDLE_CLOSE_S", 0.05)
     async with pool(server, tmp_path) as remotes, remotes.channel("box") as conn:
-        done, output = await run(remotes, "sleep 0.3; echo still here", tmp_path)
-        assert (done.returncode, output) == (0, b"still here\n")
+        done = await run(remotes, "sleep 0.3; exit 4", tmp_path)
+        assert done.returncode == 4
         assert not conn.is_closed()
 
 
@@ -241,8 +248,8 @@ async def test_a_connection_lost_to_keepalive_is_replaced(server, tmp_path, monk
         proxy.freeze()  # the remote goes silent without closing anything
         await eventually(lambda: proxy.relays[0].client_closed, what="keepalive gave up")
         assert first.is_closed()
-        done, output = await run(remotes, "echo back", tmp_path)
-    assert (done.returncode, output) == (0, b"back\n")
+        done = await run(remotes, "exit 9", tmp_path)
+    assert done.returncode == 9
     assert len(proxy.relays) == 2
 
 

@@ -2,11 +2,13 @@
 `bash -c` in a local subprocess, SFTP serves the local file system, and the host and client keys
 are generated per server, so a test can pin the right host key or a wrong one.
 
-asyncssh's `SSHServerProcess.redirect` leaves one "coroutine ... was never awaited" warning
-behind in `asyncssh/process.py`; `pyproject.toml` filters exactly that warning."""
+The command's streams are copied by hand (not with `SSHServerProcess.redirect`, which could
+exit the channel before the last output was forwarded), and a command killed by a signal is
+reported as an exit signal, as sshd does."""
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,6 +59,7 @@ class SshServer:
             sftp_factory=True,
             allow_scp=False,
             agent_forwarding=False,
+            encoding=None,  # bytes, as the runner's channels are
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -71,7 +74,7 @@ class SshServer:
             await process.wait()
 
     async def _run(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
-        """An exec request: `bash -c <command>` here, its streams joined to the channel's."""
+        """An exec request: `bash -c <command>` here, its streams copied to the channel's."""
         command = process.command
         if command is None:  # no interactive shells on this server
             process.stderr.write(b"only commands are served here\n")
@@ -87,11 +90,39 @@ class SshServer:
             stderr=asyncio.subprocess.PIPE,
         )
         self.processes.add(local)
+        feeding = asyncio.create_task(_feed(process, local))
         try:
-            await process.redirect(stdin=local.stdin, stdout=local.stdout, stderr=local.stderr)
-            process.exit(await local.wait())
+            assert local.stdout is not None
+            assert local.stderr is not None
+            await asyncio.gather(
+                _copy(local.stdout, process.stdout), _copy(local.stderr, process.stderr)
+            )
+            code = await local.wait()
         finally:
+            feeding.cancel()
             self.processes.discard(local)
+        if code < 0:  # killed by a signal: reported as sshd does, with its name
+            process.exit_with_signal(signal.Signals(-code).name.removeprefix("SIG"))
+        else:
+            process.exit(code)
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await source.read(65_536):
+            sink.write(data)
+
+
+async def _feed(
+    process: asyncssh.SSHServerProcess[bytes], local: asyncio.subprocess.Process
+) -> None:
+    """The channel's input to the command's stdin, closed at the channel's EOF."""
+    assert local.stdin is not None
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await process.stdin.read(65_536):
+            local.stdin.write(data)
+            await local.stdin.drain()
+    local.stdin.close()
 
 
 @contextlib.asynccontextmanager

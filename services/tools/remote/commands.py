@@ -53,7 +53,7 @@ def command_line(launch: RemoteLaunch) -> str:
         if not VARIABLE.match(key):
             raise ToolError("invalid_arguments", f"not an environment variable name: {key!r}")
     assignments = "".join(f"{key}={shlex.quote(value)} " for key, value in launch.env.items())
-    seconds = f"{launch.timeout_s:.3f}".rstrip("0").rstrip(".")
+    seconds = f"{max(launch.timeout_s, 0.001):.3f}".rstrip("0").rstrip(".")  # never 0: no limit
     timed = f"timeout -k {KILL_AFTER_S} {seconds} bash -c {shlex.quote(launch.command)}"
     marker = MARKER.decode().strip()
     return f"echo {marker} $$; cd {shlex.quote(launch.cwd)} && {assignments}exec {timed}"

@@ -220,7 +220,7 @@ def dropped_reason(exc: Exception) -> str:
     if isinstance(exc, asyncssh.DisconnectError):
         return f"the connection dropped: {exc.reason}"
     if isinstance(exc, asyncssh.ChannelOpenError):
-        return f"the remote refused a channel: {exc.reason}"
+        return f"no channel could be opened: {exc.reason}"
     return f"the connection dropped: {exc}"
 
 
