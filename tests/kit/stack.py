@@ -327,13 +327,15 @@ async def stack(config: Path, workdir: Path) -> AsyncIterator[Stack]:
 
 @asynccontextmanager
 async def replica(
-    running: Stack, service: str, config: Path, owner_id: str
+    running: Stack, service: str, config: Path, owner_id: str, *, pools: Sequence[str] = ()
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A second process of `service` on the stack's bus and workdir, outside the launcher, with
-    a slot id of its own (`--owner-id`), logging to `logs/<service>-replica.log`. It runs the
-    module, as `stellaclaw run` does (whose parser takes no `--owner-id`). Stopped on exit."""
+    a slot id of its own (`--owner-id`), logging to `logs/<service>-replica.log`; a `tools`
+    replica serves only `pools` when some are named (`--pool`, as `stellaclaw run tools --pool`
+    passes it on). It runs the module, as `stellaclaw run` does. Stopped on exit."""
     argv = ["-m", f"services.{service}", "--config", str(config)]
     argv += ["--workdir", str(running.workdir), "--owner-id", owner_id]
+    argv += [part for pool in pools for part in ("--pool", pool)]
     with (running.workdir / "logs" / f"{service}-replica.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, *argv, stdout=log, stderr=log, start_new_session=True
