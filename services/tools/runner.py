@@ -153,6 +153,9 @@ async def outcome(
     except OSError as exc:  # the host refused (permissions, a full disk): the model may adapt
         log.warning("%s failed on the host", request.tool, exc_info=True)
         return failed("failed", f"{request.tool} failed: {exc}")
+    except Exception as exc:  # a fault of ours: the model hears of it, the runner goes on
+        log.exception("%s failed unexpectedly", request.tool)
+        return failed("failed", f"{request.tool} failed unexpectedly ({type(exc).__name__})")
     found = result.result if isinstance(result, results.Attached) else result
     output = results.encode(found) if chosen is None else results.with_remote(found, chosen.name)
     if isinstance(result, results.Attached):

@@ -9,7 +9,7 @@ from services.tools import catalog
 from services.tools.builtin.shell import ShellArgs
 from services.tools.results import Result, ToolError
 from services.tools.runner import Hooks, Place, outcome
-from shared.messages.tools import ToolFailed
+from shared.messages.tools import ToolFailed, ToolTraits
 from tests.unit.tools.samples import UNPROBED, run_tool, tool_call
 
 SHELL = msgspec.json.Decoder(ShellArgs)
@@ -108,3 +108,30 @@ async def test_a_call_past_its_hard_limit_is_cancelled(workdir):
         await invoke(b"{}", tool_call(workdir), started)
     assert caught.value.kind == "timed_out"
     assert announced == [0.05]  # the limit it ran under was announced before it started
+
+
+class NoArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fail in a way no tool should."""
+
+
+async def broken(args: NoArgs, call) -> Result:
+    raise KeyError("a bug")
+
+
+async def test_a_fault_in_a_tool_is_a_failure_for_the_model_not_a_dead_runner(workdir, monkeypatch):
+    from services.tools.tool_table import TOOLS
+
+    tool = catalog.Tool(
+        name="broken",
+        arguments=NoArgs,
+        invoke=catalog.bind(NoArgs, broken, 5.0),
+        traits=ToolTraits(is_serial=False, is_idempotent=True),
+    )
+    monkeypatch.setitem(TOOLS, "broken", tool)
+
+    async def started(limit_s: float) -> None:
+        return None
+
+    place = Place(workdir=workdir, sandbox=UNPROBED)
+    result = await outcome(run_tool("broken", {}), 1, place, Hooks(started=started))
+    assert result == ToolFailed(error_kind="failed", error="broken failed unexpectedly (KeyError)")
