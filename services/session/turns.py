@@ -109,8 +109,10 @@ def _session_started(
 def _sandbox_line(actor: "SessionActor", settings: ConversationSettings, tools: ToolCatalog) -> str:
     """The environment line of command isolation and remote mode (announced when it changes)."""
     config = actor.pool.config
-    line = prompt.sandbox_line(settings.sandbox, tools.sandbox, config.sandbox)
-    return line + prompt.remote_part(settings.remote, config.remotes)
+    remote = prompt.remote_part(settings.remote, config.remotes)
+    if settings.remote.mode == "fixed" and remote:  # the remote account is the boundary there
+        return "sandbox: none on the remote: commands run as its SSH account" + remote
+    return prompt.sandbox_line(settings.sandbox, tools.sandbox, config.sandbox) + remote
 
 
 async def together(*work: Awaitable[Any]) -> list[Any]:

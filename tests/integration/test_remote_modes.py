@@ -100,6 +100,10 @@ async def test_fixed_mode_runs_the_turns_tools_in_the_remote_directory(
     assert not (workdir / "workspaces" / CONV / "out.txt").exists()
     assert shown.text.startswith(f"Remote mode: fixed on box (stellaclaw@127.0.0.1:{project})")
     prompt = llm.requests[0].messages[0].text  # the model is told where its tools run
+    assert (
+        "- sandbox: none on the remote: commands run as its SSH account; remote: fixed on box"
+        in (prompt)
+    )
     assert f"remote: fixed on box (stellaclaw@127.0.0.1), workspace root {project}" in prompt
 
 
