@@ -61,8 +61,14 @@ class Relay:
 
     async def on_message(self, message: Message, event_update: Update) -> None:
         """aiogram's message handler: returns once the message is stored, or skipped."""
-        update_id = event_update.update_id
-        if replay.is_replay(self.mark, update_id, message.date):
+        await self.take(message, event_update.update_id, is_edit=False)
+
+    async def on_edited_message(self, edited_message: Message, event_update: Update) -> None:
+        """An edit becomes an `[Edited Message]` follow-up with the new text (SPEC §12.3)."""
+        await self.take(edited_message, event_update.update_id, is_edit=True)
+
+    async def take(self, message: Message, update_id: int, *, is_edit: bool) -> None:
+        if replay.is_replay(self.mark, update_id, updates.sent_at(message, is_edit=is_edit)):
             log.info("skipped update %d: published before", update_id)
             return
         if not updates.is_allowed(message, self.allowed_user_ids):
@@ -74,9 +80,9 @@ class Relay:
                 message.chat.id,
             )
             return
-        received = updates.message_received(message)
+        received = updates.message_received(message, is_edit=is_edit)
         if received is None:
-            log.info("skipped update %d: neither text nor caption", update_id)
+            log.info("skipped update %d: nothing to take in", update_id)
             return
         await self.publish(update_id, received)
 

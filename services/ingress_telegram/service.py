@@ -68,6 +68,7 @@ async def poll(bot: Bot, relay: Relay, stop: asyncio.Event) -> None:
     """Long-poll until `stop` is set; an update's offset passes only after its handler returned."""
     dispatcher = Dispatcher()
     dispatcher.message.register(relay.on_message)
+    dispatcher.edited_message.register(relay.on_edited_message)
     async with asyncio.TaskGroup() as tasks:
         # started first, so it holds aiogram's running lock before stop_polling can be called
         polling = tasks.create_task(
@@ -77,7 +78,7 @@ async def poll(bot: Bot, relay: Relay, stop: asyncio.Event) -> None:
                 handle_as_tasks=False,
                 polling_timeout=POLL_TIMEOUT_S,
                 backoff_config=BACKOFF,
-                allowed_updates=["message"],
+                allowed_updates=["message", "edited_message"],
             )
         )
         stopping = tasks.create_task(stop.wait())

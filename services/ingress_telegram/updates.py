@@ -1,6 +1,7 @@
 """Telegram messages as Stellaclaw sees them: conversation ids, chats, senders, MessageReceived."""
 
 from collections.abc import Collection
+from datetime import UTC, datetime
 
 from aiogram.types import Message, User
 
@@ -45,15 +46,59 @@ def is_allowed(message: Message, allowed_user_ids: Collection[int]) -> bool:
     return message.from_user is not None and message.from_user.id in allowed_user_ids
 
 
-def message_received(message: Message) -> MessageReceived | None:
-    """The bus message for a text or a caption; None for anything else (or no sender)."""
-    text = message.text if message.text is not None else message.caption
-    if text is None or message.from_user is None:
+QUOTE_CHARS = 1000  # of the replied-to message (SPEC §12.3)
+EDITED = "[Edited Message]"
+
+
+def text_of(message: Message) -> str | None:
+    """The message's text: its text or caption; a location or contact as a line (SPEC §12.3)."""
+    if message.text is not None:
+        return message.text
+    if message.caption is not None:
+        return message.caption
+    if message.location is not None:
+        return f"[Location: {message.location.latitude}, {message.location.longitude}]"
+    if message.contact is not None:
+        contact = message.contact
+        name = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+        return f"[Contact: {name} {contact.phone_number}]"
+    return None
+
+
+def quote_of(message: Message) -> str:
+    """`[Reply to <name>: "<text>"]` for a reply (its text cut at QUOTE_CHARS), else ""."""
+    replied = message.reply_to_message
+    if replied is None:
+        return ""
+    who = sender_of(replied.from_user).display_name if replied.from_user else "someone"
+    text = text_of(replied) or ""
+    if len(text) > QUOTE_CHARS:
+        text = text[:QUOTE_CHARS] + "…"
+    return f'[Reply to {who}: "{text}"]\n'
+
+
+def sent_at(message: Message, *, is_edit: bool) -> datetime:
+    """When the person sent it: an edit's time for an edit."""
+    edited = message.edit_date if is_edit else None
+    if isinstance(edited, int):
+        return datetime.fromtimestamp(edited, UTC)
+    return edited or message.date
+
+
+def message_received(message: Message, *, is_edit: bool = False) -> MessageReceived | None:
+    """The bus message for what a person wrote (an edit marked as one); None when there is
+    nothing to take in: no sender, or no text of any kind (a message with nothing in it is
+    not a turn)."""
+    text = text_of(message)
+    if text is None or not text.strip() or message.from_user is None:
         return None
+    text = quote_of(message) + text
+    if is_edit:
+        text = f"{EDITED}\n{text}"
     return MessageReceived(
         chat=chat_of(message),
         sender=sender_of(message.from_user),
         text=text,
-        received_at=message.date,
+        received_at=sent_at(message, is_edit=is_edit),
         platform_message_id=message.message_id,
     )

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -91,7 +92,7 @@ async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_a
     assert menus[0]["commands"] == [
         {"command": "status", "description": "model, context, usage and running work"}
     ]
-    assert getupdates_calls(telegram)[0].params["allowed_updates"] == ["message"]
+    assert getupdates_calls(telegram)[0].params["allowed_updates"] == ["message", "edited_message"]
 
 
 async def test_a_user_not_allowed_is_dropped_without_content_in_the_log(
@@ -162,14 +163,57 @@ async def test_a_refused_token_is_a_config_error(bus, telegram, workdir, nats_ac
         await run(runtime, asyncio.Event())
 
 
-async def test_a_message_without_text_or_caption_is_skipped(bus, telegram, workdir, nats_access):
+async def test_a_location_is_text_and_a_message_with_nothing_to_read_is_skipped(
+    bus, telegram, workdir, nats_access
+):
     runtime = make_runtime(config(telegram), workdir, nats_access)
     location = {"location": {"latitude": 48.2, "longitude": 16.4}}
+    sticker = {"sticker": STICKER}
     async with running(runtime, run):
         telegram.user_sends(ADA, location)
+        telegram.user_sends(ADA, sticker)  # its file is the Telegram-in issue's
         captioned = telegram.user_sends(ADA, {"caption": "the view", "photo": [PHOTO]})
         await eventually(lambda: telegram.confirmed_offset == captioned + 1, what="offset passed")
-    assert [message.text for _, message in await stored(bus)] == ["the view"]
+    texts = [message.text for _, message in await stored(bus)]
+    assert texts == ["[Location: 48.2, 16.4]", "the view"]
+
+
+async def test_an_edit_and_a_reply_reach_sc_in_as_spec_12_3_words_them(
+    bus, telegram, workdir, nats_access
+):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
+    async with running(runtime, run):
+        first = telegram.user_says(ADA, "meet at 5")
+        original = telegram.message_id(first)
+        sender = {"id": ADA, "is_bot": False, "first_name": "Ada"}
+        chat = {"id": ADA, "type": "private", "first_name": "Ada"}
+        now = int(datetime.now(UTC).timestamp())
+        edited = {"message_id": original, "from": sender, "chat": chat, "date": now}
+        telegram.queue_update({"edited_message": edited | {"text": "meet at 6", "edit_date": now}})
+        replied = {
+            "message_id": original,
+            "from": sender,
+            "chat": chat,
+            "date": now,
+            "text": "meet at 6",
+        }
+        last = telegram.user_sends(ADA, {"text": "or 7?", "reply_to_message": replied})
+        await eventually(lambda: telegram.confirmed_offset == last + 1, what="offset passed")
+    texts = [message.text for _, message in await stored(bus)]
+    assert texts == [
+        "meet at 5",
+        "[Edited Message]\nmeet at 6",
+        '[Reply to Ada: "meet at 6"]\nor 7?',
+    ]
 
 
 PHOTO = {"file_id": "ph1", "file_unique_id": "u1", "width": 640, "height": 480}
+STICKER = {
+    "file_id": "st1",
+    "file_unique_id": "su1",
+    "type": "regular",
+    "width": 512,
+    "height": 512,
+    "is_animated": False,
+    "is_video": False,
+}

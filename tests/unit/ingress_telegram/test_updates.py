@@ -105,3 +105,56 @@ def test_a_replay_is_at_or_below_the_mark_unless_a_quiet_week_restarted_the_ids(
     assert not replay.is_replay(mark, 12, SENT_AT + timedelta(days=8))  # a fresh, random id
     assert not replay.is_replay(None, 1, SENT_AT)
     assert replay.MARK.decode(replay.encode(mark)) == mark
+
+
+def test_a_reply_carries_the_quoted_message():
+    replied = {
+        "message_id": 9,
+        "date": int(SENT_AT.timestamp()),
+        "chat": {"id": 42, "type": "private", "first_name": "Ada"},
+        "from": {"id": 7, "is_bot": True, "first_name": "Stellaclaw"},
+        "text": "x" * 1_200,
+    }
+    received = updates.message_received(telegram_message(reply_to_message=replied, text="why?"))
+    assert received is not None
+    assert received.text == f'[Reply to Stellaclaw: "{"x" * 1_000}…"]\nwhy?'
+
+
+def test_an_edit_becomes_an_edited_message_at_its_edit_time():
+    edited_at = SENT_AT + timedelta(minutes=2)
+    message = telegram_message(text="the fixed text", edit_date=int(edited_at.timestamp()))
+    received = updates.message_received(message, is_edit=True)
+    assert received is not None
+    assert received.text == "[Edited Message]\nthe fixed text"
+    assert received.received_at == edited_at
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (
+            {"text": None, "location": {"latitude": 48.85, "longitude": 2.35}},
+            "[Location: 48.85, 2.35]",
+        ),
+        (
+            {
+                "text": None,
+                "contact": {
+                    "phone_number": "+33 1 23",
+                    "first_name": "Grace",
+                    "last_name": "Hopper",
+                },
+            },
+            "[Contact: Grace Hopper +33 1 23]",
+        ),
+    ],
+)
+def test_a_location_or_contact_becomes_text(fields, text):
+    received = updates.message_received(telegram_message(**fields))
+    assert received is not None
+    assert received.text == text
+
+
+def test_a_message_with_nothing_in_it_is_not_a_turn():
+    assert updates.message_received(telegram_message(text="   \n ")) is None
+    assert updates.message_received(telegram_message(text=None, sticker=None)) is None
