@@ -4,7 +4,6 @@ Fixed mode runs the turn's tools in the remote directory; selectable mode gives 
 `remote` argument; an unreachable remote leaves the mode as it was."""
 
 import msgspec
-import pytest
 from nats.errors import NoRespondersError
 
 from services.conversation.service import run as run_conversation
@@ -17,20 +16,11 @@ from shared.messages.tools import ProbePool
 from tests.integration.test_session import config
 from tests.kit.llm_api import llm_api, reply, tool_call
 from tests.kit.services import make_runtime, running
-from tests.kit.ssh import ssh_server
 from tests.kit.waiting import eventually_async
 from tests.unit.shared.samples import message_received
 
 CONV = "cli_remote"
 OUT = subjects.outbound("cli", CONV)
-
-
-@pytest.fixture
-async def server(tmp_path):
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    async with ssh_server(keys) as found:
-        yield found
 
 
 async def remote_runtime(bus, workdir, nats_access, base_url: str, remote: dict[str, object]):

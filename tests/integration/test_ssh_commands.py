@@ -20,16 +20,8 @@ from services.tools.results import ToolError
 from services.tools.sandbox.launch import Exit
 from shared.tools_config import RemoteConfig
 from tests.integration.test_ssh_connections import proxy_to
-from tests.kit.ssh import SshServer, ssh_server
+from tests.kit.ssh import SshServer
 from tests.kit.waiting import eventually
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[SshServer]:
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    async with ssh_server(keys) as ssh:
-        yield ssh
 
 
 @pytest.fixture

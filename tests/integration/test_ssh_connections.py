@@ -19,7 +19,7 @@ from services.tools.remote.connections import Remotes
 from services.tools.results import ToolError
 from services.tools.sandbox.launch import Exit
 from shared.tools_config import RemoteConfig
-from tests.kit.ssh import SshServer, ssh_server
+from tests.kit.ssh import SshServer
 from tests.kit.waiting import eventually
 
 
@@ -94,14 +94,6 @@ async def proxy_to(port: int) -> AsyncIterator[Proxy]:
         yield proxy
     finally:
         await proxy.stop()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[SshServer]:
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    async with ssh_server(keys) as ssh:
-        yield ssh
 
 
 @contextlib.asynccontextmanager

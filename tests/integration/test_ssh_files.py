@@ -20,18 +20,11 @@ from services.tools.remote.files import RemoteFiles, RemoteStat
 from services.tools.remote.walk_script import SCRIPT, WalkOp, WalkRequest, run_script, run_walk
 from services.tools.results import Result, ToolError
 from services.tools.workspace import ToolCall
-from tests.kit.ssh import USER, SshServer, ssh_server
+from tests.kit.ssh import USER, SshServer
 from tests.unit.tools.samples import tool_call
 
 MIB = 1 << 20
 OPS: dict[type, WalkOp] = {GrepArgs: "grep", GlobArgs: "glob", LsArgs: "ls"}
-
-
-@pytest.fixture
-async def server(tmp_path):
-    (tmp_path / "keys").mkdir()
-    async with ssh_server(tmp_path / "keys") as running:
-        yield running
 
 
 def connect(server: SshServer):

@@ -16,23 +16,7 @@ from services.tools.context import RunnerContext, Settings
 from services.tools.results import ToolError
 from services.tools.workspace import RemoteTarget, ToolCall
 from shared.tools_config import RemoteConfig
-from tests.kit.ssh import ssh_server
 from tests.unit.tools.samples import tool_call
-
-
-@pytest.fixture
-async def server(tmp_path):
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    async with ssh_server(keys) as found:
-        yield found
-
-
-@pytest.fixture
-def remote_root(tmp_path):
-    root = tmp_path / "remote"
-    root.mkdir()
-    return root
 
 
 @pytest.fixture

@@ -38,27 +38,11 @@ from services.tools.workspace import RemoteTarget, ToolCall
 from shared.tools_config import ImagesConfig, RemoteConfig, ToolsConfig
 from tests.kit import web_pages
 from tests.kit.images_api import generated, images_api, png
-from tests.kit.ssh import ssh_server
 from tests.kit.waiting import eventually_async
 from tests.unit.tools.samples import Store, tool_call
 
 MB = 1 << 20
 KEY = "sk-images-ssh-test-key"
-
-
-@pytest.fixture
-async def server(tmp_path):
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    async with ssh_server(keys) as found:
-        yield found
-
-
-@pytest.fixture
-def remote_root(tmp_path):
-    root = tmp_path / "remote"
-    root.mkdir()
-    return root
 
 
 @pytest.fixture
