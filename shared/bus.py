@@ -188,6 +188,22 @@ async def bind(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSub
     raise TransientError(f"cannot bind durable {consumer.durable} on {consumer.stream}")
 
 
+async def keys(kv: KeyValue, pattern: str) -> list[str]:
+    """The live keys matching a subject-style `pattern` (`album.*`). (nats-py's `keys(filters)`
+    matches substrings, not wildcards, and reads every key.)"""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    found = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of the current values
+                break
+            found.append(entry.key)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
 async def bucket(conn: Connection, name: str) -> KeyValue:
     """Bind a KV bucket the launcher made; a missing one is the operator's to create (exit 2)."""
     try:

@@ -57,6 +57,8 @@ class TelegramConfig(ConfigTable, frozen=True, kw_only=True):
     api_base: str = "https://api.telegram.org"
     allowed_user_ids: list[int] = msgspec.field(default_factory=list)
     admin_user_ids: list[int] = msgspec.field(default_factory=list)
+    group_trigger: Literal["mention", "all"] = "mention"  # SPEC §12.3
+    ack_reaction: str = "👀"  # set on each accepted message; "" = off (SPEC §12.5)
 
 
 class SandboxConfig(ConfigTable, frozen=True, kw_only=True):

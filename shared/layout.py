@@ -89,6 +89,7 @@ BUCKETS = [
     KeyValueConfig(bucket=subjects.SESSION_BUCKET, history=5),
     KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S),
     KeyValueConfig(bucket=subjects.INGRESS_BUCKET),
+    KeyValueConfig(bucket=subjects.AUTH_BUCKET, history=5),
 ]
 
 

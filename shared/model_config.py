@@ -31,8 +31,11 @@ class RetryConfig(ConfigTable, frozen=True, kw_only=True):
     backoff_s: Annotated[float, Meta(ge=0, le=60)] = 1.0
 
 
+ReasoningEffort = Literal["minimal", "low", "medium", "high", "xhigh"]
+
+
 class ReasoningConfig(ConfigTable, frozen=True, kw_only=True):
-    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    effort: ReasoningEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     max_tokens: Annotated[int, Meta(gt=0)] | None = None
 

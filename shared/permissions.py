@@ -48,6 +48,12 @@ def key_value(bucket: str) -> list[str]:
     return [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.MSG.GET.{stream}", f"$KV.{bucket}.>"]
 
 
+def key_value_read(bucket: str) -> list[str]:
+    """Read a bucket's keys, never write them."""
+    stream = f"KV_{bucket}"
+    return [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.MSG.GET.{stream}"]
+
+
 def key_value_watch(bucket: str) -> list[str]:
     """Watch a bucket (also what listing its keys does)."""
     stream = f"KV_{bucket}"
@@ -113,7 +119,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             publish=allow(subjects.SESSION_INPUTS_ALL, subjects.WAKES_ALL, outputs)
             + allow(subjects.SESSION_CONTROL_ALL, subjects.EVENTS_ALL, binds("conversation"))
             + allow(subjects.tool_probe("*"), subjects.TOOL_END_ALL)
-            + allow(key_value(subjects.CONV_BUCKET))
+            + allow(key_value(subjects.CONV_BUCKET), key_value(subjects.AUTH_BUCKET))
+            + allow(key_value_watch(subjects.CONV_BUCKET), key_value_watch(subjects.AUTH_BUCKET))
             + allow(f"{API}.STREAM.INFO.{subjects.EVENTS_STREAM}")
             + allow(ordered(subjects.EVENTS_STREAM)),  # the 24 h usage (SPEC §7.5)
             subscribe=service("conversation"),
@@ -124,8 +131,10 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             publish=allow(subjects.TOOL_RESULTS_ALL, subjects.EVENTS_ALL)
             + allow(bind(subjects.TOOL_STREAM, "*"))  # every pool's queue: pools are per config
             + allow(subjects.TOOL_RUNNERS_ALL)  # a call forwarded to the runner holding its state
-            + allow(object_put(subjects.FILES_STORE)),  # loaded media, files to send, spills
+            + allow(object_put(subjects.FILES_STORE))  # loaded media, files to send, spills
+            + allow(object_get(subjects.FILES_STORE)),  # attachments placed in `upload/`
             subscribe=service("tools", subjects.tool_catalog("*"), subjects.tool_probe("*"))
+            + allow(subjects.tool_place("*"))
             + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL, subjects.TOOL_END_ALL),
             allow_responses=True,
         ),
@@ -137,7 +146,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         ),
         "ingress_telegram": Permissions(
             publish=allow(subjects.inbound_channel("telegram"), subjects.EVENTS_ALL)
-            + allow(key_value(subjects.INGRESS_BUCKET)),
+            + allow(key_value(subjects.INGRESS_BUCKET), object_put(subjects.FILES_STORE))
+            + allow(key_value_read(subjects.AUTH_BUCKET), key_value_watch(subjects.AUTH_BUCKET)),
             subscribe=service("ingress_telegram"),
             allow_responses=True,
         ),
@@ -161,6 +171,7 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
     return Permissions(
         publish=allow(subjects.TOOL_REQUESTS_ALL, subjects.HISTORY_ALL, outputs)
         + allow(subjects.EVENTS_ALL, subjects.tool_catalog("*"), subjects.tool_probe("*"), binds)
+        + allow(subjects.tool_place("*"))  # attachments into `upload/` (DESIGN §4)
         + allow(ordered(subjects.TOOL_RESULT_STREAM))
         + allow(f"{API}.STREAM.MSG.GET.{subjects.TOOL_RESULT_STREAM}")
         + allow(f"{API}.STREAM.INFO.{subjects.HISTORY_STREAM}")

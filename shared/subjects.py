@@ -27,6 +27,7 @@ LEASE_BUCKET: Final = "sc_lease"
 SESSION_BUCKET: Final = "sc_session"
 DELIVERY_BUCKET: Final = "sc_delivery"
 INGRESS_BUCKET: Final = "sc_ingress"
+AUTH_BUCKET: Final = "sc_auth"
 FILES_STORE: Final = "sc_files"
 
 # Every app subject (what an observer may read).
@@ -123,6 +124,12 @@ def tool_catalog(pool: str) -> str:
 def tool_probe(pool: str) -> str:
     """Core request/reply: any runner of the pool says what its host offers (bubblewrap)."""
     return f"sc.tool.probe.{pool}"
+
+
+def tool_place(pool: str) -> str:
+    """Core request/reply: any runner of the pool writes a message's attachments into the
+    workspace's `upload/` (PlaceFiles)."""
+    return f"sc.tool.place.{pool}"
 
 
 def tool_cancel(session_id: str, call_id: str) -> str:
@@ -277,6 +284,14 @@ def typing_out_id(turn_id: str) -> OutId:
 def fallback_out_id(turn_id: str) -> OutId:
     """The one "using <fallback> for this turn" notice of a turn (SPEC §7.3)."""
     return OutId(f"fbk_{turn_id}")
+
+
+AUTH_ADMINS_KEY: Final = "admins"  # sc_auth: the admins recorded by `/admin_authorize`
+
+
+def auth_chat_key(conversation_id: str) -> str:
+    """sc_auth: one chat's access (approved, pending, rejected; SPEC §12.2)."""
+    return f"chat.{conversation_id}"
 
 
 def reply_out_id(in_seq: int) -> OutId:

@@ -35,6 +35,8 @@ def parse(text: str) -> Command | None:
 HELP_LINES = (
     "Stellaclaw — commands",
     "/status — model, context, usage and running work",
+    "/model [name] — show or switch the model",
+    "/reasoning [level] — reasoning effort for this chat",
     "/sandbox [mode] — how commands are isolated",
     "/remote [name [path] | select | off] — run tools on an SSH remote",
     "/cancel — stop the running turn (/cancel all: background tasks too)",
@@ -44,7 +46,7 @@ HELP_LINES = (
     "/help — this list",
     "Send a message while I work to steer me; I read it at the next step.",
 )
-GREETING = "👋 Hi, I'm Stellaclaw."
+DEFAULT_NAME = "Stellaclaw"
 NEW_SESSION = "🆕 New session started. Files and memory are kept; the previous history is archived."
 CANCEL_USAGE = "Usage: /cancel [all]"
 NO_ANSWER = "state unknown (no session service answered)"
@@ -61,13 +63,13 @@ def cancels_everything(command: Command) -> bool | None:
             return None
 
 
-def reply(command: Command) -> str:
-    """The reply to a command that needs nothing but its name."""
+def reply(command: Command, bot_name: str = "") -> str:
+    """The reply to a command that needs nothing but its name (`/start` greets as the bot)."""
     match command.name:
         case "help":
             return "\n".join(HELP_LINES)
         case "start":
-            return "\n".join((GREETING, *HELP_LINES))
+            return "\n".join((f"👋 Hi, I'm {bot_name or DEFAULT_NAME}.", *HELP_LINES))
         case _:
             return f"Unknown command: /{command.name}. Send /help for the list."
 
@@ -89,6 +91,7 @@ def status(
         (
             "📊 Status",
             f"Model: {state.model} ({model.provider} · {model.model}){spare}",
+            f"Reasoning: {state.reasoning or 'default'}",
             *session_lines(state.foreground, answer, model, config),
             *([line] if last_day and (line := usage_line(last_day, "24 h")) else []),
             sandbox_command.status_line(

@@ -6,7 +6,7 @@ from typing import assert_never
 import msgspec
 
 from services.conversation.state import ConversationState, sandbox_setting
-from shared.config import Config, TelegramConfig
+from shared.config import Config
 from shared.messages.contract import Chat, Sender
 from shared.sandbox import (
     MODES,
@@ -34,9 +34,10 @@ def answer(
     current: ConversationState,
     config: Config,
     support: SandboxSupport | None,
-    sender: Sender,
+    is_admin: bool,
 ) -> SandboxChange | str:
-    """`/sandbox [mode]`: a change to store, or the reply when nothing changes."""
+    """`/sandbox [mode]` asked by an admin or not: a change to store, or the reply when nothing
+    changes."""
     default = config.sandbox.mode
     if not argument:
         return show(current, default, support)
@@ -48,9 +49,7 @@ def answer(
     mode = BY_NAME.get(wanted)
     if mode is None:
         return f"Unknown sandbox mode: {argument}. Use disabled, subprocess, bubblewrap or default."
-    if not is_admin(current.chat, sender, config.telegram) and is_weaker(
-        mode, strength(default, support)
-    ):
+    if not is_admin and is_weaker(mode, strength(default, support)):
         return (
             "Only an admin can set a weaker sandbox than the server default "
             f"({shown(default, support)})."
@@ -90,14 +89,14 @@ def strength(setting: SandboxSetting, support: SandboxSupport | None) -> Sandbox
     return resolve(setting, support).mode if support is not None else "bubblewrap"
 
 
-def is_admin(chat: Chat, sender: Sender, telegram: TelegramConfig | None) -> bool:
-    """A Telegram admin (`telegram.admin_user_ids`), or the operator: only whoever holds the
-    workdir's bus credentials can speak on the CLI channel."""
+def is_admin(chat: Chat, sender: Sender, admins: frozenset[int]) -> bool:
+    """A Telegram admin (`telegram.admin_user_ids` and those `/admin_authorize` recorded), or
+    the operator: only whoever holds the workdir's bus credentials can speak on the CLI channel."""
     match chat.channel:
         case "cli":
             return True
         case "telegram":
-            return telegram is not None and sender.user_id in telegram.admin_user_ids
+            return sender.user_id in admins
         case unhandled:
             assert_never(unhandled)
 

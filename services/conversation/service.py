@@ -1,61 +1,54 @@
 """Conversation service: routes each inbound message to a command reply or the bound session.
 
 Consumes: SC_IN (`sc.in.<p>.<channel>.<conv>`), one durable per partition, one message at a
-          time (order per conversation; any instance may pull any partition).
+          time (order per conversation; any instance may pull any partition): messages,
+          access requests of strangers, the bot's removal from a group.
 Produces: session inputs (`HandleMessage`, `CancelTurn`, `ContinueTurn`, `CompactSession` on
           `sc.sess.<session>`),
           their wakes (SC_WAKE) and nudges (core `sc.ctl.sess.<session>`), status queries
           (request on `sc.ctl.sess.<session>`), sandbox probes (request on `sc.tool.probe.<pool>`),
-          command replies (SC_OUT).
-Owns:     conversation state (KV sc_conv): model, sandbox mode, workspace, session bindings; the
-          only reader and writer of sc_conv.
+          command replies, refusals and admin notifications (SC_OUT), the end of a conversation's
+          tool work (core `sc.ctl.tool.end.<conv>`).
+Owns:     conversation state (KV sc_conv): model, reasoning, sandbox mode, workspace, session
+          bindings, album parts waiting; the only reader and writer of sc_conv. Authorization
+          (KV sc_auth): admins and each chat's access; its only writer.
 """
 
 import asyncio
 import logging
 from datetime import UTC, datetime
 
-import nats.errors
-from nats.errors import NoRespondersError
+import msgspec
 from nats.js.kv import KeyValue
 
 from services.conversation import (
+    access,
+    admin_command,
+    albums,
     commands,
-    remote_command,
-    sandbox_command,
+    settings_commands,
     state,
     store,
-    usage_totals,
 )
 from shared import bus, layout, subjects
+from shared.access import chat_conversation
 from shared.config import Config
 from shared.errors import InputError
-from shared.ids import OutId, SessionId
+from shared.ids import OutId
 from shared.lifecycle import Runtime
-from shared.messages.contract import Sender
-from shared.messages.inbound import INBOUND, MessageReceived
-from shared.messages.outbound import SendReply
-from shared.messages.session import (
-    NUDGE_TAKEN,
-    STATUS,
-    CancelTurn,
-    CompactSession,
-    ContinueTurn,
-    HandleMessage,
-    NudgeSession,
-    SessionInput,
-    SessionStatus,
-    StatusQuery,
+from shared.messages.contract import Chat
+from shared.messages.inbound import (
+    INBOUND,
+    AccessRequested,
+    ChatRemoved,
+    InboundMessage,
+    MessageReceived,
 )
-from shared.messages.tools import PROBE_REPLY, EndWork, PoolProbed, ProbePool
-from shared.sandbox import SandboxSupport
-from shared.tools_config import remote_pool
+from shared.messages.outbound import Button, SendReply
+from shared.messages.session import CancelTurn, HandleMessage
+from shared.messages.tools import EndWork
 
 VERSION = "0.1.0"
-NUDGE_TIMEOUT_S = 0.5  # a live session answers in a millisecond; else the wake is the way
-STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
-PROBE_TIMEOUT_S = 3.0  # a runner answers from what it found at start; silence means none runs
-REMOTE_PROBE_S = 12.0  # the runner connects (≤ 10 s, SPEC §6.6) and checks the path
 log = logging.getLogger(__name__)
 
 
@@ -63,45 +56,77 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     async with bus.connected(runtime.bus, "conversation") as conn:
         await bus.register(conn, "routing, commands, conversation state", VERSION)
         kv = await bus.bucket(conn, subjects.CONV_BUCKET)
-        router = Router(conn, kv, runtime.config)
+        auth = await bus.bucket(conn, subjects.AUTH_BUCKET)
+        router = Router(conn, kv, auth, runtime.config)
+        await router.warn_without_admin()
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(router.resume_albums())
             for partition in layout.durables(runtime.config.bus)["conversation"]:
                 tasks.create_task(bus.consume(conn, partition, INBOUND, router.route, stop))
 
 
-class Router:
+class Router(settings_commands.SettingsCommands):
     """Handles one inbound message: state by CAS, then a command reply or a session input."""
 
-    def __init__(self, conn: bus.Connection, kv: KeyValue, config: Config) -> None:
-        self.conn = conn
-        self.config = config
-        self.store = store.Store(conn=conn, kv=kv, cache=store.Cache())
+    def __init__(self, conn: bus.Connection, kv: KeyValue, auth: KeyValue, config: Config):
+        super().__init__(conn, store.Store(conn=conn, kv=kv, cache=store.Cache()), config)
+        self.gate = access.Gate(conn, auth, config.telegram)
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.timers: set[asyncio.Task[None]] = set()
 
-    async def route(self, message: MessageReceived, envelope: bus.Envelope) -> None:
+    async def admins(self) -> frozenset[int]:
+        return await self.gate.admins()
+
+    async def warn_without_admin(self) -> None:
+        if self.config.telegram is not None and not await self.gate.admins():
+            log.warning(
+                "no Telegram admin exists: the first private-chat user to send "
+                "/admin_authorize becomes the admin (or set telegram.admin_user_ids)"
+            )
+
+    async def route(self, message: InboundMessage, envelope: bus.Envelope) -> None:
         conv = message.chat.conversation_id
         if not state.is_published_by_its_channel(message.chat, envelope.subject):
             raise InputError(
                 f"conversation {conv!r} of channel {message.chat.channel!r} does not match the "
                 f"subject {envelope.subject!r}"
             )
-        now = datetime.now(UTC)
         in_seq = envelope.stream_seq
-        command = commands.parse(message.text)
-        previous_model: list[str] = []
+        async with self.lock(conv):
+            match message:
+                case AccessRequested():
+                    notes = await self.gate.requested(message)
+                    await self.notes(notes, in_seq)
+                case ChatRemoved():
+                    log.info("the bot left the chat; ending the conversation")
+                    await self.end(conv, in_seq)
+                case MessageReceived():
+                    await self.received(message, in_seq)
 
-        def apply(current: state.ConversationState | None) -> state.ConversationState:
-            if current is None:
-                title = message.sender.display_name
-                current = state.new_state(message.chat, title, self.config.default_model, now)
-            elif current.model not in self.config.models:  # the model left the config
-                previous_model.append(current.model)
-                current = state.with_model(current, self.config.default_model)
-            current = state.received(current, message.chat, now)
-            if command is not None and command.name == "new":
-                current = state.with_new_session(current, in_seq)
-            return current
+    def lock(self, conv: str) -> asyncio.Lock:
+        """One conversation's steps in this process, in order (an album's flush and a message)."""
+        if len(self.locks) > store.CACHE_SIZE:
+            for key in [k for k, held in self.locks.items() if not held.locked()]:
+                del self.locks[key]
+        return self.locks.setdefault(conv, asyncio.Lock())
 
-        current = await store.change(self.store, conv, apply)
+    async def received(self, message: MessageReceived, in_seq: int) -> None:
+        conv = message.chat.conversation_id
+        command = commands.parse(message.text) if not message.media_group_id else None
+        is_new = command is not None and command.name == "new"
+        arrival = Arrival(message, in_seq, self.config, is_new=is_new)
+        current = await store.change(self.store, conv, arrival.apply)
+        previous_model, waiting = arrival.previous_model, arrival.waiting
+        if waiting:
+            await self.pass_on(current, waiting[0])
+        for index, notice in enumerate(message.notices):  # a file too large, an unreadable kind
+            await self.reply(current, in_seq, notice, suffix=f"w{index}")
+        if not message.media_group_id and not has_content(message):
+            return
+        if message.media_group_id:
+            await self.store.kv.put(albums.marker_key(conv), b"")
+            self.flush_later(conv, albums.QUIET_S)
+            return
         if previous_model:
             await self.reply(
                 current,
@@ -112,7 +137,7 @@ class Router:
         if command is None:
             await self.forward(current, message, in_seq)
             return
-        await self.run_command(command, current, in_seq, message.sender)
+        await self.run_command(command, current, in_seq, message)
         log.info("answered command", extra={"command": command.name})
 
     async def run_command(
@@ -120,35 +145,22 @@ class Router:
         command: commands.Command,
         current: state.ConversationState,
         in_seq: int,
-        sender: Sender,
+        message: MessageReceived,
     ) -> None:
         """Cancel, continue and compact go to the session, which alone knows what runs and replies;
-        `/new` binds the next session; the rest is answered here."""
-        session, chat = current.foreground, current.chat
+        `/new` binds the next session; admin commands change sc_auth; the rest is answered here."""
+        if command.name in access.ADMIN_COMMANDS:
+            done = await admin_command.run(self.gate, command, message.chat, message.sender)
+            await self.notes(done.notes, in_seq)
+            if done.ended is not None:
+                await self.end_chat(done.ended.chat, in_seq)
+            return
+        if await self.settings_command(command, current, in_seq, message.sender):
+            return
         match command.name:
-            case "cancel":
-                everything = commands.cancels_everything(command)
-                if everything is None:
-                    await self.reply(current, in_seq, commands.CANCEL_USAGE)
-                    return
-                cancel = CancelTurn(
-                    session_id=session, input_seq=in_seq, chat=chat, everything=everything
-                )
-                await self.send(cancel)
-            case "continue":
-                settings = state.settings(current, self.config.sandbox.mode, self.config.remotes)
-                await self.send(
-                    ContinueTurn(session_id=session, input_seq=in_seq, chat=chat, settings=settings)
-                )
-            case "compact":
-                settings = state.settings(current, self.config.sandbox.mode, self.config.remotes)
-                await self.send(
-                    CompactSession(
-                        session_id=session, input_seq=in_seq, chat=chat, settings=settings
-                    )
-                )
             case "new":
                 old = state.replaced_session(current)
+                chat = current.chat
                 await self.send(
                     CancelTurn(session_id=old, input_seq=in_seq, chat=chat, reason="new")
                 )
@@ -157,14 +169,8 @@ class Router:
                     subjects.tool_end(chat.conversation_id), bus.encode(ending)
                 )
                 await self.reply(current, in_seq, commands.NEW_SESSION)
-            case "status":
-                await self.status(current, in_seq)
-            case "sandbox":
-                await self.sandbox(command.argument, current, in_seq, sender)
-            case "remote":
-                await self.remote(command.argument, current, in_seq)
             case _:
-                await self.reply(current, in_seq, commands.reply(command))
+                await self.reply(current, in_seq, commands.reply(command, message.bot_name))
 
     async def forward(
         self, current: state.ConversationState, message: MessageReceived, in_seq: int
@@ -173,121 +179,137 @@ class Router:
             session_id=current.foreground,
             input_seq=in_seq,
             message=message,
-            settings=state.settings(current, self.config.sandbox.mode, self.config.remotes),
+            settings=self.settings_of(current),
         )
         await self.send(handle)
 
-    async def send(self, message: SessionInput) -> None:
-        """A session input, stored once per inbound message (`in:<seq>`), then a nudge for the
-        session's live actor; when no process says it holds one, a wake for whichever replica
-        takes the session. Both name the input's sequence, so the actor reads exactly that far."""
-        session = message.session_id
-        stored = await bus.publish(
-            self.conn,
-            subjects.session_input(session),
-            message,
-            msg_id=subjects.session_input_msg_id(message.input_seq),
-        )
-        if not await self.nudged(session, stored.seq):
-            await bus.wake(self.conn, session, subjects.wake_msg_id(message.input_seq), stored.seq)
-        log.info(
-            "sent to session",
-            extra={
-                "to_session": session,
-                "in_seq": message.input_seq,
-                "input": type(message).__name__,
-            },
-        )
+    # Albums.
 
-    async def nudged(self, session: SessionId, seq: int) -> bool:
-        """Did the process holding the session's live actor take the nudge? (No answer, an
-        answer of another process first, or bad data: no, and the caller wakes the session.)"""
-        nudge = bus.encode(NudgeSession(session_id=session, seq=seq))
-        subject = subjects.session_control(session)
-        try:
-            answer = await self.conn.nc.request(subject, nudge, timeout=NUDGE_TIMEOUT_S)
-        except (NoRespondersError, TimeoutError, nats.errors.Error):
-            return False
-        taken = await bus.decoded(self.conn, NUDGE_TAKEN, answer.data, subject)
-        return taken is not None and taken.held
+    def flush_later(self, conv: str, delay_s: float) -> None:
+        task = asyncio.create_task(self.flush(conv, delay_s))
+        self.timers.add(task)
+        task.add_done_callback(self.timers.discard)
 
-    async def status(self, current: state.ConversationState, in_seq: int) -> None:
-        """`/status`, asking the session and the tool pool at once."""
-        answer, support, last_day = await asyncio.gather(
-            self.session_status(current.foreground),
-            self.probe(current.workspace.pool),
-            usage_totals.last_day(self.conn, current.conversation_id),
-        )
-        text = commands.status(current, self.config, answer, support, last_day)
-        await self.reply(current, in_seq, text)
+    async def resume_albums(self) -> None:
+        """Albums a stopped instance left waiting: passed on after their quiet time."""
+        for conv in await store.marked(self.store, albums.marker_key("*")):
+            self.flush_later(conv.removeprefix(albums.marker_key("")), albums.QUIET_S)
 
-    async def sandbox(
-        self, argument: str, current: state.ConversationState, in_seq: int, sender: Sender
-    ) -> None:
-        """`/sandbox [mode]`: a change is stored by CAS before the reply, so the next input
-        (and with it the next tool call) carries it."""
-        support = await self.probe(current.workspace.pool)
-        outcome = sandbox_command.answer(argument, current, self.config, support, sender)
-        if isinstance(outcome, str):
-            await self.reply(current, in_seq, outcome)
+    async def flush(self, conv: str, delay_s: float) -> None:
+        """Pass an album on once it has been quiet for QUIET_S: sealed, sent, then removed."""
+        await asyncio.sleep(delay_s)  # the album's quiet time; later parts move it on
+        async with self.lock(conv):
+            current, _ = await store.load(self.conn, self.store.kv, conv)
+            album = current.album if current is not None else None
+            if album is None:
+                await self.store.kv.delete(albums.marker_key(conv))
+                return
+            left = albums.quiet_left(album, datetime.now(UTC))
+            if left > 0 and not album.sealed:
+                self.flush_later(conv, left)
+                return
+
+            def seal(latest: state.ConversationState | None) -> state.ConversationState:
+                assert latest is not None
+                if latest.album is None or latest.album.first_seq != album.first_seq:
+                    return latest
+                return msgspec.structs.replace(
+                    latest, album=msgspec.structs.replace(latest.album, sealed=True)
+                )
+
+            current = await store.change(self.store, conv, seal)
+            if current.album is not None and current.album.first_seq == album.first_seq:
+                await self.pass_on(current, current.album)
+            if current.album is None or current.album.first_seq == album.first_seq:
+                await self.store.kv.delete(albums.marker_key(conv))
+
+    async def pass_on(self, current: state.ConversationState, album: albums.Album) -> None:
+        """Forward an album as one message, then drop it from the state (if still there)."""
+        message = albums.merged(album)
+        log.info("passing on an album of %d parts", len(album.parts))
+        await self.forward(current, message, album.first_seq)
+
+        def drop(latest: state.ConversationState | None) -> state.ConversationState:
+            assert latest is not None
+            if latest.album is None or latest.album.first_seq != album.first_seq:
+                return latest
+            return msgspec.structs.replace(latest, album=None)
+
+        await store.change(self.store, current.conversation_id, drop)
+
+    # Ending a conversation (SPEC §2.1).
+
+    async def end_chat(self, chat: Chat, in_seq: int) -> None:
+        """A rejected chat: its conversation (and the topic's, when it asked from one) ends."""
+        await self.end(chat_conversation(chat), in_seq)
+        if chat.conversation_id != chat_conversation(chat):
+            await self.end(chat.conversation_id, in_seq)
+
+    async def end(self, conv: str, in_seq: int) -> None:
+        """Running work is cancelled and the workspace moved aside; the next authorized
+        message starts a fresh conversation."""
+        current, _ = await store.load(self.conn, self.store.kv, conv)
+        if current is None or current.removed:
             return
+        settings = self.settings_of(current)
+        await store.change(self.store, conv, lambda latest: state.removed(latest or current))
+        cancel = CancelTurn(
+            session_id=current.foreground, input_seq=in_seq, chat=current.chat, reason="removed"
+        )
+        await self.send(cancel)
+        ending = EndWork(conversation_id=current.chat.conversation_id, removed=True)
+        ending = msgspec.structs.replace(ending, workspace=settings.workspace)
+        await self.conn.nc.publish(subjects.tool_end(conv), bus.encode(ending))
+        log.warning("conversation %s ended; its workspace is moved aside", conv)
 
-        def apply(latest: state.ConversationState | None) -> state.ConversationState:
-            return state.with_sandbox(latest or current, outcome.mode)
+    async def notes(self, notes: list[access.Note], in_seq: int) -> None:
+        for index, note in enumerate(notes):
+            out_id = OutId(f"{subjects.reply_out_id(in_seq)}n{index}")
+            await self.say(note.chat, out_id, note.text, note.buttons)
 
-        current = await store.change(self.store, current.conversation_id, apply)
-        await self.reply(current, in_seq, outcome.text)
-
-    async def remote(self, argument: str, current: state.ConversationState, in_seq: int) -> None:
-        """`/remote [name [path] | select | off]`: a fixed remote is checked through its pool's
-        probe first; a change is stored by CAS before the reply (it applies from the next turn)."""
-        outcome = remote_command.answer(argument, current, self.config.remotes)
-        if isinstance(outcome, remote_command.CheckFirst):
-            asked = ProbePool(remote=outcome.name, path=outcome.path)
-            probed = await self.probed(remote_pool(outcome.name), asked, REMOTE_PROBE_S)
-            error = "no tool runner serves it" if probed is None else probed.remote_error or None
-            outcome = remote_command.fixed(outcome, error)
-        if isinstance(outcome, str):
-            await self.reply(current, in_seq, outcome)
-            return
-        change = outcome.remote
-
-        def apply(latest: state.ConversationState | None) -> state.ConversationState:
-            return state.with_remote(latest or current, change)
-
-        current = await store.change(self.store, current.conversation_id, apply)
-        await self.reply(current, in_seq, outcome.text)
-
-    async def probe(self, pool: str) -> SandboxSupport | None:
-        """What the pool's hosts offer (bubblewrap), or None when no runner answers in time."""
-        probed = await self.probed(pool, ProbePool(), PROBE_TIMEOUT_S)
-        return probed.sandbox if probed is not None else None
-
-    async def probed(self, pool: str, asked: ProbePool, timeout_s: float) -> PoolProbed | None:
-        """A runner of the pool's answer, or None when none answers in time."""
-        subject = subjects.tool_probe(pool)
-        try:
-            answer = await self.conn.nc.request(subject, bus.encode(asked), timeout=timeout_s)
-        except (NoRespondersError, TimeoutError):
-            log.warning("no tool runner of pool %s answered the probe", pool)
-            return None
-        return await bus.decoded(self.conn, PROBE_REPLY, answer.data, subject)
-
-    async def session_status(self, session: SessionId) -> SessionStatus | None:
-        """The session's part of `/status`, or None when no session service answers in time."""
-        subject = subjects.session_control(session)
-        query = bus.encode(StatusQuery(session_id=session))
-        try:
-            answer = await self.conn.nc.request(subject, query, timeout=STATUS_TIMEOUT_S)
-        except (NoRespondersError, TimeoutError):
-            log.warning("no status from session %s", session)
-            return None
-        return await bus.decoded(self.conn, STATUS, answer.data, subject)
-
-    async def reply(
-        self, current: state.ConversationState, in_seq: int, text: str, *, suffix: str = ""
-    ) -> None:
-        out_id = OutId(subjects.reply_out_id(in_seq) + suffix)
-        answer = SendReply(chat=current.chat, out_id=out_id, text=text)
-        subject = subjects.outbound(current.chat.channel, current.conversation_id)
+    async def say(self, chat: Chat, out_id: OutId, text: str, buttons: list[list[Button]]) -> None:
+        answer = SendReply(chat=chat, out_id=out_id, text=text, buttons=buttons)
+        subject = subjects.outbound(chat.channel, chat.conversation_id)
         await bus.publish(self.conn, subject, answer, msg_id=out_id)
+
+
+def has_content(message: MessageReceived) -> bool:
+    """Anything left to take in: text, or a file that arrived (SPEC §12.3)."""
+    return bool(message.text.strip()) or any(not file.error for file in message.attachments)
+
+
+class Arrival:
+    """How one message changes the conversation state: created or restarted, the model checked,
+    an album before it set aside to go first, its own album part kept, `/new` applied."""
+
+    def __init__(self, message: MessageReceived, in_seq: int, config: Config, *, is_new: bool):
+        self.message = message
+        self.in_seq = in_seq
+        self.config = config
+        self.is_new = is_new
+        self.now = datetime.now(UTC)
+        self.previous_model: list[str] = []
+        self.waiting: list[albums.Album] = []
+
+    def apply(self, current: state.ConversationState | None) -> state.ConversationState:
+        message, now = self.message, self.now
+        title = message.sender.display_name
+        if current is None:
+            current = state.new_state(message.chat, title, self.config.default_model, now)
+        elif current.removed:
+            current = state.restarted(current, message.chat, title, now)
+        elif current.model not in self.config.models:  # the model left the config
+            self.previous_model[:] = [current.model]
+            current = state.with_model(current, self.config.default_model)
+        current = state.received(current, message.chat, now)
+        album = current.album
+        self.waiting.clear()
+        if album is not None and (album.sealed or album.group != message.media_group_id):
+            self.waiting.append(album)  # an album before this message goes first
+            album = None
+        if message.media_group_id:
+            album = albums.with_part(album, message, self.in_seq, now)
+        current = msgspec.structs.replace(current, album=album)
+        if self.is_new:
+            current = state.with_new_session(current, self.in_seq)
+        return current

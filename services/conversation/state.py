@@ -5,6 +5,7 @@ from datetime import datetime
 
 import msgspec
 
+from services.conversation.albums import Album
 from shared.ids import ConversationId, SessionId
 from shared.messages.contract import Chat, RemoteSetting, Workspace
 from shared.messages.session import ConversationSettings
@@ -23,6 +24,7 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     chat: Chat
     title: str
     model: str
+    reasoning: str = ""  # `/reasoning`: an effort level, "" = the model's default
     sandbox: SandboxMode | None = None  # `/sandbox`; None: the server's `sandbox.mode`
     remote: RemoteSetting = RemoteSetting()  # `/remote` (SPEC §6.6)
     workspace: Workspace
@@ -32,6 +34,8 @@ class ConversationState(msgspec.Struct, frozen=True, kw_only=True):
     messages: int = 0
     created_at: datetime
     last_message_at: datetime
+    album: Album | None = None  # album parts waiting for quiet (SPEC §12.3)
+    removed: bool = False  # ended (rejected, the bot left): the next message starts afresh
 
 
 STATE: msgspec.json.Decoder[ConversationState] = msgspec.json.Decoder(ConversationState)
@@ -64,6 +68,22 @@ def new_state(chat: Chat, title: str, model: str, now: datetime) -> Conversation
     )
 
 
+def restarted(state: ConversationState, chat: Chat, title: str, now: datetime) -> ConversationState:
+    """A removed conversation's next authorized message: a fresh conversation that goes on
+    counting sessions (so no old session's history is taken up again) and keeps its model."""
+    fresh = new_state(chat, title, state.model, now)
+    counter = state.session_counter + 1
+    return msgspec.structs.replace(
+        fresh,
+        foreground=foreground_session(state.conversation_id, counter),
+        session_counter=counter,
+    )
+
+
+def removed(state: ConversationState) -> ConversationState:
+    return msgspec.structs.replace(state, removed=True, album=None)
+
+
 def received(state: ConversationState, chat: Chat, now: datetime) -> ConversationState:
     """The state after one more message (the chat's details may have changed)."""
     return msgspec.structs.replace(
@@ -73,6 +93,10 @@ def received(state: ConversationState, chat: Chat, now: datetime) -> Conversatio
 
 def with_model(state: ConversationState, model: str) -> ConversationState:
     return msgspec.structs.replace(state, model=model)
+
+
+def with_reasoning(state: ConversationState, effort: str) -> ConversationState:
+    return msgspec.structs.replace(state, reasoning=effort)
 
 
 def with_sandbox(state: ConversationState, mode: SandboxMode | None) -> ConversationState:
@@ -122,6 +146,7 @@ def settings(
         remote = RemoteSetting()
     return ConversationSettings(
         model=state.model,
+        reasoning=state.reasoning,
         workspace=workspace,
         sandbox=sandbox_setting(state, server_sandbox),
         remote=remote,

@@ -91,3 +91,8 @@ async def change(where: Store, key: str, apply: Change) -> ConversationState:
         cache.put(key, updated, stored)
         return updated
     raise TransientError(f"conversation {key} kept changing under {MAX_ATTEMPTS} attempts")
+
+
+async def marked(where: Store, pattern: str) -> list[str]:
+    """The bucket's keys matching `pattern` (`album.*`), none when there are none."""
+    return await bus.keys(where.kv, pattern)

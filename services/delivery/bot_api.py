@@ -54,6 +54,15 @@ class ReplyParameters(msgspec.Struct, frozen=True, kw_only=True):
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
+class InlineKeyboardButton(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    callback_data: str
+
+
+class InlineKeyboardMarkup(msgspec.Struct, frozen=True, kw_only=True):
+    inline_keyboard: tuple[tuple[InlineKeyboardButton, ...], ...]
+
+
 class SendMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The body of `sendMessage`; text with explicit entities, never a parse mode."""
 
@@ -63,6 +72,7 @@ class SendMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     entities: tuple[MessageEntity, ...] = ()
     message_thread_id: int | None = None
     reply_parameters: ReplyParameters | None = None
+    reply_markup: InlineKeyboardMarkup | None = None
 
 
 class SendChatAction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -22,6 +22,8 @@ from services.delivery.bot_api import (
     NO_PREVIEW,
     EntityError,
     FloodWaitError,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
     ReactionTypeEmoji,
     RejectedError,
     ReplyParameters,
@@ -37,7 +39,7 @@ from shared import files, subjects
 from shared.bus import Connection, Envelope
 from shared.errors import InputError, TransientError
 from shared.messages.contract import Chat
-from shared.messages.outbound import Output, SendFile, SendReply, SetReaction, ShowTyping
+from shared.messages.outbound import Button, Output, SendFile, SendReply, SetReaction, ShowTyping
 
 MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
 MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
@@ -103,6 +105,8 @@ class TelegramSender:
         for index in range(len(record.message_ids), len(parts)):
             reply_to = reply.reply_to_message_id if index == 0 else None
             request = _request(reply.chat, parts[index], reply_to)
+            if index == len(parts) - 1 and reply.buttons:  # under the reply's last part
+                request = structs.replace(request, reply_markup=_keyboard(reply.buttons))
             try:
                 message_id = await self._send_part(request, envelope)
             except RejectedError as exc:
@@ -261,6 +265,15 @@ def _chat_id(chat: Chat) -> int:
     if chat.chat_id is None:
         raise InputError(f"telegram output for {chat.conversation_id!r} has no chat_id")
     return chat.chat_id
+
+
+def _keyboard(rows: list[list[Button]]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=tuple(
+            tuple(InlineKeyboardButton(text=b.text, callback_data=b.data) for b in row)
+            for row in rows
+        )
+    )
 
 
 def _request(chat: Chat, part: render.Part, reply_to: int | None) -> SendMessage:

@@ -12,7 +12,21 @@ from aiogram.types import (
 from shared.errors import ConfigError, TransientError
 
 # Every user command; admin commands are never listed (SPEC §12.1).
-COMMANDS = [BotCommand(command="status", description="model, context, usage and running work")]
+COMMANDS = [
+    BotCommand(command=name, description=description)
+    for name, description in (
+        ("status", "model, context, usage and running work"),
+        ("model", "show or switch the model"),
+        ("reasoning", "reasoning effort for this chat"),
+        ("sandbox", "how commands are isolated"),
+        ("remote", "run tools on an SSH remote"),
+        ("cancel", "stop the running turn (/cancel all: background tasks too)"),
+        ("continue", "resume an interrupted or failed turn"),
+        ("compact", "compact the context now"),
+        ("new", "start a fresh session (files are kept)"),
+        ("help", "the list of commands"),
+    )
+]
 
 
 async def prepare(bot: Bot, api_base: str) -> User:

@@ -1,9 +1,9 @@
 """Telegram messages as Stellaclaw sees them: conversation ids, chats, senders, MessageReceived."""
 
-from collections.abc import Collection
 from datetime import UTC, datetime
 
-from aiogram.types import Message, User
+from aiogram.types import Chat as TelegramChat
+from aiogram.types import InaccessibleMessage, Message, User
 
 from shared.ids import ConversationId
 from shared.messages.contract import Chat, ChatKind, Sender
@@ -17,19 +17,25 @@ def conversation_id(chat_id: int, thread_id: int | None = None) -> ConversationI
     return ConversationId(f"tg_{chat_id}_t{thread_id}")
 
 
-def chat_of(message: Message) -> Chat:
+def chat_of(message: Message | InaccessibleMessage) -> Chat:
     # a reply in a plain group carries a message_thread_id too; only forum topics are their own
-    thread_id = message.message_thread_id if message.is_topic_message else None
+    thread_id = None
+    if isinstance(message, Message) and message.is_topic_message:
+        thread_id = message.message_thread_id
+    return chat_in(message.chat, thread_id)
+
+
+def chat_in(chat: TelegramChat, thread_id: int | None = None) -> Chat:
     kind: ChatKind = "group"
-    if message.chat.type == "private":
+    if chat.type == "private":
         kind = "private"
     elif thread_id is not None:
         kind = "topic"
     return Chat(
-        conversation_id=conversation_id(message.chat.id, thread_id),
+        conversation_id=conversation_id(chat.id, thread_id),
         channel="telegram",
         kind=kind,
-        chat_id=message.chat.id,
+        chat_id=chat.id,
         thread_id=thread_id,
     )
 
@@ -42,12 +48,21 @@ def sender_of(user: User) -> Sender:
     return Sender(user_id=user.id, display_name=name, username=user.username)
 
 
-def is_allowed(message: Message, allowed_user_ids: Collection[int]) -> bool:
-    return message.from_user is not None and message.from_user.id in allowed_user_ids
-
-
 QUOTE_CHARS = 1000  # of the replied-to message (SPEC §12.3)
 EDITED = "[Edited Message]"
+CANNOT_READ = "I can't read this kind of message yet."
+# What people send that Stellaclaw cannot take in (SPEC §12.3); service messages (a member
+# joined, a title changed, …) are none of these and pass silently.
+UNREADABLE = ("poll", "dice", "game", "story", "invoice", "paid_media", "giveaway", "checklist")
+FILE_KINDS = ("photo", "document", "audio", "voice", "video", "video_note", "animation", "sticker")
+
+
+def is_unreadable(message: Message) -> bool:
+    return any(getattr(message, kind, None) is not None for kind in UNREADABLE)
+
+
+def has_file(message: Message) -> bool:
+    return any(getattr(message, kind, None) for kind in FILE_KINDS)
 
 
 def text_of(message: Message) -> str | None:
@@ -85,12 +100,15 @@ def sent_at(message: Message, *, is_edit: bool) -> datetime:
     return edited or message.date
 
 
-def message_received(message: Message, *, is_edit: bool = False) -> MessageReceived | None:
-    """The bus message for what a person wrote (an edit marked as one); None when there is
-    nothing to take in: no sender, or no text of any kind (a message with nothing in it is
-    not a turn)."""
-    text = text_of(message)
-    if text is None or not text.strip() or message.from_user is None:
+def message_received(
+    message: Message, text: str, *, is_edit: bool = False
+) -> MessageReceived | None:
+    """The bus message for what a person wrote (`text`: its words as the bot takes them, the
+    mention removed; an edit marked as one), without its file; None when there is nothing to
+    take in: no sender, or no text and no file (a message with nothing in it is not a turn)."""
+    if message.from_user is None:
+        return None
+    if not text.strip() and (is_edit or not has_file(message)):
         return None
     text = quote_of(message) + text
     if is_edit:
@@ -101,4 +119,5 @@ def message_received(message: Message, *, is_edit: bool = False) -> MessageRecei
         text=text,
         received_at=sent_at(message, is_edit=is_edit),
         platform_message_id=message.message_id,
+        media_group_id=message.media_group_id or "",
     )

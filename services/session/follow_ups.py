@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 
+from services.session import placing
 from services.session.inbox import Entry
 from shared import bus, subjects
 from shared.ids import ToolCallId, TurnId
@@ -29,12 +30,25 @@ async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
     entries = actor.inbox.follow_ups()
     if not entries:
         return
-    await actor.history.append(folded(turn_id, entries, tag=True))
+    await actor.history.append(await taken_in(actor, turn_id, entries, tag=True))
     for entry in entries:
         actor.inbox.done(entry)
     if actor.running is not None:
         actor.running.settles += len(entries)
     log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
+
+
+async def started(actor: "SessionActor", turn_id: TurnId, message: HandleMessage) -> UserMessage:
+    """The turn's message as history keeps it, its files placed in the workspace first."""
+    return await placing.placed(actor.conn, user_message(turn_id, message), message)
+
+
+async def taken_in(
+    actor: "SessionActor", turn_id: TurnId, entries: list[Entry], *, tag: bool
+) -> UserMessage:
+    """Follow-ups as one message for history, their files placed in the workspace first."""
+    newest = [e.input for e in entries if isinstance(e.input, HandleMessage)][-1]
+    return await placing.placed(actor.conn, folded(turn_id, entries, tag=tag), newest)
 
 
 def user_message(turn_id: TurnId, message: HandleMessage) -> UserMessage:

@@ -72,7 +72,7 @@ def note(attachment: Attachment, reason: str) -> MediaNote:
 def decide(attachment: Attachment, model: ModelConfig) -> Kind | Refused:
     """How the model can take the file, by SPEC §8.2's table, or why it cannot."""
     media_type = attachment.media_type.lower()
-    if attachment.error or not attachment.object_name:
+    if not attachment.object_name:  # a stored file's error (not placed) is on its line only
         return Refused(reason=f"download failed: {attachment.error or 'the file was not stored'}")
     family = media_type.partition("/")[0]
     if family == "image":

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 import msgspec
@@ -32,7 +32,7 @@ from services.session.providers.protocol import (
     Retrying,
 )
 from shared.config import Config
-from shared.model_config import ModelConfig, RetryConfig
+from shared.model_config import ModelConfig, ReasoningConfig, ReasoningEffort, RetryConfig
 
 COOLDOWN_S = 60.0
 COOLDOWN_MAX_S = 600.0
@@ -98,6 +98,18 @@ class ModelChoice:
         self.index = warm[0] if warm else 0  # all cooling: try them anyway
         self.tell = tell
         self.has_told = self.index > 0  # SPEC: no second message for a cooling start
+        self.effort = ""  # the conversation's `/reasoning`; "" = each model's own
+
+    def model(self, name: str) -> ModelConfig:
+        """A model's config with the conversation's reasoning effort, when it takes one
+        (SPEC §7.2: `/reasoning` overrides the effort, and with it any fixed budget)."""
+        model = self.config.models[name]
+        if not self.effort or not model.can("reasoning"):
+            return model
+        wanted = model.reasoning or ReasoningConfig()
+        effort = cast(ReasoningEffort, self.effort)
+        changed = msgspec.structs.replace(wanted, effort=effort, max_tokens=None)
+        return msgspec.structs.replace(model, reasoning=changed)
 
     @property
     def current(self) -> str:
@@ -110,7 +122,7 @@ class ModelChoice:
         (SPEC §8.2: a fallback may take less than the model before it)."""
         while True:
             name = self.current
-            model = self.config.models[name]
+            model = self.model(name)
             try:
                 shaped = await attachments.for_model(model, request, media)
                 reply = await self._with_retries(model, shaped, on_event, media)

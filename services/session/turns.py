@@ -74,6 +74,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
 
     async def record() -> ToolCatalog | None:
         tools = await actor.pool.tools(message.settings)
+        user = await follow_ups.started(actor, turn_id, message)  # before the model sees it
         line = "" if tools is None else _sandbox_line(actor, message.settings, tools)
         if not history.events:
             await history.append(_session_started(actor, message.settings, line))
@@ -82,7 +83,7 @@ async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> 
             update = prompt.sandbox_update(line)
             notice = Notice(turn_id=turn_id, tag=prompt.SANDBOX_TAG, text=update, sandbox=line)
             await history.append(notice)
-        await history.append(follow_ups.user_message(turn_id, message))
+        await history.append(user)
         actor.inbox.done(entry)
         actor.next_journal = actor.journal_for(turn_id, chat, message.settings, takeovers=0)
         return tools
@@ -212,7 +213,7 @@ async def _record_message(actor: "SessionActor", turn_id: TurnId, message: Handl
         for e in actor.history.events
     )
     if not has_it:
-        await actor.history.append(follow_ups.user_message(turn_id, message))
+        await actor.history.append(await follow_ups.started(actor, turn_id, message))
 
 
 async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) -> None:
@@ -253,6 +254,7 @@ def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
         await answers.offer_files(actor.conn, plan.chat, plan.turn_id, results)
 
     models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
+    models.effort = plan.settings.reasoning
     return turn_loop.Turn(
         turn_id=plan.turn_id,
         turn_number=plan.number,
@@ -321,7 +323,7 @@ async def cancelled(actor: "SessionActor", turn_id: TurnId, chat: Chat) -> None:
         Notice(turn_id=turn_id, tag="Cancelled", text=failures.CANCELLED_NOTICE)
     )
     if queued:
-        await actor.history.append(follow_ups.folded(turn_id, queued, tag=False))
+        await actor.history.append(await follow_ups.taken_in(actor, turn_id, queued, tag=False))
     await actor.history.append(
         TurnFinished(
             turn_id=turn_id,

@@ -8,11 +8,13 @@ session, so the subject names both.
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from services.tools import removal
 from services.tools.context import RunnerContext
 from shared import bus, subjects
 from shared.messages.tools import CANCEL_CALL, END_WORK, CallCancelled
@@ -82,13 +84,17 @@ async def listen(conn: bus.Connection, running: Running, runner_id: str) -> Subs
     return await conn.nc.subscribe(subjects.TOOL_CANCEL_ALL, cb=answer)
 
 
-async def listen_for_ends(conn: bus.Connection, context: RunnerContext) -> Subscription:
-    """End a conversation's shell sessions and downloads here when it starts afresh (`/new`)."""
+async def listen_for_ends(
+    conn: bus.Connection, context: RunnerContext, workdir: Path, pools: tuple[str, ...]
+) -> Subscription:
+    """End a conversation's shell sessions and downloads here when it starts afresh (`/new`);
+    when it was removed, also move its workspace aside if one of `pools` holds it (SPEC §2.1)."""
 
     async def end(msg: Msg) -> None:
         request = await bus.decoded(conn, END_WORK, msg.data, msg.subject)
         if request is not None:
             await context.end_conversation(request.conversation_id)
             log.info("ended the shell sessions and downloads of %s", request.conversation_id)
+            await removal.move_removed(workdir, request, pools)
 
     return await conn.nc.subscribe(subjects.TOOL_END_ALL, cb=end)

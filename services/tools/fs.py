@@ -173,6 +173,41 @@ def write_atomically(call: ToolCall, path: str, data: bytes) -> bool:
         return kept is None
 
 
+def create_new(end: Located, data: bytes) -> bool:
+    """Put `data` under the walked name unless something is there already (a link too): a temp
+    file beside it, linked into place, so the file appears whole and nothing is replaced.
+    Whether it was written."""
+    temp = f".{end.name[:200]}.{os.urandom(6).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o666, dir_fd=end.dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as target:
+            target.write(data)
+            target.flush()
+            os.fsync(fd)
+        os.link(temp, end.name, src_dir_fd=end.dir_fd, dst_dir_fd=end.dir_fd)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=end.dir_fd)
+    return True
+
+
+def holds(end: Located, data: bytes) -> bool:
+    """Whether the walked name is a regular file (no link) with exactly these bytes."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(end.name, flags, dir_fd=end.dir_fd)
+    except OSError:  # a link (ELOOP), gone, or not ours to read: not the same file
+        return False
+    with os.fdopen(fd, "rb") as found:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+            return False
+        return found.read(len(data) + 1) == data
+
+
 def remove(call: ToolCall, path: str) -> None:
     """Delete the file `path` names (a symlink itself, not its target)."""
     with located(call, path, is_write=True, follow_last=False) as end:

@@ -2,13 +2,16 @@
 `ssh_<name>` per configured remote, unless `--pool` names some), in workspaces on this host.
 
 Consumes: RunTool (SC_TOOL, durable `tools_<pool>` per pool, WORKERS calls at once each),
-          catalog and probe requests (core `sc.tool.catalog.<pool>`, `sc.tool.probe.<pool>`,
-          queue group `<pool>`), cancel requests (core `sc.ctl.tool.cancel.<session>.<call>`,
+          catalog, probe and place requests (core `sc.tool.catalog.<pool>`,
+          `sc.tool.probe.<pool>`, `sc.tool.place.<pool>`, queue group `<pool>`), attachments
+          to place (sc_files), cancel requests (core `sc.ctl.tool.cancel.<session>.<call>`,
           every runner; the holder answers), forwarded calls and pings
-          (`sc.tool.direct.<runner_id>`), `/new` ends (`sc.ctl.tool.end.<conv>`).
-Produces: ToolFinished (SC_TOOLRES, `sc.tool.res.<session>.<call>`), ToolCatalog replies.
-Owns:     the workspaces under `<workdir>/workspaces` with their shell logs and spilled outputs,
-          and the commands running in them.
+          (`sc.tool.direct.<runner_id>`), `/new` and removal ends (`sc.ctl.tool.end.<conv>`).
+Produces: ToolFinished (SC_TOOLRES, `sc.tool.res.<session>.<call>`), ToolCatalog, PoolProbed
+          and FilesPlaced replies.
+Owns:     the workspaces under `<workdir>/workspaces` with their uploads, shell logs and
+          spilled outputs, the commands running in them, and removed conversations' workspaces
+          kept under `workspaces/.removed/`.
 """
 
 import asyncio
@@ -22,6 +25,7 @@ from nats.micro.service import Service
 from services.tools import cancellation, direct, runner
 from services.tools import catalog as listing
 from services.tools.context import RunnerContext, Settings
+from services.tools.placing import Placer
 from services.tools.probes import Probes
 from services.tools.sandbox import cgroups, host
 from services.tools.tool_table import TABLE
@@ -65,7 +69,9 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
             store_file=functools.partial(store_file, conn),
         )
         probes = Probes(runner_id, sandbox.support, context)
-        await listen_per_pool(discovery, pools, Catalogs(settings, sandbox.support), probes)
+        placer = Placer(conn, runtime.workdir, sandbox, context)
+        catalogs = Catalogs(settings, sandbox.support)
+        await listen_per_pool(discovery, pools, catalogs, probes, placer)
         running = runner.Host(
             conn=conn,
             runner_id=runner_id,
@@ -76,7 +82,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
         )
         cancels = await cancellation.listen(conn, running.running, runner_id)
         forwarded, _ = await direct.listen(running)
-        ends = await cancellation.listen_for_ends(conn, context)
+        ends = await cancellation.listen_for_ends(conn, context, runtime.workdir, pools)
         handle = functools.partial(runner.handle, running)
         queues = layout.durables(config.bus, pools)["tools"]
         workers = [
@@ -96,9 +102,10 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
 
 
 async def listen_per_pool(
-    discovery: Service, pools: tuple[str, ...], catalogs: "Catalogs", probes: Probes
+    discovery: Service, pools: tuple[str, ...], catalogs: "Catalogs", probes: Probes, placer: Placer
 ) -> None:
-    """Each pool's catalog and probe requests, answered by one runner of the pool (queue group)."""
+    """Each pool's catalog, probe and place requests, answered by one runner of the pool (queue
+    group)."""
     for pool in pools:
         await discovery.add_endpoint(
             name=f"catalog_{pool}",
@@ -111,6 +118,12 @@ async def listen_per_pool(
             subject=subjects.tool_probe(pool),
             queue_group=pool,
             handler=probes.answer,
+        )
+        await discovery.add_endpoint(
+            name=f"place_{pool}",
+            subject=subjects.tool_place(pool),
+            queue_group=pool,
+            handler=placer.answer,
         )
 
 

@@ -13,6 +13,7 @@ import msgspec
 from services.tools.context import RunnerContext
 from services.tools.results import ToolError
 from services.tools.sandbox.host import SandboxHost
+from shared.messages.contract import Workspace
 from shared.messages.tools import RunTool
 from shared.sandbox import SandboxMode, resolve
 
@@ -64,36 +65,49 @@ def prepare(
     request: RunTool, workdir: Path, host: SandboxHost, runner: RunnerContext | None = None
 ) -> ToolCall:
     """Resolve the request's workspace, creating it (and its `$HOME`) on first use."""
-    shared = workdir / SHARED_DIR
-    shared.mkdir(parents=True, exist_ok=True)
-    root = workdir / request.workspace.path  # an absolute workspace path stays as it is
-    workspaces = (workdir / WORKSPACES_DIR).resolve()
-    if not root.resolve().is_relative_to(workspaces) or root.resolve() == workspaces:
-        raise ToolError(
-            "unavailable",
-            f"workspace {request.workspace.path!r} is not a directory under {str(workspaces)!r}",
-        )
-    (root / HOME_DIR).mkdir(parents=True, exist_ok=True)
-    link = root / SHARED_DIR
-    if not link.exists() and not link.is_symlink():
-        link.symlink_to(shared.resolve(), target_is_directory=True)
+    root, shared = opened(request.workspace, workdir)
     return ToolCall(
         call_id=request.call_id,
         conversation_id=request.conversation_id,
-        root=root.resolve(),
-        shared=shared.resolve(),
+        root=root,
+        shared=shared,
         timeout_s=request.timeout_s,
         mode=resolve(request.sandbox, host.support).mode,
         host=host,
         runner=runner or RunnerContext(),
         position_in_batch=request.position_in_batch,
-        remote=fixed_remote(request),
+        remote=fixed_remote(request.workspace),
     )
 
 
-def fixed_remote(request: RunTool) -> RemoteTarget | None:
+def local_root(workspace: Workspace, workdir: Path) -> Path:
+    """The workspace's directory on this host (not resolved): a relative path lies under the
+    workdir; it must name a directory under `<workdir>/workspaces`, else `unavailable`."""
+    root = workdir / workspace.path  # an absolute workspace path stays as it is
+    workspaces = (workdir / WORKSPACES_DIR).resolve()
+    if not root.resolve().is_relative_to(workspaces) or root.resolve() == workspaces:
+        raise ToolError(
+            "unavailable",
+            f"workspace {workspace.path!r} is not a directory under {str(workspaces)!r}",
+        )
+    return root
+
+
+def opened(workspace: Workspace, workdir: Path) -> tuple[Path, Path]:
+    """The workspace root and the shared dir, both resolved; created (with the `$HOME` and the
+    `shared` link) on first use."""
+    shared = workdir / SHARED_DIR
+    shared.mkdir(parents=True, exist_ok=True)
+    root = local_root(workspace, workdir)
+    (root / HOME_DIR).mkdir(parents=True, exist_ok=True)
+    link = root / SHARED_DIR
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(shared.resolve(), target_is_directory=True)
+    return root.resolve(), shared.resolve()
+
+
+def fixed_remote(workspace: Workspace) -> RemoteTarget | None:
     """Fixed remote mode: the workspace is the remote's directory (SPEC §6.6)."""
-    workspace = request.workspace
     if not workspace.remote:
         return None
     return RemoteTarget(name=workspace.remote, root=workspace.remote_root)

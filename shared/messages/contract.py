@@ -73,4 +73,6 @@ class Attachment(Value, frozen=True, kw_only=True):
     media_type: str  # `image/png`, `application/pdf`, …
     size: int  # bytes
     path: str  # where it is placed in the workspace: `upload/<name>`
-    error: str = ""  # the download failed: why (shown to the model in the note)
+    # Why the file is missing: its download failed (`object_name` "", the model reads it in the
+    # downgrade note), or it is stored but was not placed in the workspace (on its line).
+    error: str = ""

@@ -7,7 +7,7 @@ the output names it (`text_file`), since NATS refuses a message over 1 MiB (SPEC
 import msgspec
 
 from shared.ids import OutIdField, TurnIdField
-from shared.messages.contract import Attachment, BusMessage, Chat
+from shared.messages.contract import Attachment, BusMessage, Chat, Value
 from shared.messages.tools import SendAs
 
 MAX_TEXT_BYTES = 256 * 1024
@@ -21,6 +21,13 @@ class ShowTyping(BusMessage, frozen=True, kw_only=True, tag="show_typing"):
     turn_id: TurnIdField
 
 
+class Button(Value, frozen=True, kw_only=True):
+    """An inline button under a reply; pressing it sends `data` as the user's text."""
+
+    text: str
+    data: str  # ≤ 64 bytes (Telegram's callback_data limit)
+
+
 class SendReply(BusMessage, frozen=True, kw_only=True, tag="send_reply"):
     """Send Markdown text to the chat: a turn's answer, its failure, or a command reply."""
 
@@ -32,6 +39,7 @@ class SendReply(BusMessage, frozen=True, kw_only=True, tag="send_reply"):
     reply_to_message_id: int | None = None
     text_file: str | None = None  # the whole text is this `sc_files` object; `text` is empty
     settles: int = 1  # the user inputs it answers: a turn's message and the follow-ups it took in
+    buttons: list[list[Button]] = msgspec.field(default_factory=list)  # rows of inline buttons
 
 
 class SetReaction(BusMessage, frozen=True, kw_only=True, tag="set_reaction"):

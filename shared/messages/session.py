@@ -17,6 +17,7 @@ class ConversationSettings(Value, frozen=True, kw_only=True):
     """The conversation's settings at the time of the input, so no other service reads sc_conv."""
 
     model: str  # a `[models.<name>]` config name
+    reasoning: str = ""  # `/reasoning`: an effort level overriding the model's; "" = its own
     workspace: Workspace
     sandbox: SandboxSetting = "auto"  # the conversation's `/sandbox`, else the server default
     remote: RemoteSetting = RemoteSetting()  # `/remote`: the catalog's `remote` argument
@@ -40,7 +41,7 @@ class CancelTurn(BusMessage, frozen=True, kw_only=True, tag="cancel_turn"):
     input_seq: int
     chat: Chat
     everything: bool = False  # `/cancel all`
-    reason: Literal["cancel", "new"] = "cancel"
+    reason: Literal["cancel", "new", "removed"] = "cancel"
 
 
 class ContinueTurn(BusMessage, frozen=True, kw_only=True, tag="continue_turn"):

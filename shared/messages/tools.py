@@ -111,9 +111,30 @@ class CallCancelled(BusMessage, frozen=True, kw_only=True, tag="call_cancelled")
 
 class EndWork(BusMessage, frozen=True, kw_only=True, tag="end_work"):
     """A conversation started afresh (`/new`): every runner ends its shell sessions and
-    downloads (SPEC §5.2)."""
+    downloads (SPEC §5.2). With `removed`, the conversation itself ended (an admin rejected it,
+    the bot left its group; SPEC §2.1): the runners holding `workspace` also move it aside to
+    `workspaces/.removed/<conv>-<date>/`."""
 
     conversation_id: ConvIdField
+    removed: bool = False
+    workspace: Workspace | None = None
+
+
+class PlaceFiles(BusMessage, frozen=True, kw_only=True, tag="place_files"):
+    """Write a message's attachments from sc_files into the workspace (`upload/`), asked by the
+    session before the turn's first model call of any runner of the workspace's pool
+    (`sc.tool.place.<pool>`, DESIGN §4). Placing the same file again changes nothing."""
+
+    conversation_id: ConvIdField
+    workspace: Workspace
+    files: list[Attachment]
+
+
+class FilesPlaced(BusMessage, frozen=True, kw_only=True, tag="files_placed"):
+    """The answer to PlaceFiles: one entry per file, in order: the workspace path it was
+    written to, or why it was not (`error`)."""
+
+    placed: list[Attachment]
 
 
 class PingRunner(BusMessage, frozen=True, kw_only=True, tag="ping_runner"):
@@ -185,6 +206,8 @@ PROBE_REPLY: msgspec.json.Decoder[PoolProbed] = msgspec.json.Decoder(PoolProbed)
 CANCEL_CALL: msgspec.json.Decoder[CancelCall] = msgspec.json.Decoder(CancelCall)
 CALL_CANCELLED: msgspec.json.Decoder[CallCancelled] = msgspec.json.Decoder(CallCancelled)
 END_WORK: msgspec.json.Decoder[EndWork] = msgspec.json.Decoder(EndWork)
+PLACE_FILES: msgspec.json.Decoder[PlaceFiles] = msgspec.json.Decoder(PlaceFiles)
+FILES_PLACED: msgspec.json.Decoder[FilesPlaced] = msgspec.json.Decoder(FilesPlaced)
 DirectRequest = RunTool | PingRunner  # what `sc.tool.direct.<runner_id>` carries
 DIRECT_REQUEST: msgspec.json.Decoder[DirectRequest] = msgspec.json.Decoder(DirectRequest)
 RUNNER_ALIVE: msgspec.json.Decoder[RunnerAlive] = msgspec.json.Decoder(RunnerAlive)

@@ -140,8 +140,9 @@ async def test_up_with_a_wrong_password_for_an_external_bus_exits_2_naming_it(tm
 
 async def test_a_service_on_a_bus_without_the_layout_exits_2_saying_what_creates_it(tmp_path):
     async with nats_server(tmp_path / "nats") as server:
-        admin = await connect_as(server.access, "admin")  # the bucket, but not the durables
-        await admin.jetstream().create_key_value(KeyValueConfig(bucket=subjects.CONV_BUCKET))
+        admin = await connect_as(server.access, "admin")  # the buckets, but not the durables
+        for bucket in (subjects.CONV_BUCKET, subjects.AUTH_BUCKET):
+            await admin.jetstream().create_key_value(KeyValueConfig(bucket=bucket))
         await admin.close()
         password = server.access.logins["conversation"].password or ""
         config = external_bus_config(tmp_path, server.url, "conversation", password)

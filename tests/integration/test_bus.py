@@ -10,7 +10,7 @@ from shared import layout, subjects
 from shared.config import BusConfig
 from shared.errors import ConfigError, InputError, TransientError
 from shared.messages.events import EVENT, BadMessage, DeadLettered
-from shared.messages.inbound import INBOUND, MessageReceived
+from shared.messages.inbound import RECEIVED, MessageReceived
 from tests.kit.waiting import eventually
 from tests.unit.shared.samples import message_received
 
@@ -41,7 +41,7 @@ async def test_a_malformed_message_is_terminated_counted_and_reported(bus, nats_
     await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "hello"))
     stop = asyncio.Event()
     async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
-        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, RECEIVED, handle, stop))
         fact = await bus.next(subjects.BAD_MESSAGE_EVENT, EVENT)
         await eventually(lambda: handled)
         stop.set()
@@ -70,7 +70,7 @@ async def test_handler_errors_decide_term_or_retry(bus, nats_access):
     await bus.publish(subjects.inbound("telegram", "tg_2"), message_received("tg_2", "flaky"))
     stop = asyncio.Event()
     async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
-        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, RECEIVED, handle, stop))
         await eventually(lambda: conn.counters["handled"] == 1)
         stop.set()
         await task
@@ -100,7 +100,7 @@ async def test_inbound_messages_land_in_their_partition(bus):
     stored = []
     for partition in range(4):
         stored += await bus.stored(
-            subjects.IN_STREAM, subjects.inbound_partition(partition), INBOUND
+            subjects.IN_STREAM, subjects.inbound_partition(partition), RECEIVED
         )
     assert [m.chat.conversation_id for m in stored] == ["tg_77"]
 
@@ -141,7 +141,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_lane_moves_
     await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "next"))
     stop = asyncio.Event()
     async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
-        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, RECEIVED, handle, stop))
         fact = await bus.next(subjects.DEAD_LETTER_EVENT, EVENT, timeout_s=15)
         await eventually(lambda: ("next", 1) in seen)
         stop.set()
@@ -175,7 +175,7 @@ async def test_a_message_whose_every_delivery_crashed_is_dead_lettered_unhandled
     await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "next"))
     stop = asyncio.Event()
     async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
-        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, RECEIVED, handle, stop))
         fact = await bus.next(subjects.DEAD_LETTER_EVENT, EVENT, timeout_s=10)
         await eventually(lambda: handled == ["next"])
         stop.set()
@@ -197,7 +197,7 @@ async def test_a_long_outage_is_waited_out_in_hand_and_never_dead_lettered(bus, 
     await bus.publish(subjects.inbound("telegram", "tg_1"), message_received("tg_1", "wait"))
     stop = asyncio.Event()
     async with sc_bus.connected(nats_access, "probe", role="admin") as conn:
-        task = asyncio.create_task(sc_bus.consume(conn, consumer, INBOUND, handle, stop))
+        task = asyncio.create_task(sc_bus.consume(conn, consumer, RECEIVED, handle, stop))
         await eventually(lambda: conn.counters["handled"] == 1)
         stop.set()
         await task

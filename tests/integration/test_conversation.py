@@ -83,6 +83,7 @@ async def test_status_without_a_session_service_says_the_state_is_unknown(
     assert reply.text.splitlines() == [
         "📊 Status",
         "Model: main (openai_chat · gpt-test)",
+        "Reasoning: default",
         "Session: cli_bo_fg1 · state unknown (no session service answered)",
         "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_bo (pool local)",
@@ -132,6 +133,7 @@ async def test_status_shows_what_the_session_answers(bus, workdir, nats_access):
     assert reply.text.splitlines() == [
         "📊 Status",
         "Model: main (openai_chat · gpt-test) · fallback spare active",
+        "Reasoning: default",
         "Session: cli_bea_fg1 · 3 turns · since 2025-03-01",
         "State: running 1m 05s (calling the model)",
         "Context: 46.4k / 128k tokens (36 %) · compacts at 115.2k · reported",
@@ -180,6 +182,8 @@ async def test_help_lists_the_commands_that_exist(bus, workdir, nats_access):
         (
             "Stellaclaw — commands",
             "/status — model, context, usage and running work",
+            "/model [name] — show or switch the model",
+            "/reasoning [level] — reasoning effort for this chat",
             "/sandbox [mode] — how commands are isolated",
             "/remote [name [path] | select | off] — run tools on an SSH remote",
             "/cancel — stop the running turn (/cancel all: background tasks too)",

@@ -12,7 +12,13 @@ from services.ingress_telegram.service import run
 from shared import layout, subjects
 from shared.config import BusConfig
 from shared.errors import ConfigError
-from shared.messages.inbound import INBOUND, MessageReceived
+from shared.messages.inbound import (
+    INBOUND,
+    RECEIVED,
+    AccessRequested,
+    InboundMessage,
+    MessageReceived,
+)
 from tests.kit.services import make_runtime, running
 from tests.kit.telegram_api import Call, TelegramAPIServer, telegram_api
 from tests.kit.waiting import eventually
@@ -42,13 +48,23 @@ def config(telegram: TelegramAPIServer | None, token: str = "") -> dict[str, obj
     return raw
 
 
+async def stored_any(bus) -> list[tuple[dict[str, str], InboundMessage]]:
+    """Every message SC_IN holds, of any kind, oldest first."""
+    state = (await bus.js.stream_info(subjects.IN_STREAM)).state
+    found = []
+    for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        raw = await bus.js.get_msg(subjects.IN_STREAM, seq)
+        found.append((raw.headers or {}, INBOUND.decode(raw.data)))
+    return found
+
+
 async def stored(bus) -> list[tuple[dict[str, str], MessageReceived]]:
     """Every message SC_IN holds, with its headers, oldest first."""
     state = (await bus.js.stream_info(subjects.IN_STREAM)).state
     found = []
     for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
         raw = await bus.js.get_msg(subjects.IN_STREAM, seq)
-        found.append((raw.headers or {}, INBOUND.decode(raw.data)))
+        found.append((raw.headers or {}, RECEIVED.decode(raw.data)))
     return found
 
 
@@ -89,25 +105,48 @@ async def test_the_bot_introduces_itself_at_start(bus, telegram, workdir, nats_a
         {"type": "all_private_chats"},
         {"type": "all_group_chats"},
     ]
-    assert menus[0]["commands"] == [
-        {"command": "status", "description": "model, context, usage and running work"}
+    listed = [command["command"] for command in menus[0]["commands"]]
+    assert listed == [
+        "status",
+        "model",
+        "reasoning",
+        "sandbox",
+        "remote",
+        "cancel",
+        "continue",
+        "compact",
+        "new",
+        "help",
     ]
-    assert getupdates_calls(telegram)[0].params["allowed_updates"] == ["message", "edited_message"]
+    assert menus[1]["commands"] == menus[0]["commands"]
+    assert getupdates_calls(telegram)[0].params["allowed_updates"] == [
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+    ]
 
 
-async def test_a_user_not_allowed_is_dropped_without_content_in_the_log(
+async def test_a_stranger_yields_only_an_access_request_without_content(
     bus, telegram, workdir, nats_access, caplog
 ):
     caplog.set_level(logging.INFO)
     runtime = make_runtime(config(telegram), workdir, nats_access)
     async with running(runtime, run):
-        telegram.user_says(7, "let me in")
+        telegram.user_says(7, "let me in, my password is hunter2", first_name="Eve")
         allowed = telegram.user_says(ADA, "it's me")
         await eventually(lambda: telegram.confirmed_offset == allowed + 1, what="offset passed")
-    assert [message.text for _, message in await stored(bus)] == ["it's me"]
-    [dropped] = [r.getMessage() for r in caplog.records if "not an allowed user" in r.getMessage()]
-    assert "user 7 in chat 7" in dropped
-    assert "let me in" not in caplog.text
+    [(_, request), (_, message)] = await stored_any(bus)
+    assert isinstance(request, AccessRequested)
+    assert (request.chat.conversation_id, request.sender.user_id) == ("tg_7", 7)
+    assert request.sender.display_name == "Eve"
+    assert not request.wants_admin
+    assert isinstance(message, MessageReceived)
+    assert message.text == "it's me"
+    raw = [(await bus.js.get_msg(subjects.IN_STREAM, seq)).data for seq in (1, 2)]
+    assert not any(b"hunter2" in data for data in raw)
+    assert "hunter2" not in caplog.text
+    assert telegram.reactions(7) == []  # nothing acknowledged to a stranger
 
 
 async def test_a_replayed_update_is_not_published_again_after_a_restart(
@@ -168,14 +207,20 @@ async def test_a_location_is_text_and_a_message_with_nothing_to_read_is_skipped(
 ):
     runtime = make_runtime(config(telegram), workdir, nats_access)
     location = {"location": {"latitude": 48.2, "longitude": 16.4}}
-    sticker = {"sticker": STICKER}
+    contact = {"contact": {"phone_number": "+43 1 234", "first_name": "Bo", "last_name": "Li"}}
     async with running(runtime, run):
         telegram.user_sends(ADA, location)
-        telegram.user_sends(ADA, sticker)  # its file is the Telegram-in issue's
-        captioned = telegram.user_sends(ADA, {"caption": "the view", "photo": [PHOTO]})
-        await eventually(lambda: telegram.confirmed_offset == captioned + 1, what="offset passed")
-    texts = [message.text for _, message in await stored(bus)]
-    assert texts == ["[Location: 48.2, 16.4]", "the view"]
+        telegram.user_sends(ADA, contact)
+        telegram.user_sends(ADA, {"new_chat_title": "a service message"})
+        poll = telegram.user_sends(ADA, {"dice": {"emoji": "🎲", "value": 3}})
+        await eventually(lambda: telegram.confirmed_offset == poll + 1, what="offset passed")
+    found = [message for _, message in await stored(bus)]
+    assert [message.text for message in found] == [
+        "[Location: 48.2, 16.4]",
+        "[Contact: Bo Li +43 1 234]",
+        "",
+    ]
+    assert found[2].notices == ["I can't read this kind of message yet."]
 
 
 async def test_an_edit_and_a_reply_reach_sc_in_as_spec_12_3_words_them(
@@ -205,15 +250,3 @@ async def test_an_edit_and_a_reply_reach_sc_in_as_spec_12_3_words_them(
         "[Edited Message]\nmeet at 6",
         '[Reply to Ada: "meet at 6"]\nor 7?',
     ]
-
-
-PHOTO = {"file_id": "ph1", "file_unique_id": "u1", "width": 640, "height": 480}
-STICKER = {
-    "file_id": "st1",
-    "file_unique_id": "su1",
-    "type": "regular",
-    "width": 512,
-    "height": 512,
-    "is_animated": False,
-    "is_video": False,
-}

@@ -126,6 +126,7 @@ async def test_a_chat_sets_its_mode_its_inputs_carry_it_and_default_resets_it(
     assert status.splitlines() == [
         "📊 Status",
         "Model: main (openai_chat · gpt-test)",
+        "Reasoning: default",
         "Session: cli_ada_fg1 · state unknown (no session service answered)",
         "Sandbox: subprocess · Remote: local",
         "Workspace: workspaces/cli_ada (pool local)",

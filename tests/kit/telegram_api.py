@@ -1,64 +1,54 @@
 """A Telegram Bot API server speaking the wire as aiogram 3 and delivery's httpx client call it.
 
 `POST /bot<token>/<method>` for getMe, deleteWebhook, setMyCommands, getUpdates (long poll with
-offsets), sendMessage, editMessageText, sendChatAction, setMessageReaction and the multipart
-uploads sendPhoto, sendDocument, sendAudio, sendVoice, sendVideo and sendAnimation, with Telegram's
-checks and envelopes (`{"ok": false, "error_code": N, "description": ...}`); a wrong token is 401,
-any other method 404. Tests act as a user (`user_says`, `user_sends`, `replay`, `message_id`),
-inject faults (`fail_next`, `delay`) and read what the bot did: `sent` (sends and edits),
+offsets), sendMessage (with an inline keyboard), editMessageText, sendChatAction,
+setMessageReaction, answerCallbackQuery, getChatMemberCount, getFile and the multipart uploads
+sendPhoto, sendDocument, sendAudio, sendVoice, sendVideo and sendAnimation; `GET
+/file/bot<token>/<file_path>` downloads what getFile described. Telegram's checks and envelopes
+(`{"ok": false, "error_code": N, "description": ...}`) apply; a wrong token is 401, any other method
+404. Tests act as users (`user_says`, `user_sends`, `user_sends_file`, `user_presses`, `user_edits`,
+`bot_removed`, `replay`, `message_id`, `set_member_count`), inject faults (`fail_next`, `delay`;
+`"download"` names the file URL) and read what the bot did: `sent` (sends and edits),
 `next_sent()`, `transcript()`, `files` and `next_file()` (uploads with their bytes), `actions()`,
-`reactions()`, `calls` (every request with its decoded parameters) and `confirmed_offset`.
+`reactions()`, `my_commands()`, `answer_to()`, `downloads()`, `calls` (every request with its
+decoded parameters) and `confirmed_offset`.
 """
 
-import asyncio
 import contextlib
 import itertools
 import socket
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from http import HTTPStatus
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
-from tests.kit.telegram_wire import (
-    CONFLICT,
-    DESCRIPTIONS,
-    JSON,
-    JSON_TYPE,
+from tests.kit import telegram_users as users
+from tests.kit import telegram_wire as wire
+from tests.kit.telegram_files import (
     MAX_UPLOAD_BYTES,
-    NOT_MODIFIED,
     UPLOAD_FIELDS,
-    BotApiError,
-    Call,
-    EditMessageText,
-    Entity,
-    Fault,
-    GetUpdates,
-    SendChatAction,
-    SendMessage,
+    FileHost,
+    FileKind,
     SendUpload,
     SentFile,
+)
+from tests.kit.telegram_outbox import Outbox
+from tests.kit.telegram_wire import (
+    GROUP_TITLE,
+    BotApiError,
+    Call,
+    CallbackAnswer,
+    Entity,
     SentMessage,
-    SetMessageReaction,
-    bot_user,
     chat_object,
-    checked,
-    checked_reactions,
-    default_chat,
-    media_fields,
     now_s,
-    read_params,
-    read_upload,
-    refused,
-    sent_file,
     typed,
 )
 
 __all__ = ["Call", "Entity", "SentFile", "SentMessage", "TelegramAPIServer", "telegram_api"]
 DEFAULT_TOKEN: Final = "123456789:AAE-stellaclaw-test-token"
+PRIVATE_MEMBERS: Final = 2  # the user and the bot
+GROUP_MEMBERS: Final = 5  # a group's getChatMemberCount unless a test sets it
 
 
 class TelegramAPIServer:
@@ -69,31 +59,25 @@ class TelegramAPIServer:
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_username = "stellaclaw_test_bot"
         self.base_url = ""
-        self.sent: list[SentMessage] = []
-        self.files: list[SentFile] = []  # accepted uploads, in order
         self.calls: list[Call] = []
-        self.confirmed_offset: int | None = None
-        self._pending: list[tuple[int, dict[str, object]]] = []
-        self._queued: dict[int, dict[str, object]] = {}
-        self._update_ids = itertools.count(1000)
+        self.updates = users.UpdateQueue()
+        self.hosted = FileHost()
         self._message_ids = itertools.count(1)
         self._chats: dict[int, dict[str, object]] = {}
-        self._latest: dict[tuple[int, int], SentMessage] = {}
-        self._untaken: list[int] = []  # indices into `sent` that next_sent has not returned
-        self._files_taken = 0  # `files` that next_file has returned
-        self._actions: list[tuple[int, str]] = []
-        self._reactions: list[tuple[int, int, str]] = []  # chat, message, emoji
-        self._sent_changed = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._polls = 0
-        self._closing = False
-        self._faults: defaultdict[str, list[Fault]] = defaultdict(list)
-        self._delays: dict[str, float] = {}
+        self.outbox = Outbox(self.bot_id, self._chats, self._message_ids)
+        self.sent: list[SentMessage] = self.outbox.sent
+        self.files: list[SentFile] = self.outbox.files
+        self._messages: dict[tuple[int, int], dict[str, object]] = {}  # users', for replies
+        self._member_counts: dict[int, int] = {}
+        self._presses: dict[int, str] = {}  # update_id -> callback query id
+        self.faults = wire.Faults()
         self._runner: web.AppRunner | None = None
+        self._methods = self._answered_at_once()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_UPLOAD_BYTES + (1 << 20))  # the file and fields
         app.router.add_route("*", "/{bot}/{method}", self._handle)
+        app.router.add_get("/file/{bot}/{file_path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -102,8 +86,7 @@ class TelegramAPIServer:
         self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     async def stop(self) -> None:
-        self._closing = True
-        self._wake.set()  # long polls return at once instead of holding the shutdown
+        self.updates.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -119,8 +102,11 @@ class TelegramAPIServer:
         first_name: str = "Ada",
         chat_type: str = "private",
         message_thread_id: int | None = None,
+        title: str = GROUP_TITLE,
+        reply_to_message_id: int | None = None,
     ) -> int:
-        """Queue a text message from a user; returns its update_id."""
+        """Queue a text message from a user; returns its update_id. `@name` and `/command`
+        words get the entities Telegram gives them; a reply carries the replied message."""
         return self.user_sends(
             chat_id,
             {"text": text},
@@ -128,6 +114,8 @@ class TelegramAPIServer:
             first_name=first_name,
             chat_type=chat_type,
             message_thread_id=message_thread_id,
+            title=title,
+            reply_to_message_id=reply_to_message_id,
         )
 
     def user_sends(  # noqa: PLR0913 -- named like the Bot API fields they fill in
@@ -139,46 +127,117 @@ class TelegramAPIServer:
         first_name: str = "Ada",
         chat_type: str = "private",
         message_thread_id: int | None = None,
+        title: str = GROUP_TITLE,
+        reply_to_message_id: int | None = None,
     ) -> int:
         """Queue a message whose content fields (`text`, `caption`, `sticker`, ...) are given."""
         if user_id is None and chat_type != "private":
             raise ValueError(f"a message in a {chat_type} chat needs user_id")
-        sender_id = chat_id if user_id is None else user_id
-        sender = {"id": sender_id, "is_bot": False, "first_name": first_name}
+        sender = users.user_object(chat_id if user_id is None else user_id, first_name)
         is_forum = message_thread_id is not None
-        chat = self._chats[chat_id] = chat_object(chat_id, chat_type, first_name, is_forum=is_forum)
-        message: dict[str, object] = {
-            "message_id": next(self._message_ids),
-            "from": sender,
-            "chat": chat,
-            "date": int(datetime.now(UTC).timestamp()),
-            **content,
-        }
-        if message_thread_id is not None:
-            message |= {"message_thread_id": message_thread_id, "is_topic_message": True}
+        chat = chat_object(chat_id, chat_type, first_name, is_forum=is_forum, title=title)
+        self._chats[chat_id] = chat
+        message_id = next(self._message_ids)
+        message = users.user_message(chat, sender, message_id, message_thread_id, content)
+        if reply_to_message_id is not None:
+            message["reply_to_message"] = self._replied(chat_id, reply_to_message_id)
+        self._messages[(chat_id, message_id)] = message
         return self.queue_update({"message": message})
+
+    def user_sends_file(  # noqa: PLR0913 -- named like the Bot API fields they fill in
+        self,
+        chat_id: int,
+        kind: FileKind,
+        data: bytes,
+        *,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        declared_size: int | None = None,
+        user_id: int | None = None,
+        chat_type: str = "private",
+        message_thread_id: int | None = None,
+        first_name: str = "Ada",
+    ) -> int:
+        """Queue a message carrying a file of `kind`, kept for getFile and its download.
+
+        A photo comes in sizes, the largest holding `data`; a sticker's `mime_type` picks its
+        format (`application/x-tgsticker` animated, `video/webm` video, else WebP).
+        `declared_size` is the `file_size` Telegram reports (getFile refuses one over 20 MB)
+        without the kit holding that many bytes.
+        """
+        content = self.hosted.content(
+            kind, data, file_name=file_name, mime_type=mime_type, declared_size=declared_size
+        )
+        if caption is not None:
+            content["caption"] = caption
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
+        return self.user_sends(
+            chat_id,
+            content,
+            user_id=user_id,
+            first_name=first_name,
+            chat_type=chat_type,
+            message_thread_id=message_thread_id,
+        )
+
+    def user_presses(
+        self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None
+    ) -> int:
+        """Queue a press of the bot's button with callback `data` under its message."""
+        if user_id is None and chat_id < 0:
+            raise ValueError("a press in a group needs user_id")
+        query_id, message = self.outbox.open_query(chat_id, message_id, data)
+        presser = users.user_object(chat_id if user_id is None else user_id, "Ada")
+        query = users.callback_query(query_id, presser, chat_id, message, data)
+        update_id = self.queue_update({"callback_query": query})
+        self._presses[update_id] = query_id
+        return update_id
+
+    def user_edits(self, update_id: int, new_text: str) -> int:
+        """Queue the edit of a user's message (queued as `update_id`): its text, or caption."""
+        update = self.updates.get(update_id, "message")
+        key = users.message_key(update)
+        message = users.edited(self._messages.get(key, update), new_text)
+        self._messages[key] = message
+        return self.queue_update({"edited_message": message})
+
+    def bot_removed(
+        self,
+        chat_id: int,
+        *,
+        status: str = "kicked",
+        chat_type: str = "supergroup",
+        title: str = GROUP_TITLE,
+        user_id: int = 1,
+    ) -> int:
+        """Queue the bot's removal from a chat (`kicked`, or `left`) by `user_id`; in a private
+        chat, `kicked` is the user blocking the bot."""
+        is_private = chat_type == "private"
+        chat = self._chats.get(chat_id) or chat_object(
+            chat_id, chat_type, "Ada", is_forum=False, title=title
+        )
+        by = users.user_object(chat_id if is_private else user_id, "Ada")
+        bot = users.bot_member(self.bot_id, self.bot_username)
+        return self.queue_update({"my_chat_member": users.member_update(chat, by, bot, status)})
 
     def queue_update(self, fields: dict[str, object]) -> int:
         """Queue a raw update (`{"message": {...}}`, `{"callback_query": {...}}`); its id."""
-        update_id = next(self._update_ids)
-        self._queued[update_id] = {"update_id": update_id, **fields}
-        self.replay(update_id)
-        return update_id
+        return self.updates.add(fields)
 
     def message_id(self, update_id: int) -> int:
         """The message_id of the user's message queued as `update_id`."""
-        message = self._queued[update_id]["message"]
-        assert isinstance(message, dict)
-        message_id = message["message_id"]
-        assert isinstance(message_id, int)
-        return message_id
+        return users.message_key(self.updates.get(update_id, "message"))[1]
 
     def replay(self, update_id: int) -> None:
         """Offer a queued update again, as if Telegram had lost its confirmation."""
-        if all(pending_id != update_id for pending_id, _ in self._pending):
-            self._pending.append((update_id, self._queued[update_id]))
-        self._pending.sort(key=lambda pair: pair[0])
-        self._wake.set()
+        self.updates.replay(update_id)
+
+    def set_member_count(self, chat_id: int, count: int) -> None:
+        """What getChatMemberCount answers for the chat (default: 2 private, 5 in a group)."""
+        self._member_counts[chat_id] = count
 
     # Faults.
 
@@ -192,199 +251,134 @@ class TelegramAPIServer:
         times: int = 1,
     ) -> None:
         """Answer the next `times` calls of `method` with an error instead of running them."""
-        if status == HTTPStatus.TOO_MANY_REQUESTS and retry_after is None:
-            retry_after = 1
-        if description is None and retry_after is not None:
-            description = f"Too Many Requests: retry after {retry_after}"
-        text = description or DESCRIPTIONS.get(status) or HTTPStatus(status).phrase
-        fault = Fault(status=status, description=text, retry_after=retry_after)
-        self._faults[method.lower()].extend([fault] * times)
+        self.faults.fail_next(
+            method, status=status, retry_after=retry_after, description=description, times=times
+        )
 
     def delay(self, method: str, seconds: float) -> None:
         """Hold every later call of `method` for `seconds` before answering (0 ends it)."""
-        self._delays[method.lower()] = seconds
+        self.faults.delay(method, seconds)
 
     # What the bot did.
 
+    @property
+    def confirmed_offset(self) -> int | None:
+        """The highest offset the bot confirmed with getUpdates."""
+        return self.updates.confirmed_offset
+
     def actions(self, chat_id: int) -> list[str]:
         """The chat actions (`typing`, ...) sent to a chat, in order."""
-        return [action for chat, action in self._actions if chat == chat_id]
+        return [action for chat, action in self.outbox.actions if chat == chat_id]
 
     def reactions(self, chat_id: int) -> list[tuple[int, str]]:
         """The reactions the bot set in a chat as `(message_id, emoji)`, in order; no removals."""
-        return [(message, emoji) for chat, message, emoji in self._reactions if chat == chat_id]
+        return [
+            (message, emoji) for chat, message, emoji in self.outbox.reactions if chat == chat_id
+        ]
 
     def transcript(self, chat_id: int) -> list[str]:
         """The bot's messages in a chat as the user sees them now (edits applied), oldest first."""
-        mine = sorted((mid, sent) for (chat, mid), sent in self._latest.items() if chat == chat_id)
-        return [sent.text for _, sent in mine]
+        return self.outbox.transcript(chat_id)
 
     async def next_sent(self, chat_id: int | None = None, timeout_s: float = 5.0) -> SentMessage:
         """The oldest accepted send or edit (to `chat_id`, if given) not yet returned here."""
-
-        def untaken() -> int | None:
-            for index in self._untaken:  # only what next_sent has not returned: a short list
-                if chat_id in (None, self.sent[index].chat_id):
-                    return index
-            return None
-
-        try:
-            async with asyncio.timeout(timeout_s):
-                while (index := untaken()) is None:
-                    await self._sent_changed.wait()
-        except TimeoutError:
-            where = "" if chat_id is None else f" to chat {chat_id}"
-            raise AssertionError(f"nothing was sent{where} within {timeout_s} s") from None
-        self._untaken.remove(index)
-        return self.sent[index]
+        return await self.outbox.next_sent(chat_id, timeout_s)
 
     async def next_file(self, timeout_s: float = 5.0) -> SentFile:
         """The oldest accepted upload not yet returned here."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                while len(self.files) <= self._files_taken:
-                    await self._sent_changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"no file was sent within {timeout_s} s") from None
-        self._files_taken += 1
-        return self.files[self._files_taken - 1]
+        return await self.outbox.next_file(timeout_s)
+
+    def my_commands(self, scope_type: str = "default") -> list[tuple[str, str]]:
+        """The command menu last set for a scope type, as `(command, description)`."""
+        return self.outbox.commands.get(scope_type, [])
+
+    def answer_to(self, update_id: int) -> CallbackAnswer | None:
+        """The bot's answerCallbackQuery to the press queued as `update_id`, if it answered."""
+        return self.outbox.answer(self._presses[update_id])
+
+    def downloads(self, update_id: int) -> int:
+        """How many times the bot downloaded the files of the message queued as `update_id`."""
+        return self.hosted.downloads_of(self.updates.get(update_id, "message"))
 
     # The wire.
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         try:
-            params = await read_params(request)
+            params = await wire.read_params(request)
             self.calls.append(Call(method=method, params=params, at_s=now_s()))
-            if request.match_info["bot"] != f"bot{self.token}":
-                raise BotApiError(401, "Unauthorized")
-            if seconds := self._delays.get(method.lower()):
-                await asyncio.sleep(seconds)
-            if self._faults[method.lower()]:
-                fault = self._faults[method.lower()].pop(0)
-                raise BotApiError(fault.status, fault.description, fault.retry_after)
+            await self._admit(request.match_info["bot"], method)
             if method.lower() in UPLOAD_FIELDS:
-                result = await self._send_file(method, typed(params, SendUpload), request)
+                upload = typed(params, SendUpload)
+                result = await self.outbox.send_file(method, upload, request)
             else:
                 result = await self._run(method.lower(), params)
         except BotApiError as refusal:
-            return refused(refusal.fault)
+            return wire.refused(refusal.fault)
         return web.Response(
-            body=JSON.encode({"ok": True, "result": result}), content_type=JSON_TYPE
+            body=wire.JSON.encode({"ok": True, "result": result}), content_type=wire.JSON_TYPE
         )
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """`GET /file/bot<token>/<file_path>`: the file's bytes (`fail_next("download")`)."""
+        file_path = request.match_info["file_path"]
+        self.calls.append(Call(method="download", params={"file_path": file_path}, at_s=now_s()))
+        try:
+            await self._admit(request.match_info["bot"], "download")
+            data = self.hosted.read(file_path)
+            if data is None:
+                raise BotApiError(404, "Not Found")
+        except BotApiError as refusal:
+            return wire.refused(refusal.fault)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _admit(self, bot: str, method: str) -> None:
+        """The token, then any delay or fault a test set for the method."""
+        if bot != f"bot{self.token}":
+            raise BotApiError(401, "Unauthorized")
+        await self.faults.admit(method)
 
     async def _run(self, method: str, params: dict[str, object]) -> object:
-        match method:
-            case "getme":
-                return bot_user(self.bot_id, self.bot_username)
-            case "deletewebhook" | "setmycommands":
-                return True
-            case "getupdates":
-                return await self._get_updates(typed(params, GetUpdates))
-            case "sendmessage":
-                return self._send_message(typed(params, SendMessage))
-            case "editmessagetext":
-                return self._edit_message_text(typed(params, EditMessageText))
-            case "sendchataction":
-                action = typed(params, SendChatAction)
-                self._actions.append((action.chat_id, action.action))
-                return True
-            case "setmessagereaction":
-                return self._set_message_reaction(typed(params, SetMessageReaction))
-            case _:
-                raise BotApiError(404, "Not Found")
+        if method == "getupdates":
+            return await self.updates.poll(typed(params, wire.GetUpdates))
+        answer = self._methods.get(method)
+        if answer is None:
+            raise BotApiError(404, "Not Found")
+        return answer(params)
 
-    async def _get_updates(self, params: GetUpdates) -> list[dict[str, object]]:
-        if params.offset is not None and params.offset > 0:
-            self._pending = [pair for pair in self._pending if pair[0] >= params.offset]
-            self.confirmed_offset = max(self.confirmed_offset or 0, params.offset)
-        self._polls += 1
-        poll = self._polls
-        self._wake.set()  # an earlier long poll ends with 409 Conflict, as on Telegram
-        self._wake = wake = asyncio.Event()
-        if not self._pending and params.timeout > 0 and not self._closing:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(params.timeout):
-                    await wake.wait()
-        if poll != self._polls:
-            raise BotApiError(409, CONFLICT)
-        limit = min(max(params.limit, 1), 100)
-        return [update for _, update in self._pending[:limit]]
-
-    def _send_message(self, params: SendMessage) -> dict[str, object]:
-        entities = checked(params.text, params.entities)
-        sent = SentMessage(
-            method="sendMessage",
-            chat_id=params.chat_id,
-            message_id=next(self._message_ids),
-            text=params.text,
-            entities=entities,
-            message_thread_id=params.message_thread_id,
-            parse_mode=params.parse_mode,
-        )
-        self._accept(sent)
-        return self._text_message(sent)
-
-    async def _send_file(self, method: str, params: SendUpload, request: web.Request) -> object:
-        upload = await read_upload(request, UPLOAD_FIELDS[method.lower()])
-        sent = sent_file(method, params, upload, next(self._message_ids))
-        self.files.append(sent)
-        self._notify_sent()
-        message = self._message(sent.chat_id, sent.message_id, sent.message_thread_id)
-        return message | media_fields(sent)
-
-    def _set_message_reaction(self, params: SetMessageReaction) -> bool:
-        """The message is not looked up (a test reacts to any id it likes; a missing message
-        is a `fail_next`)."""
-        for reaction in checked_reactions(params):
-            self._reactions.append((params.chat_id, params.message_id, reaction.emoji))
-        return True
-
-    def _edit_message_text(self, params: EditMessageText) -> dict[str, object]:
-        entities = checked(params.text, params.entities)
-        earlier = self._latest.get((params.chat_id, params.message_id))
-        if earlier is None:
-            raise BotApiError(400, "Bad Request: message to edit not found")
-        if (earlier.text, earlier.entities) == (params.text, entities):
-            raise BotApiError(400, NOT_MODIFIED)
-        edited = msgspec.structs.replace(
-            earlier,
-            method="editMessageText",
-            text=params.text,
-            entities=entities,
-            parse_mode=params.parse_mode,
-        )
-        self._accept(edited)
-        return self._text_message(edited) | {"edit_date": int(datetime.now(UTC).timestamp())}
-
-    def _accept(self, sent: SentMessage) -> None:
-        self._untaken.append(len(self.sent))
-        self.sent.append(sent)
-        self._latest[(sent.chat_id, sent.message_id)] = sent
-        self._notify_sent()
-
-    def _notify_sent(self) -> None:
-        self._sent_changed.set()  # wakes every waiting next_sent, next_file; later ones wait anew
-        self._sent_changed = asyncio.Event()
-
-    def _text_message(self, sent: SentMessage) -> dict[str, object]:
-        message = self._message(sent.chat_id, sent.message_id, sent.message_thread_id)
-        message["text"] = sent.text
-        if sent.entities:
-            message["entities"] = msgspec.to_builtins(sent.entities)
-        return message
-
-    def _message(self, chat_id: int, message_id: int, thread_id: int | None) -> dict[str, object]:
-        """A Message from the bot, without its content."""
-        message: dict[str, object] = {
-            "message_id": message_id,
-            "from": {"id": self.bot_id, "is_bot": True, "first_name": "Stellaclaw"},
-            "chat": self._chats.get(chat_id) or default_chat(chat_id),
-            "date": int(datetime.now(UTC).timestamp()),
+    def _answered_at_once(self) -> dict[str, Callable[[dict[str, object]], object]]:
+        """Every method but getUpdates and the uploads, by its lower-cased name."""
+        out = self.outbox
+        return {
+            "getme": lambda _: wire.bot_user(self.bot_id, self.bot_username),
+            "deletewebhook": lambda _: True,
+            "setmycommands": lambda p: out.set_my_commands(typed(p, wire.SetMyCommands)),
+            "sendmessage": lambda p: out.send_message(typed(p, wire.SendMessage)),
+            "editmessagetext": lambda p: out.edit_message_text(typed(p, wire.EditMessageText)),
+            "sendchataction": lambda p: out.send_chat_action(typed(p, wire.SendChatAction)),
+            "setmessagereaction": lambda p: out.set_message_reaction(
+                typed(p, wire.SetMessageReaction)
+            ),
+            "answercallbackquery": lambda p: out.answer_callback_query(
+                typed(p, wire.AnswerCallbackQuery)
+            ),
+            "getchatmembercount": lambda p: self._member_count(typed(p, wire.GetChatMemberCount)),
+            "getfile": lambda p: self.hosted.get_file(typed(p, wire.GetFile).file_id),
         }
-        if thread_id is not None:
-            message |= {"message_thread_id": thread_id, "is_topic_message": True}
-        return message
+
+    def _member_count(self, params: wire.GetChatMemberCount) -> int:
+        chat_id = params.chat_id
+        chat = self._chats.get(chat_id)
+        is_private = chat["type"] == "private" if chat else chat_id > 0
+        return self._member_counts.get(chat_id, PRIVATE_MEMBERS if is_private else GROUP_MEMBERS)
+
+    def _replied(self, chat_id: int, message_id: int) -> dict[str, object]:
+        """The message a reply quotes: a user's, or the bot's as it reads now."""
+        found = self._messages.get((chat_id, message_id))
+        found = found or self.outbox.message_object(chat_id, message_id)
+        if found is None:
+            raise ValueError(f"no message {message_id} in chat {chat_id} to reply to")
+        return users.quoted(found)
 
 
 @contextlib.asynccontextmanager

@@ -2,35 +2,22 @@
 
 Parameters arrive in the query string, an urlencoded or multipart form (aiogram: every value a
 string, nested objects as JSON strings) or a JSON body (delivery's httpx client); `read_params`
-folds them into one dict and `typed` decodes it into a method's parameter Struct. A file upload
-(`sendPhoto`, `sendDocument`, ...) is a multipart form whose file part is named after the method;
-`read_upload` takes it out and `sent_file` checks it as Telegram does.
+folds them into one dict and `typed` decodes it into a method's parameter Struct. Files, both the
+bot's uploads and what users send, are in `tests.kit.telegram_files`.
 """
 
 import asyncio
-import io
-import warnings
+from collections import defaultdict
+from http import HTTPStatus
 from typing import Final, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
 
 MAX_TEXT_UTF16: Final = 4096
 MAX_CAPTION_UTF16: Final = 1024
-MB: Final = 1 << 20
-MAX_UPLOAD_BYTES: Final = 50 * MB  # what a bot may send
-MAX_PHOTO_BYTES: Final = 10 * MB
-MAX_PHOTO_SIDES_PX: Final = 10_000  # width + height
-# The upload methods and the form field that carries each one's file.
-UPLOAD_FIELDS: Final = {
-    "sendphoto": "photo",
-    "senddocument": "document",
-    "sendaudio": "audio",
-    "sendvoice": "voice",
-    "sendvideo": "video",
-    "sendanimation": "animation",
-}
+MAX_BUTTON_DATA_BYTES: Final = 64
+GROUP_TITLE: Final = "Stellaclaw testers"
 NOT_MODIFIED: Final = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -43,7 +30,16 @@ DESCRIPTIONS: Final = {500: "Internal Server Error", 502: "Bad Gateway", 400: "B
 JSON = msgspec.json.Encoder()
 JSON_TYPE: Final = "application/json"
 # Parameters kept as sent: every other form value is read as JSON where it parses (numbers, arrays).
-_TEXT_PARAMS: Final = {"text", "caption", "parse_mode", "action", "language_code"}
+_TEXT_PARAMS: Final = {
+    "text",
+    "caption",
+    "parse_mode",
+    "action",
+    "language_code",
+    "file_id",
+    "callback_query_id",  # numeric-looking strings, as Telegram's are
+}
+Buttons = tuple[tuple[tuple[str, str], ...], ...]  # rows of (text, callback_data)
 
 
 class Entity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -67,31 +63,15 @@ class SentMessage(msgspec.Struct, frozen=True, kw_only=True):
     entities: tuple[Entity, ...] = ()
     message_thread_id: int | None = None
     parse_mode: str | None = None
+    buttons: Buttons = ()  # its inline keyboard, which a test presses with `user_presses`
 
 
-class SentFile(msgspec.Struct, frozen=True, kw_only=True):
-    """A file upload the server accepted, as it crossed the wire."""
+class CallbackAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """An answerCallbackQuery the bot made."""
 
-    method: str  # as called: `sendPhoto`, `sendDocument`, ...
-    chat_id: int
-    message_id: int
-    file_name: str
-    content_type: str
-    data: bytes
-    caption: str = ""
-    caption_entities: tuple[Entity, ...] = ()
-    message_thread_id: int | None = None
-    parse_mode: str | None = None
-    width: int = 0  # a photo's, read from its bytes
-    height: int = 0
-
-
-class Upload(msgspec.Struct, frozen=True, kw_only=True):
-    """The file part of a multipart upload."""
-
-    file_name: str
-    content_type: str
-    data: bytes
+    callback_query_id: str
+    text: str | None = None
+    show_alert: bool = False
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,12 +93,25 @@ class GetUpdates(Params, frozen=True, kw_only=True):
     allowed_updates: list[str] | None = None
 
 
+class InlineKeyboardButton(msgspec.Struct, frozen=True, kw_only=True):
+    """A button under a message; the kit serves callback buttons (and refuses url ones)."""
+
+    text: str
+    callback_data: str | None = None
+    url: str | None = None
+
+
+class InlineKeyboardMarkup(msgspec.Struct, frozen=True, kw_only=True):
+    inline_keyboard: list[list[InlineKeyboardButton]]
+
+
 class SendMessage(Params, frozen=True, kw_only=True):
     chat_id: int
     text: str = ""
     entities: list[Entity] | None = None
     parse_mode: str | None = None
     message_thread_id: int | None = None
+    reply_markup: InlineKeyboardMarkup | None = None
 
 
 class EditMessageText(Params, frozen=True, kw_only=True):
@@ -127,16 +120,36 @@ class EditMessageText(Params, frozen=True, kw_only=True):
     text: str = ""
     entities: list[Entity] | None = None
     parse_mode: str | None = None
+    reply_markup: InlineKeyboardMarkup | None = None  # none: the edit removes the keyboard
 
 
-class SendUpload(Params, frozen=True, kw_only=True):
-    """The parameters of every upload method besides its file."""
+class GetFile(Params, frozen=True, kw_only=True):
+    file_id: str
 
+
+class GetChatMemberCount(Params, frozen=True, kw_only=True):
     chat_id: int
-    caption: str = ""
-    caption_entities: list[Entity] | None = None
-    parse_mode: str | None = None
-    message_thread_id: int | None = None
+
+
+class AnswerCallbackQuery(Params, frozen=True, kw_only=True):
+    callback_query_id: str
+    text: str | None = None
+    show_alert: bool = False
+
+
+class BotCommand(msgspec.Struct, frozen=True, kw_only=True):
+    command: str
+    description: str
+
+
+class BotCommandScope(msgspec.Struct, frozen=True, kw_only=True):
+    type: str  # `default`, `all_private_chats`, `all_group_chats`, `chat`, ...
+
+
+class SetMyCommands(Params, frozen=True, kw_only=True):
+    commands: list[BotCommand]
+    scope: BotCommandScope | None = None
+    language_code: str | None = None
 
 
 class SendChatAction(Params, frozen=True, kw_only=True):
@@ -166,6 +179,42 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True):
 
 
 P = TypeVar("P", bound=Params)
+
+
+class Faults:
+    """The errors and delays a test set for the next calls of each method."""
+
+    def __init__(self) -> None:
+        self._faults: defaultdict[str, list[Fault]] = defaultdict(list)
+        self._delays: dict[str, float] = {}
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int,
+        retry_after: int | None,
+        description: str | None,
+        times: int,
+    ) -> None:
+        if status == HTTPStatus.TOO_MANY_REQUESTS and retry_after is None:
+            retry_after = 1
+        if description is None and retry_after is not None:
+            description = f"Too Many Requests: retry after {retry_after}"
+        text = description or DESCRIPTIONS.get(status) or HTTPStatus(status).phrase
+        fault = Fault(status=status, description=text, retry_after=retry_after)
+        self._faults[method.lower()].extend([fault] * times)
+
+    def delay(self, method: str, seconds: float) -> None:
+        self._delays[method.lower()] = seconds
+
+    async def admit(self, method: str) -> None:
+        """Hold the call for its delay, then refuse it with its next fault, if any."""
+        if seconds := self._delays.get(method.lower()):
+            await asyncio.sleep(seconds)
+        if self._faults[method.lower()]:
+            fault = self._faults[method.lower()].pop(0)
+            raise BotApiError(fault.status, fault.description, fault.retry_after)
 
 
 class BotApiError(Exception):
@@ -199,13 +248,13 @@ def bot_user(bot_id: int, username: str) -> dict[str, object]:
 
 
 def chat_object(
-    chat_id: int, chat_type: str, first_name: str, *, is_forum: bool
+    chat_id: int, chat_type: str, first_name: str, *, is_forum: bool, title: str = GROUP_TITLE
 ) -> dict[str, object]:
     chat: dict[str, object] = {"id": chat_id, "type": chat_type}
     if chat_type == "private":
         chat["first_name"] = first_name
     else:
-        chat["title"] = "Stellaclaw testers"
+        chat["title"] = title
     if is_forum:
         chat["is_forum"] = True
     return chat
@@ -214,7 +263,7 @@ def chat_object(
 def default_chat(chat_id: int) -> dict[str, object]:
     if chat_id > 0:
         return {"id": chat_id, "type": "private", "first_name": "Ada"}
-    return {"id": chat_id, "type": "supergroup", "title": "Stellaclaw testers"}
+    return {"id": chat_id, "type": "supergroup", "title": GROUP_TITLE}
 
 
 def refused(fault: Fault) -> web.Response:
@@ -300,76 +349,27 @@ def checked_caption(caption: str, entities: list[Entity] | None) -> tuple[Entity
     return checked(caption, entities) if caption else ()
 
 
-async def read_upload(request: web.Request, field: str) -> Upload:
-    """The file sent in the form part `field` (after `read_params` read the form)."""
-    is_form = request.content_type == "multipart/form-data"
-    part = (await request.post()).get(field) if is_form else None
-    if not isinstance(part, web.FileField):  # a file_id or URL string: not what the kit serves
-        raise BotApiError(400, f"Bad Request: there is no {field} in the request")
-    data = part.file.read()
-    if not data:
-        raise BotApiError(400, "Bad Request: file must be non-empty")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise BotApiError(413, "Request Entity Too Large")
-    return Upload(file_name=part.filename, content_type=part.content_type, data=data)
+def checked_buttons(markup: InlineKeyboardMarkup | None) -> Buttons:
+    """Telegram's checks on an inline keyboard: each button's callback_data is 1-64 bytes."""
+    rows: list[tuple[tuple[str, str], ...]] = []
+    for row in markup.inline_keyboard if markup else ():
+        for button in row:
+            if button.callback_data is None:
+                raise BotApiError(400, _NO_CALLBACK if button.url is None else _URL_BUTTON)
+            if not 1 <= len(button.callback_data.encode()) <= MAX_BUTTON_DATA_BYTES:
+                raise BotApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        rows.append(tuple((button.text, button.callback_data or "") for button in row))
+    return tuple(rows)
 
 
-def sent_file(method: str, params: SendUpload, upload: Upload, message_id: int) -> SentFile:
-    """The upload as accepted, after Telegram's checks on its caption and (a photo) its image."""
-    entities = checked_caption(params.caption, params.caption_entities)
-    width, height = photo_size(upload.data) if method.lower() == "sendphoto" else (0, 0)
-    return SentFile(
-        method=method,
-        chat_id=params.chat_id,
-        message_id=message_id,
-        file_name=upload.file_name,
-        content_type=upload.content_type,
-        data=upload.data,
-        caption=params.caption,
-        caption_entities=entities,
-        message_thread_id=params.message_thread_id,
-        parse_mode=params.parse_mode,
-        width=width,
-        height=height,
-    )
+def keyboard_object(buttons: Buttons) -> dict[str, object]:
+    """A message's `reply_markup` as Telegram shows it."""
+    keyboard = [[{"text": text, "callback_data": data} for text, data in row] for row in buttons]
+    return {"inline_keyboard": keyboard}
 
 
-def photo_size(data: bytes) -> tuple[int, int]:
-    """A photo's width and height, refused as Telegram refuses a photo it cannot take."""
-    if len(data) > MAX_PHOTO_BYTES:
-        raise BotApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise BotApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
-    if width + height > MAX_PHOTO_SIDES_PX:
-        raise BotApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
-    return width, height
-
-
-def media_fields(sent: SentFile) -> dict[str, object]:
-    """The fields a sent file adds to its Message: `photo` sizes, `document`, `audio`, ..."""
-    ids = {"file_id": f"file-{sent.message_id}", "file_unique_id": f"u{sent.message_id}"}
-    size = {"file_size": len(sent.data)}
-    named = {**ids, "file_name": sent.file_name, "mime_type": sent.content_type, **size}
-    kind = UPLOAD_FIELDS[sent.method.lower()]
-    fields: dict[str, object]
-    match kind:
-        case "photo":
-            fields = {"photo": [{**ids, "width": sent.width, "height": sent.height, **size}]}
-        case "voice":
-            fields = {"voice": {**ids, "duration": 1, "mime_type": sent.content_type, **size}}
-        case "audio":
-            fields = {"audio": {**named, "duration": 1}}
-        case "video" | "animation":
-            fields = {kind: {**named, "width": 640, "height": 360, "duration": 1}}
-        case _:
-            fields = {"document": named}
-    if sent.caption:
-        fields["caption"] = sent.caption
-    if sent.caption_entities:
-        fields["caption_entities"] = msgspec.to_builtins(sent.caption_entities)
-    return fields
+_NO_CALLBACK: Final = (
+    "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline "
+    "keyboard"
+)
+_URL_BUTTON: Final = "Bad Request: the test kit serves callback buttons only, not url buttons"

@@ -25,11 +25,17 @@ def user_text(message: UserMessage) -> str:
     if not message.attachments:
         return message.text
     lines = [
-        f"- {a.path} ({a.file_name}, {a.media_type}, {size_text(a.size)})"
+        f"- {a.path} ({a.file_name}, {a.media_type}, {size_text(a.size)}){_problem(a)}"
         for a in message.attachments
     ]
     listing = "\n".join(["Attachments:", *lines])
     return f"{message.text}\n\n{listing}" if message.text.strip() else listing
+
+
+def _problem(attachment: Attachment) -> str:
+    """A stored file's error (it is not in the workspace) closes its line; a failed download's
+    is told by the note in its place (SPEC §8.2)."""
+    return f" [{attachment.error}]" if attachment.object_name and attachment.error else ""
 
 
 def size_text(size: int) -> str:

@@ -100,6 +100,17 @@ class RemoteFiles:
             await self._replace(target, data, kept)
         return kept is None
 
+    async def write_new(self, path: str, data: bytes) -> bool:
+        """Put `data` at `path` through a temp file and a rename (parents created) unless
+        something, a link too, is there already. Whether it was written."""
+        resolved = self.resolve(path)
+        with sftp_errors(path, self.remote):
+            if await self._lexists(resolved):
+                return False
+            await self._make_dirs(posixpath.dirname(resolved), path)
+            await self._replace(resolved, data, None)
+        return True
+
     async def append(self, path: str, data: bytes) -> bool:
         """Add `data` to the end of `path` (parents created); whether the file was created."""
         resolved = self.resolve(path)

@@ -58,6 +58,8 @@ def test_help_and_start_list_the_commands_that_exist():
     assert lines[0] == "Stellaclaw — commands"
     assert [line.split(" ")[0] for line in lines[1:-1]] == [
         "/status",
+        "/model",
+        "/reasoning",
         "/sandbox",
         "/remote",
         "/cancel",
@@ -67,19 +69,20 @@ def test_help_and_start_list_the_commands_that_exist():
         "/help",
     ]
     assert lines[-1] == "Send a message while I work to steer me; I read it at the next step."
-    start = commands.reply(commands.Command(name="start", argument=""))
-    assert start == "👋 Hi, I'm Stellaclaw.\n" + help_text
+    start = commands.reply(commands.Command(name="start", argument=""), "Ada's helper")
+    assert start == "👋 Hi, I'm Ada's helper.\n" + help_text
 
 
 def test_an_unknown_command_points_to_help():
-    reply = commands.reply(commands.Command(name="model", argument="x"))
-    assert reply == "Unknown command: /model. Send /help for the list."
+    reply = commands.reply(commands.Command(name="x", argument=""))
+    assert reply == "Unknown command: /x. Send /help for the list."
 
 
 def test_status_without_answers_says_the_session_state_and_the_sandbox_are_unknown():
     assert commands.status(conversation(), CONFIG, None, None).splitlines() == [
         "📊 Status",
         "Model: main (openai_chat · gpt-test)",
+        "Reasoning: default",
         "Session: cli_ada_fg1 · state unknown (no session service answered)",
         "Sandbox: auto (no tool runner answered) · Remote: local",
         "Workspace: workspaces/cli_ada (pool local)",
@@ -89,7 +92,7 @@ def test_status_without_answers_says_the_session_state_and_the_sandbox_are_unkno
 def test_status_of_an_idle_session_leaves_out_usage_when_there_is_none():
     idle = answer(turns=1, started_at=STARTED)
     bwrap = SandboxSupport(bubblewrap_error=None)
-    assert commands.status(conversation(), CONFIG, idle, bwrap).splitlines()[2:] == [
+    assert commands.status(conversation(), CONFIG, idle, bwrap).splitlines()[3:] == [
         "Session: cli_ada_fg1 · 1 turn · since 2025-03-01",
         "State: idle",
         "Sandbox: bubblewrap (network off) · Remote: local",

@@ -53,9 +53,11 @@ def ask(
     support: SandboxSupport | None = BWRAP,
     who: Sender | None = None,
 ) -> SandboxChange | str:
-    return sandbox_command.answer(
-        argument, current or cli_chat(), cfg or config(), support, who or sender()
-    )
+    chosen = cfg or config()
+    current = current or cli_chat()
+    admins = frozenset(chosen.telegram.admin_user_ids if chosen.telegram else ())
+    admin = sandbox_command.is_admin(current.chat, who or sender(), admins)
+    return sandbox_command.answer(argument, current, chosen, support, admin)
 
 
 @pytest.mark.parametrize(
@@ -167,9 +169,10 @@ def test_an_admin_and_the_cli_operator_may_weaken_it():
 
 def test_without_a_telegram_table_nobody_on_telegram_is_an_admin():
     no_telegram = msgspec.structs.replace(config(), telegram=None)
-    assert not sandbox_command.is_admin(TG_CHAT, sender(ADMIN), no_telegram.telegram)
-    assert not sandbox_command.is_admin(TG_CHAT, sender(None), config().telegram)
-    assert sandbox_command.is_admin(TG_CHAT, sender(ADMIN), config().telegram)
+    assert no_telegram.telegram is None
+    assert not sandbox_command.is_admin(TG_CHAT, sender(ADMIN), frozenset())
+    assert not sandbox_command.is_admin(TG_CHAT, sender(None), frozenset({ADMIN}))
+    assert sandbox_command.is_admin(TG_CHAT, sender(ADMIN), frozenset({ADMIN}))
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ import pytest
 from aiogram.types import Message
 
 from services.ingress_telegram import replay, updates
+from shared import access
 from shared.ids import ConversationId
 from shared.messages.contract import Chat, Sender
+from shared.messages.inbound import MessageReceived
 
 SENT_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -25,7 +27,7 @@ def telegram_message(**fields: object) -> Message:
 
 
 def test_a_private_message_becomes_message_received():
-    received = updates.message_received(telegram_message())
+    received = taken(telegram_message())
     assert received is not None
     assert received.chat == Chat(
         conversation_id=ConversationId("tg_42"), channel="telegram", kind="private", chat_id=42
@@ -86,15 +88,26 @@ def test_a_caption_is_the_text_and_a_sticker_is_skipped():
             "is_video": False,
         },
     )
-    received = updates.message_received(captioned)
+    received = taken(captioned)
     assert received is not None
     assert received.text == "look"
-    assert updates.message_received(sticker) is None
+    only_a_file = taken(sticker)  # its file is fetched before it goes on
+    assert only_a_file is not None
+    assert only_a_file.text == ""
 
 
-def test_only_allowed_users_are_served():
-    assert updates.is_allowed(telegram_message(), {42})
-    assert not updates.is_allowed(telegram_message(), {7})
+def test_trusted_users_are_served_anywhere_and_others_by_the_chats_access():
+    assert access.verdict(None, 42, {42}) == "serve"
+    assert access.verdict("rejected", 42, {42}) == "serve"
+    assert access.verdict("approved", 7, {42}) == "serve"
+    assert access.verdict(None, 7, {42}) == "refuse"
+    assert access.verdict("pending", 7, {42}) == "ignore"
+    assert access.verdict("rejected", None, {42}) == "ignore"
+
+
+def taken(message: Message, *, is_edit: bool = False) -> MessageReceived | None:
+    """The message as ingress takes it, its text as it reads."""
+    return updates.message_received(message, updates.text_of(message) or "", is_edit=is_edit)
 
 
 def test_a_replay_is_at_or_below_the_mark_unless_a_quiet_week_restarted_the_ids():
@@ -115,7 +128,7 @@ def test_a_reply_carries_the_quoted_message():
         "from": {"id": 7, "is_bot": True, "first_name": "Stellaclaw"},
         "text": "x" * 1_200,
     }
-    received = updates.message_received(telegram_message(reply_to_message=replied, text="why?"))
+    received = taken(telegram_message(reply_to_message=replied, text="why?"))
     assert received is not None
     assert received.text == f'[Reply to Stellaclaw: "{"x" * 1_000}…"]\nwhy?'
 
@@ -123,7 +136,7 @@ def test_a_reply_carries_the_quoted_message():
 def test_an_edit_becomes_an_edited_message_at_its_edit_time():
     edited_at = SENT_AT + timedelta(minutes=2)
     message = telegram_message(text="the fixed text", edit_date=int(edited_at.timestamp()))
-    received = updates.message_received(message, is_edit=True)
+    received = taken(message, is_edit=True)
     assert received is not None
     assert received.text == "[Edited Message]\nthe fixed text"
     assert received.received_at == edited_at
@@ -150,11 +163,11 @@ def test_an_edit_becomes_an_edited_message_at_its_edit_time():
     ],
 )
 def test_a_location_or_contact_becomes_text(fields, text):
-    received = updates.message_received(telegram_message(**fields))
+    received = taken(telegram_message(**fields))
     assert received is not None
     assert received.text == text
 
 
 def test_a_message_with_nothing_in_it_is_not_a_turn():
-    assert updates.message_received(telegram_message(text="   \n ")) is None
-    assert updates.message_received(telegram_message(text=None, sticker=None)) is None
+    assert taken(telegram_message(text="   \n ")) is None
+    assert taken(telegram_message(text=None, sticker=None)) is None

@@ -166,3 +166,25 @@ def test_the_waits_follow_the_mode_and_a_retry_after_wins():
     limited = ProviderError("HTTP 429", retry_after_s=5.0)
     assert delay_s(RetryConfig(), 1, limited) == 5.0
     assert delay_s(RetryConfig(), 1, ProviderError("HTTP 429", retry_after_s=600)) == 60.0
+
+
+async def test_the_chats_reasoning_effort_reaches_a_reasoning_model_only(server, http):
+    server.script(reply("deep"), reply("plain"))
+    chat = Chat()
+    thinking = models(
+        server.base_url,
+        capabilities=["tools", "reasoning"],
+        reasoning={"effort": "low", "max_tokens": 2000},
+    )
+    choice = ModelChoice(thinking, http, Cooldowns(), "main", chat.tell)
+    choice.effort = "high"
+    await choice.complete(ASK, chat.events.append)
+    plain = ModelChoice(models(server.base_url), http, Cooldowns(), "main", chat.tell)
+    plain.effort = "high"
+    await plain.complete(ASK, chat.events.append)
+    first, second = (request.body for request in server.requests)
+    assert first["reasoning"] == {"effort": "high"}
+    assert "reasoning" not in second
+    wanted = choice.model("main").reasoning
+    assert wanted is not None
+    assert wanted.max_tokens is None  # the effort decides the budget
