@@ -7,8 +7,9 @@ from nats.errors import NoRespondersError
 
 from shared import bus, subjects
 from shared.ids import SessionId
+from shared.messages.contract import Workspace
 from shared.messages.session import STATUS, SessionStatus, StatusQuery
-from shared.messages.tools import PROBE_REPLY, PoolProbed, ProbePool
+from shared.messages.tools import PROBE_REPLY, HeldWork, PoolProbed, ProbePool
 from shared.sandbox import SandboxSupport
 
 STATUS_TIMEOUT_S = 2.0  # `/status` without the session's part rather than a late reply
@@ -20,6 +21,14 @@ async def probe(conn: bus.Connection, pool: str) -> SandboxSupport | None:
     """What the pool's hosts offer (bubblewrap), or None when no runner answers in time."""
     probed = await pool_probe(conn, pool, ProbePool(), PROBE_TIMEOUT_S)
     return probed.sandbox if probed is not None else None
+
+
+async def held(conn: bus.Connection, workspace: Workspace) -> list[HeldWork]:
+    """The shell sessions and downloads running on in a workspace (none when no runner of its
+    pool answers in time)."""
+    asked = ProbePool(workspace=workspace)
+    probed = await pool_probe(conn, workspace.pool, asked, PROBE_TIMEOUT_S)
+    return probed.held if probed is not None else []
 
 
 async def pool_probe(

@@ -12,6 +12,7 @@ from shared.config import Config, compaction_limit
 from shared.ids import SessionId
 from shared.messages.history import Usage
 from shared.messages.session import SessionStatus
+from shared.messages.tools import HeldWork
 from shared.model_config import ModelConfig
 from shared.sandbox import SandboxSupport
 
@@ -74,19 +75,30 @@ def reply(command: Command, bot_name: str = "") -> str:
             return f"Unknown command: /{command.name}. Send /help for the list."
 
 
+class Extras(msgspec.Struct, frozen=True, kw_only=True):
+    """What `/status` gathered beside the session's answer: the last 24 h of usage (None when
+    unknown), what runs on in the workspace, and the time they are measured against."""
+
+    last_day: Usage | None = None
+    held: list[HeldWork] = msgspec.field(default_factory=list)
+    now: float = 0.0  # Unix time
+
+
 def status(
     state: ConversationState,
     config: Config,
     answer: SessionStatus | None,
     support: SandboxSupport | None,
-    last_day: Usage | None = None,
+    extra: Extras | None = None,
 ) -> str:
     """`/status`: the conversation's lines, the session's (`answer`, None when none came), the
-    conversation's usage of the last 24 h (`last_day`, None when unknown) and the sandbox as the
-    pool's probe (`support`, None when no runner answered) resolves it."""
+    sandbox as the pool's probe (`support`, None when no runner answered) resolves it, and the
+    `extra` lines (the last 24 h of usage, shell sessions and downloads)."""
     model = config.models[state.model]
     setting = sandbox_setting(state, config.sandbox.mode)
     spare = f" · fallback {answer.fallback} active" if answer and answer.fallback else ""
+    extra = extra or Extras()
+    last_day = extra.last_day
     return "\n".join(
         (
             "📊 Status",
@@ -97,9 +109,30 @@ def status(
             sandbox_command.status_line(
                 setting, support, remote_command.status_part(state, config.remotes)
             ),
+            *held_lines(extra.held, extra.now),
+            *([f"Waiting messages: {answer.waiting}"] if answer and answer.waiting else []),
             f"Workspace: {state.workspace.path} (pool {state.workspace.pool})",
         )
     )
+
+
+def held_lines(held: list[HeldWork], now: float) -> list[str]:
+    """`Shell sessions: sh2 (12m 05s, npm run dev)` and `Downloads: …`, when any run."""
+    lines = []
+    for title, prefix in (("Shell sessions", "sh"), ("Downloads", "dl")):
+        found = [
+            f"{work.name} ({held_for(work, now)}{work.label or '?'})"
+            for work in held
+            if work.name.startswith(prefix)
+        ]
+        if found:
+            lines.append(f"{title}: {', '.join(found)}")
+    return lines
+
+
+def held_for(work: HeldWork, now: float) -> str:
+    """`12m 05s, ` — nothing when the record predates start times."""
+    return f"{duration(now - work.started_at)}, " if work.started_at else ""
 
 
 def session_lines(

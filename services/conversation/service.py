@@ -59,10 +59,14 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         auth = await bus.bucket(conn, subjects.AUTH_BUCKET)
         router = Router(conn, kv, auth, runtime.config)
         await router.warn_without_admin()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(router.resume_albums())
-            for partition in layout.durables(runtime.config.bus)["conversation"]:
-                tasks.create_task(bus.consume(conn, partition, INBOUND, router.route, stop))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(router.resume_albums())
+                for partition in layout.durables(runtime.config.bus)["conversation"]:
+                    tasks.create_task(bus.consume(conn, partition, INBOUND, router.route, stop))
+        finally:
+            for timer in list(router.timers):  # their albums' markers stay for the next start
+                timer.cancel()
 
 
 class Router(settings_commands.SettingsCommands):

@@ -4,6 +4,7 @@
 
 import asyncio
 import logging
+import time
 
 import nats.errors
 from nats.errors import NoRespondersError
@@ -149,12 +150,14 @@ class SettingsCommands:
 
     async def status(self, current: state.ConversationState, in_seq: int) -> None:
         """`/status`, asking the session and the tool pool at once."""
-        answer, support, last_day = await asyncio.gather(
+        answer, support, last_day, held = await asyncio.gather(
             asking.session_status(self.conn, current.foreground),
             asking.probe(self.conn, current.workspace.pool),
             usage_totals.last_day(self.conn, current.conversation_id),
+            asking.held(self.conn, self.settings_of(current).workspace),
         )
-        text = commands.status(current, self.config, answer, support, last_day)
+        extra = commands.Extras(last_day=last_day, held=held, now=time.time())
+        text = commands.status(current, self.config, answer, support, extra)
         await self.reply(current, in_seq, text)
 
     async def model(self, argument: str, current: state.ConversationState, in_seq: int) -> None:
@@ -168,11 +171,7 @@ class SettingsCommands:
             await self.reply(current, in_seq, outcome.text, buttons=outcome.buttons)
             return
         chosen = outcome.model
-        current = await store.change(
-            self.store,
-            current.conversation_id,
-            lambda latest: state.with_model(latest or current, chosen),
-        )
+        current = await self.stored(current, lambda c: state.with_model(c, chosen))
         answer = await asking.session_status(self.conn, current.foreground)
         running = answer is not None and answer.state == "running"
         text = outcome.text + (model_command.still_running(outcome.previous) if running else "")
@@ -184,12 +183,7 @@ class SettingsCommands:
             await self.reply(current, in_seq, outcome)
             return
         effort = outcome.effort
-        current = await store.change(
-            self.store,
-            current.conversation_id,
-            lambda latest: state.with_reasoning(latest or current, effort),
-        )
-        await self.reply(current, in_seq, outcome.text)
+        await self.change(current, in_seq, lambda c: state.with_reasoning(c, effort), outcome.text)
 
     async def sandbox(
         self, argument: str, current: state.ConversationState, in_seq: int, sender: Sender
@@ -204,12 +198,7 @@ class SettingsCommands:
             await self.reply(current, in_seq, outcome, buttons=buttons)
             return
         mode = outcome.mode
-        current = await store.change(
-            self.store,
-            current.conversation_id,
-            lambda latest: state.with_sandbox(latest or current, mode),
-        )
-        await self.reply(current, in_seq, outcome.text)
+        await self.change(current, in_seq, lambda c: state.with_sandbox(c, mode), outcome.text)
 
     async def remote(self, argument: str, current: state.ConversationState, in_seq: int) -> None:
         """`/remote [name [path] | select | off]`: a fixed remote is checked through its pool's
@@ -225,13 +214,22 @@ class SettingsCommands:
             buttons = [] if argument else remote_buttons(list(self.config.remotes))
             await self.reply(current, in_seq, outcome, buttons=buttons)
             return
-        change = outcome.remote
-        current = await store.change(
-            self.store,
-            current.conversation_id,
-            lambda latest: state.with_remote(latest or current, change),
+        remote = outcome.remote
+        await self.change(current, in_seq, lambda c: state.with_remote(c, remote), outcome.text)
+
+    async def stored(
+        self, current: state.ConversationState, change: store.Apply
+    ) -> state.ConversationState:
+        """The conversation with `change` stored by CAS (on the newest state)."""
+        return await store.change(
+            self.store, current.conversation_id, lambda latest: change(latest or current)
         )
-        await self.reply(current, in_seq, outcome.text)
+
+    async def change(
+        self, current: state.ConversationState, in_seq: int, change: store.Apply, text: str
+    ) -> None:
+        """Store `change`, then reply `text`: the next input carries the new setting."""
+        await self.reply(await self.stored(current, change), in_seq, text)
 
     async def reply(
         self,

@@ -17,6 +17,7 @@ CACHE_SIZE = 2_000
 log = logging.getLogger(__name__)
 
 Change = Callable[[ConversationState | None], ConversationState]
+Apply = Callable[[ConversationState], ConversationState]  # a change of a known state
 
 
 async def load(

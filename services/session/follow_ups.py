@@ -86,8 +86,11 @@ def folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
 
 
 async def acknowledge(actor: "SessionActor", message: HandleMessage) -> None:
-    """👀 on a follow-up read during a turn (SPEC §3.5, §12.5): it is taken in at the next step."""
+    """👀 on a follow-up read during a turn (SPEC §3.5, §12.5): it is taken in at the next step.
+    A Telegram message has it already: ingress sets the ack reaction on every message it takes."""
     received = message.message
+    if received.chat.channel == "telegram":
+        return
     reaction = SetReaction(
         chat=received.chat,
         out_id=subjects.reaction_out_id(message.input_seq),

@@ -20,7 +20,7 @@ from shared.messages.history import (
     TurnFinished,
     TurnStarted,
 )
-from shared.messages.session import SessionState, SessionStatus
+from shared.messages.session import HandleMessage, SessionState, SessionStatus
 
 if TYPE_CHECKING:
     from services.session.actor import SessionActor
@@ -58,6 +58,7 @@ def of_actor(actor: "SessionActor") -> SessionStatus:
         usage=usages.of_history(events),
         fallback=fallback,
         broken_reason=head.broken,
+        waiting=sum(isinstance(entry.input, HandleMessage) for entry in actor.inbox.waiting()),
         **_context(actor),
     )
 

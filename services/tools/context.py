@@ -67,6 +67,10 @@ class RunnerContext:
             found = self._held[key] = make()
         return found  # type: ignore[return-value]
 
+    def holding(self, kind: str) -> dict[str, object]:
+        """The `kind` state of each conversation that has one in this process (none is made)."""
+        return {conv: state for (each, conv), state in self._held.items() if each == kind}
+
     async def end_conversation(self, conversation_id: str) -> None:
         """End what this runner holds for the conversation (`/new`)."""
         keys = [key for key in self._held if key[1] == conversation_id]

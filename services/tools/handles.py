@@ -9,6 +9,7 @@ goes to that runner (`HeldElsewhereError`, forwarded by `runner`), or fails if t
 
 import contextlib
 import os
+import time
 
 import msgspec
 
@@ -18,6 +19,7 @@ from services.tools.workspace import ToolCall
 
 HANDLES_DIR = ".stellaclaw/handles"
 MAX_RECORD_BYTES = 4096
+MAX_LABEL_CHARS = 60
 
 
 class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -25,6 +27,18 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
     ended: bool = False
     exit_code: int | None = None  # a shell session's, once reported
     signal: str | None = None
+    # What `/status` shows (SPEC §12.4); records written before these fields have the defaults.
+    started_at: float = 0.0  # Unix time
+    label: str = ""  # the command or the URL, short (`short`)
+    conversation_id: str = ""  # whose runner state to ask whether it still runs
+
+
+def short(text: str) -> str:
+    """`text` on one line (runs of whitespace made one space), cut to MAX_LABEL_CHARS with `…`."""
+    line = " ".join(text.split())
+    if len(line) <= MAX_LABEL_CHARS:
+        return line
+    return line[: MAX_LABEL_CHARS - 1].rstrip() + "…"
 
 
 class HeldElsewhereError(Exception):
@@ -36,9 +50,16 @@ class HeldElsewhereError(Exception):
         self.what = what  # `shell session sh3`, for the message when that runner is gone
 
 
-def allocate(call: ToolCall, prefix: str) -> str:
-    """A new name `<prefix><n>` in the conversation, recorded as held by this runner."""
-    data = msgspec.json.encode(Record(runner_id=call.runner.runner_id))
+def allocate(call: ToolCall, prefix: str, label: str, started_at: float | None = None) -> str:
+    """A new name `<prefix><n>` in the conversation, recorded as held by this runner, with what
+    it runs (`label`, shortened here) and since when (default: now)."""
+    held = Record(
+        runner_id=call.runner.runner_id,
+        started_at=time.time() if started_at is None else started_at,
+        label=short(label),
+        conversation_id=call.conversation_id,
+    )
+    data = msgspec.json.encode(held)
     fs.make_dirs(call, HANDLES_DIR)
     directory = fs.open_dir(call, HANDLES_DIR)
     try:

@@ -1,28 +1,38 @@
 """Answers to `sc.tool.probe.<pool>` (DESIGN §3): what this runner's host offers (bubblewrap),
-and for `/remote <name> [path]` whether the remote answers and the path is a directory there
-(SPEC §6.6, within 10 s)."""
+for `/remote <name> [path]` whether the remote answers and the path is a directory there
+(SPEC §6.6, within 10 s), and for `/status` what still runs in a workspace (`held`)."""
 
 import asyncio
 import shlex
+from pathlib import Path
 
 import msgspec
+import nats.errors
 from nats.micro.request import Request
 
+from services.tools import held
 from services.tools.context import RunnerContext
 from services.tools.results import ToolError
-from shared import bus
-from shared.messages.tools import PROBE_REQUEST, PoolProbed
-from shared.sandbox import SandboxSupport
+from services.tools.sandbox.host import SandboxHost
+from shared import bus, subjects
+from shared.ids import SessionId
+from shared.messages.tools import PROBE_REQUEST, PingRunner, PoolProbed
 
 REMOTE_CHECK_S = 10.0
+PING_TIMEOUT_S = 0.5
 
 
 class Probes:
     """One runner's probe answers."""
 
-    def __init__(self, runner_id: str, support: SandboxSupport, context: RunnerContext) -> None:
-        self.answered = PoolProbed(runner_id=runner_id, sandbox=support)
+    def __init__(
+        self, conn: bus.Connection, host: SandboxHost, context: RunnerContext, workdir: Path
+    ) -> None:
+        self.answered = PoolProbed(runner_id=host.runner_id, sandbox=host.support)
+        self.conn = conn
+        self.host = host
         self.context = context
+        self.workdir = workdir
 
     async def answer(self, request: Request) -> None:
         try:
@@ -34,7 +44,24 @@ class Probes:
         if asked.remote:
             error = await self.remote_error(asked.remote, asked.path)
             reply = msgspec.structs.replace(reply, remote_error=error)
+        if asked.workspace is not None:
+            found = await held.work_in(
+                self.context, self.host, self.workdir, asked.workspace, self.is_alive
+            )
+            reply = msgspec.structs.replace(reply, held=found)
         await request.respond(bus.encode(reply))
+
+    async def is_alive(self, runner_id: str) -> bool:
+        """Does runner `runner_id` still run? Only "no responders" says no."""
+        ping = PingRunner(session_id=SessionId("status"), call_ids=[])
+        subject = subjects.tool_runner(runner_id)
+        try:
+            await self.conn.nc.request(subject, bus.encode(ping), timeout=PING_TIMEOUT_S)
+        except nats.errors.NoRespondersError:
+            return False
+        except (TimeoutError, nats.errors.Error):
+            return True
+        return True
 
     async def remote_error(self, name: str, path: str) -> str:
         """Why remote `name` cannot be used with `path` as its workspace root; "" when it can."""

@@ -68,7 +68,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, sandbox: host.SandboxHost
             settings=settings,
             store_file=functools.partial(store_file, conn),
         )
-        probes = Probes(runner_id, sandbox.support, context)
+        probes = Probes(conn, sandbox, context, runtime.workdir)
         placer = Placer(conn, runtime.workdir, sandbox, context)
         catalogs = Catalogs(settings, sandbox.support)
         await listen_per_pool(discovery, pools, catalogs, probes, placer)

@@ -116,6 +116,7 @@ class SessionStatus(BusMessage, frozen=True, kw_only=True, tag="session_status")
     compaction_failure: str = ""  # the last compaction failed so: history is intact
     fallback: str = ""  # the running turn moved to this fallback model (SPEC §7.3)
     broken_reason: str = ""  # state `broken`: the history event that cannot be read
+    waiting: int = 0  # user messages sent during the turn, not yet read into it
 
 
 WAKE: msgspec.json.Decoder[WakeSession] = msgspec.json.Decoder(WakeSession)

@@ -190,12 +190,23 @@ class ProbePool(BusMessage, frozen=True, kw_only=True, tag="probe_pool"):
 
     remote: str = ""
     path: str = ""
+    # `/status`: also list what runs on in this workspace (shell sessions, downloads)
+    workspace: Workspace | None = None
+
+
+class HeldWork(Value, frozen=True, kw_only=True):
+    """A shell session or download that outlives its call (`/status`, SPEC §12.4)."""
+
+    name: str  # `sh2`, `dl1`
+    started_at: float  # Unix time
+    label: str  # the command, or the URL (short)
 
 
 class PoolProbed(BusMessage, frozen=True, kw_only=True, tag="pool_probed"):
     runner_id: str
     sandbox: SandboxSupport
     remote_error: str = ""  # why the remote or its path cannot be used; "" when it can
+    held: list[HeldWork] = msgspec.field(default_factory=list)  # asked with `workspace`
 
 
 TOOL_REQUEST: msgspec.json.Decoder[RunTool] = msgspec.json.Decoder(RunTool)

@@ -71,6 +71,7 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
     root: Path = tmp_path_factory.mktemp("e2e-telegram-in")
     with pytest.MonkeyPatch.context() as env:
         async with telegram_api() as telegram, llm_api(api_key=KEY) as llm:
+            telegram.bot_name = "Ada's Helper"
             env.setenv(sc_stack.KEY_VARIABLE, KEY)
             env.setenv(sc_stack.TOKEN_VARIABLE, telegram.token)
             config = root / "stellaclaw.toml"
@@ -125,6 +126,17 @@ async def test_a_private_chat_with_a_document_the_model_reads_under_upload(world
             f"Bot: {answer.text}",
         ],
     )
+
+
+async def test_start_greets_with_the_bots_name_and_unknown_commands_point_to_help(world):
+    world.telegram.user_says(ADA, "/start")
+    greeting = await world.telegram.next_sent(ADA, timeout_s=30)
+    world.telegram.user_says(ADA, "/frobnicate now")
+    unknown = await world.telegram.next_sent(ADA, timeout_s=30)
+    lines = greeting.text.splitlines()
+    assert lines[:2] == ["👋 Hi, I'm Ada's Helper.", "Stellaclaw — commands"]
+    assert lines[-1] == "Send a message while I work to steer me; I read it at the next step."
+    assert unknown.text == "Unknown command: /frobnicate. Send /help for the list."
 
 
 async def test_a_photo_reaches_a_vision_model_as_an_image_and_a_text_model_as_a_note(world):
@@ -195,6 +207,7 @@ async def test_a_stranger_is_refused_once_and_served_after_the_admin_approves(wo
         subjects.SESSION_STREAM,
         subjects.HISTORY_STREAM,
         subjects.OUT_STREAM,
+        subjects.EVENTS_STREAM,
     ):
         assert not await holds(world, stream, SECRET.encode()), stream
     show(

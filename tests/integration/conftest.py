@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit.ssh import SshServer, ssh_server
+from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 
 
 @pytest.fixture
@@ -22,3 +23,10 @@ def remote_root(tmp_path: Path) -> Path:
     root = tmp_path / "remote"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[TelegramAPIServer]:
+    """The kit's Bot API server (one bot)."""
+    async with telegram_api() as server:
+        yield server

@@ -4,8 +4,10 @@ message goes on, `/model` with its keyboard, `/reasoning` (SPEC §12.3, §12.4).
 from datetime import UTC, datetime
 
 import msgspec
+from nats.js.errors import KeyNotFoundError
 
 from services.conversation.service import run
+from services.conversation.state import STATE
 from shared import subjects
 from shared.ids import ConversationId
 from shared.messages.contract import Attachment, Chat, Sender
@@ -14,6 +16,7 @@ from shared.messages.outbound import OUTPUT, Button, SendReply
 from shared.messages.session import SESSION_INPUT, HandleMessage
 from tests.kit.nats import TestBus
 from tests.kit.services import make_runtime, running
+from tests.kit.waiting import eventually_async
 
 ADA = 42
 CONV = f"tg_{ADA}"
@@ -162,3 +165,34 @@ async def test_reasoning_is_kept_per_chat_and_stamped_into_inputs(bus, workdir, 
         "medium, high, xhigh.",
     ]
     assert taken.settings.reasoning == "high"
+
+
+async def test_an_album_left_waiting_by_a_stopped_instance_is_passed_on_by_the_next(
+    bus, workdir, nats_access
+):
+    runtime = make_runtime(CONFIG, workdir, nats_access)
+    await bus.watch(subjects.session_input(f"{CONV}_fg1"))
+    conv_kv = await bus.js.key_value(subjects.CONV_BUCKET)
+
+    async def both_parts_kept() -> bool:
+        try:
+            entry = await conv_kv.get(CONV)
+        except KeyNotFoundError:
+            return False
+        album = STATE.decode(entry.value or b"").album
+        return album is not None and len(album.parts) == 2
+
+    async with running(runtime, run):
+        for n in (1, 2):
+            part = says(f"p{n}", media_group_id="g9", attachments=[photo(n)])
+            await send(bus, msgspec.structs.replace(part, platform_message_id=n))
+        await eventually_async(both_parts_kept, what="both parts kept")
+
+    async def marker_gone() -> bool:
+        return sorted(await conv_kv.keys()) == [CONV]
+
+    async with running(runtime, run):
+        album = await handled(bus)
+        await eventually_async(marker_gone, what="the album's marker removed")
+    assert album.message.text == "p1\np2"
+    assert len(album.message.attachments) == 2

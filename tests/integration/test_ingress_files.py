@@ -17,17 +17,10 @@ from shared.config import TelegramConfig
 from shared.errors import TransientError
 from tests.kit.attachments import png
 from tests.kit.nats import TestBus, connect_as
-from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.telegram_files import MB
 
 ADA = 42
 CONV = "tg_42"
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import msgspec
@@ -20,17 +19,11 @@ from shared.messages.inbound import (
     MessageReceived,
 )
 from tests.kit.services import make_runtime, running
-from tests.kit.telegram_api import Call, TelegramAPIServer, telegram_api
+from tests.kit.telegram_api import Call, TelegramAPIServer
 from tests.kit.waiting import eventually
 
 ADA = 42  # the allowed user, in her private chat
 PARTITIONS = 4  # as the `bus` fixture lays out SC_IN
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
 
 
 def config(telegram: TelegramAPIServer | None, token: str = "") -> dict[str, object]:

@@ -1,10 +1,6 @@
 """The Telegram ingress in groups and forum topics, with admins and the bot's membership, against
 a real nats-server and the test kit's Bot API server (SPEC §12.2, §12.3, §12.5)."""
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from services.ingress_telegram.service import run
 from shared import subjects
 from shared.messages.inbound import (
@@ -15,18 +11,12 @@ from shared.messages.inbound import (
     MessageReceived,
 )
 from tests.kit.services import make_runtime, running
-from tests.kit.telegram_api import TelegramAPIServer, telegram_api
+from tests.kit.telegram_api import TelegramAPIServer
 from tests.kit.waiting import eventually
 
 ADA = 42  # allowed
 TEAM = -100777  # a forum supergroup
 EVE = 9  # a stranger
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
 
 
 def config(telegram: TelegramAPIServer, **extra: object) -> dict[str, object]:

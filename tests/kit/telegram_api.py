@@ -58,6 +58,7 @@ class TelegramAPIServer:
         self.token = token
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_username = "stellaclaw_test_bot"
+        self.bot_name = "Stellaclaw"  # its first_name, which `/start` greets with
         self.base_url = ""
         self.calls: list[Call] = []
         self.updates = users.UpdateQueue()
@@ -350,7 +351,7 @@ class TelegramAPIServer:
         """Every method but getUpdates and the uploads, by its lower-cased name."""
         out = self.outbox
         return {
-            "getme": lambda _: wire.bot_user(self.bot_id, self.bot_username),
+            "getme": lambda _: wire.bot_user(self.bot_id, self.bot_username, self.bot_name),
             "deletewebhook": lambda _: True,
             "setmycommands": lambda p: out.set_my_commands(typed(p, wire.SetMyCommands)),
             "sendmessage": lambda p: out.send_message(typed(p, wire.SendMessage)),

@@ -234,12 +234,12 @@ def now_s() -> float:
     return asyncio.get_running_loop().time()
 
 
-def bot_user(bot_id: int, username: str) -> dict[str, object]:
+def bot_user(bot_id: int, username: str, first_name: str = "Stellaclaw") -> dict[str, object]:
     """The bot as getMe describes it."""
     return {
         "id": bot_id,
         "is_bot": True,
-        "first_name": "Stellaclaw",
+        "first_name": first_name,
         "username": username,
         "can_join_groups": True,
         "can_read_all_group_messages": False,

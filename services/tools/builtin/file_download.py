@@ -93,7 +93,7 @@ async def file_download_start(args: FileDownloadStartArgs, call: ToolCall) -> Do
     )
     downloads = registry(call)
     downloads.check_room()
-    name = await asyncio.to_thread(handles.allocate, call, "dl")
+    name = await asyncio.to_thread(handles.allocate, call, "dl", args.url)
     download = downloads.start(order, call, name)
     try:
         interrupted = await download.settled(args.wait_s, call.cut_short)

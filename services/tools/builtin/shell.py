@@ -10,6 +10,7 @@ import asyncio
 import os
 import posixpath
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from msgspec import UNSET, Meta, UnsetType
 from services.tools import fs, handles
 from services.tools.builtin.shell_output import Output, open_log
 from services.tools.builtin.shell_sessions import (
+    HELD_KIND,
     MAX_RUNNING,
     Controls,
     Sessions,
@@ -90,7 +92,7 @@ def time_limit_s(args: ShellArgs) -> float:
 
 
 def sessions_of(call: ToolCall) -> Sessions:
-    return call.runner.held("shell", call.conversation_id, Sessions)
+    return call.runner.held(HELD_KIND, call.conversation_id, Sessions)
 
 
 async def shell(args: ShellArgs, call: ToolCall) -> ShellResult:
@@ -136,7 +138,8 @@ async def start(args: ShellArgs, command: str, call: ToolCall) -> ShellResult:
         await session.end()
         raise
     if not ended:
-        session.name = await asyncio.to_thread(handles.allocate, call, "sh")
+        started_at = time.time() - session.running_s
+        session.name = await asyncio.to_thread(handles.allocate, call, "sh", command, started_at)
         sessions.running[session.name] = session
     return result_of(session, args, shown, call)
 

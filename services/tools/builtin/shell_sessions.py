@@ -17,6 +17,7 @@ from services.tools.builtin.shell_output import Output
 from services.tools.sandbox import launch as commands
 
 MAX_RUNNING = 16  # per conversation
+HELD_KIND = "shell"  # a conversation's `Sessions` in `RunnerContext.held`
 CLOSE_GRACE_S = 5.0  # `term`: SIGKILL this long after SIGTERM
 
 

@@ -10,6 +10,7 @@ from shared import config as config_file
 from shared.ids import SessionId
 from shared.messages.history import Usage
 from shared.messages.session import SessionStatus
+from shared.messages.tools import HeldWork
 from shared.sandbox import SandboxSupport
 from tests.unit.shared.samples import message_received
 
@@ -194,3 +195,25 @@ def test_tokens(count, shown):
 )
 def test_duration(seconds, shown):
     assert commands.duration(seconds) == shown
+
+
+def test_status_lists_shell_sessions_downloads_and_waiting_messages():
+    now = STARTED.timestamp()
+    held = [
+        HeldWork(name="sh2", started_at=now - 725, label="npm run dev"),
+        HeldWork(name="dl1", started_at=now - 42, label="https://example.com/big.iso"),
+        HeldWork(name="sh3", started_at=now - 3, label="tail -f log"),
+    ]
+    busy = answer(turns=2, started_at=STARTED, state="running", running_s=9.0, waiting=2)
+    extra = commands.Extras(held=held, now=now)
+    lines = commands.status(conversation(), CONFIG, busy, None, extra).splitlines()
+    assert lines[-4:] == [
+        "Shell sessions: sh2 (12m 05s, npm run dev), sh3 (3s, tail -f log)",
+        "Downloads: dl1 (42s, https://example.com/big.iso)",
+        "Waiting messages: 2",
+        "Workspace: workspaces/cli_ada (pool local)",
+    ]
+    quiet = commands.status(conversation(), CONFIG, answer(), None, commands.Extras(now=now))
+    assert not any(
+        line.startswith(("Shell", "Downloads", "Waiting")) for line in quiet.splitlines()
+    )

@@ -5,21 +5,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer as AiogramServer
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
 from aiogram.types import MessageEntity
 
-from tests.kit.telegram_api import Entity, TelegramAPIServer, telegram_api
+from tests.kit.telegram_api import Entity, telegram_api
 from tests.kit.telegram_wire import NOT_MODIFIED
 from tests.kit.waiting import eventually
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
 
 
 @pytest.fixture
@@ -27,16 +18,6 @@ async def http(telegram) -> AsyncIterator[httpx.AsyncClient]:
     base = f"{telegram.base_url}/bot{telegram.token}/"
     async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10.0)) as client:
         yield client
-
-
-@pytest.fixture
-async def bot(telegram) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=AiogramServer.from_base(telegram.base_url), timeout=10)
-    bot = Bot(telegram.token, session=session)
-    try:
-        yield bot
-    finally:
-        await session.close()
 
 
 async def test_get_me_answers_in_telegrams_envelope(http, telegram):

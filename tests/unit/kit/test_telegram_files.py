@@ -1,37 +1,17 @@
 """The kit's Telegram server keeps what users send: getFile, the file URL, the 20 MB limit."""
 
 import io
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer as AiogramServer
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from tests.kit.attachments import png, size_of
-from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.telegram_files import FILE_KINDS, MB
 
 ADA = 42
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(telegram) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=AiogramServer.from_base(telegram.base_url), timeout=10)
-    bot = Bot(telegram.token, session=session)
-    try:
-        yield bot
-    finally:
-        await session.close()
 
 
 async def received(bot: Bot) -> list[Message]:

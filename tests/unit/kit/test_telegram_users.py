@@ -4,9 +4,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer as AiogramServer
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     BotCommand,
@@ -17,28 +14,11 @@ from aiogram.types import (
     InlineKeyboardMarkup,
 )
 
-from tests.kit.telegram_api import TelegramAPIServer, telegram_api
 from tests.kit.telegram_users import text_entities
 from tests.kit.telegram_wire import Entity
 
 ADA = 42
 GROUP = -100777
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramAPIServer]:
-    async with telegram_api() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(telegram) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=AiogramServer.from_base(telegram.base_url), timeout=10)
-    bot = Bot(telegram.token, session=session)
-    try:
-        yield bot
-    finally:
-        await session.close()
 
 
 @pytest.fixture
