@@ -5,6 +5,7 @@ SIGKILL of ingress while it downloads a file.
 
 Each test prints the chat as the user saw it (`pytest -s` shows the transcripts)."""
 
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,3 +315,34 @@ async def holds_once(world: World, msg_id: bytes) -> bool:
         if (stored.headers or {}).get(subjects.MSG_ID_HEADER, "").encode() == msg_id:
             count += 1
     return count == 1
+
+
+async def test_a_sigkill_of_ingress_after_a_download_before_its_publish_loses_nothing(
+    world,
+):
+    data = os.urandom(12 * 1024 * 1024)  # stored in sc_files in ~100 chunks: time to be killed
+    in_before = await last_seq(world)
+    update_id = world.telegram.user_sends_file(
+        ADA, "document", data, file_name="big.bin", caption="keep this one"
+    )
+    await eventually(
+        lambda: world.telegram.downloads(update_id) >= 1, timeout_s=30, what="the download"
+    )
+    old_pid = world.stack.kill("ingress_telegram")
+    assert await last_seq(world) == in_before  # killed before the publish
+    world.llm.script(reply("Got big.bin."))
+    await world.stack.wait_service("ingress_telegram", not_pid=old_pid)
+    answer = await world.telegram.next_sent(ADA, timeout_s=60)
+    await world.stack.wait_drained(subjects.OUT_STREAM, subjects.durable("delivery", "telegram"))
+    msg_id = subjects.telegram_update_msg_id(world.telegram.bot_id, update_id).encode()
+    assert answer.text == "Got big.bin."
+    assert world.telegram.downloads(update_id) == 2  # fetched again after the restart
+    assert world.telegram.transcript(ADA).count("Got big.bin.") == 1
+    assert await holds_once(world, msg_id)
+    placed = world.stack.workdir / "workspaces" / f"tg_{ADA}" / "upload"
+    assert [p.read_bytes() == data for p in placed.glob("*big.bin")] == [True]
+
+
+async def last_seq(world: World) -> int:
+    state = (await world.stack.nc.jetstream().stream_info(subjects.IN_STREAM)).state
+    return int(state.last_seq)
