@@ -169,6 +169,9 @@ async def _next(
         return []
 
 
+PullSubscription = JetStreamContext.PullSubscription
+
+
 async def bind(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSubscription:
     """Bind the launcher's durable; a missing durable is the operator's to create (exit 2)."""
     for attempt in range(1, 10):
@@ -223,8 +226,13 @@ class Lane(msgspec.Struct, frozen=True, kw_only=True):
     stop: asyncio.Event
 
 
-async def deliver(conn: Connection, msg: Msg, lane: Lane, handle: Handler[M]) -> None:
+async def deliver(
+    conn: Connection, msg: Msg, lane: Lane, handle: Handler[M], *, ignored: int = 0
+) -> None:
+    """Handle one message by the policy above; `ignored` deliveries of it were hand-backs of the
+    consumer loop's own (never failed handlings), so they count toward no dead letter."""
     envelope = Envelope(msg)
+    envelope.num_delivered -= ignored
     service_logging.trace_var.set(envelope.trace)
     service_logging.conv_var.set(envelope.conv)
     if envelope.num_delivered > lane.consumer.max_deliver:

@@ -59,6 +59,8 @@ class TelegramConfig(ConfigTable, frozen=True, kw_only=True):
     admin_user_ids: list[int] = msgspec.field(default_factory=list)
     group_trigger: Literal["mention", "all"] = "mention"  # SPEC §12.3
     ack_reaction: str = "👀"  # set on each accepted message; "" = off (SPEC §12.5)
+    stream: Literal["draft", "edit", "off"] = "draft"  # private chats' answers (SPEC §12.7)
+    panel_on_done: Literal["summary", "delete"] = "summary"  # an answered turn's panel (§12.6)
 
 
 class SandboxConfig(ConfigTable, frozen=True, kw_only=True):

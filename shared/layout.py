@@ -88,6 +88,7 @@ BUCKETS = [
     KeyValueConfig(bucket=subjects.LEASE_BUCKET, ttl=LEASE_TTL_S, limit_marker_ttl=LEASE_TTL_S),
     KeyValueConfig(bucket=subjects.SESSION_BUCKET, history=5),
     KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S),
+    KeyValueConfig(bucket=subjects.PANEL_BUCKET, ttl=7 * DAY_S),
     KeyValueConfig(bucket=subjects.INGRESS_BUCKET),
     KeyValueConfig(bucket=subjects.AUTH_BUCKET, history=5),
 ]
@@ -133,8 +134,8 @@ def durables(bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)) -> dict[str, 
         stream=subjects.OUT_STREAM,
         durable=subjects.durable("delivery", "telegram"),
         filter_subject=subjects.outbound_channel("telegram"),
-        max_ack_pending=1,  # a retried output goes before any later one: order per chat
-        ack_wait_s=10.0,  # long sends heartbeat; an output held by a killed process returns soon
+        max_ack_pending=512,  # shared by the chats' lanes, ≤ 32 each (`services/delivery/lanes`)
+        ack_wait_s=15.0,  # waiting outputs heartbeat; one held by a killed process returns soon
         max_deliver=bus.max_deliver,
     )
     return {

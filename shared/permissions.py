@@ -140,7 +140,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         ),
         "delivery": Permissions(
             publish=allow(subjects.EVENTS_ALL, binds("delivery"))
-            + allow(key_value(subjects.DELIVERY_BUCKET), object_get(subjects.FILES_STORE)),
+            + allow(key_value(subjects.DELIVERY_BUCKET), object_get(subjects.FILES_STORE))
+            + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.PANEL_BUCKET)),
             subscribe=service("delivery"),
             allow_responses=True,
         ),

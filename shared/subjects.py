@@ -26,6 +26,7 @@ CONV_BUCKET: Final = "sc_conv"
 LEASE_BUCKET: Final = "sc_lease"
 SESSION_BUCKET: Final = "sc_session"
 DELIVERY_BUCKET: Final = "sc_delivery"
+PANEL_BUCKET: Final = "sc_panel"
 INGRESS_BUCKET: Final = "sc_ingress"
 AUTH_BUCKET: Final = "sc_auth"
 FILES_STORE: Final = "sc_files"
@@ -279,6 +280,21 @@ def reaction_out_id(input_seq: int) -> OutId:
 
 def typing_out_id(turn_id: str) -> OutId:
     return OutId(f"typ_{turn_id}")
+
+
+def leader_key(role: str, bot: str) -> str:
+    """sc_lease: the one active instance of a role for a bot (`leader.delivery.<bot>`)."""
+    return f"leader.{role}.{bot}"
+
+
+def progress_out_id(turn_id: str, seq: int) -> OutId:
+    """One progress snapshot of a turn (ShowProgress)."""
+    return OutId(f"prg_{turn_id}_{seq}")
+
+
+def stream_out_id(turn_id: str, seq: int) -> OutId:
+    """One streamed state of a turn's answer (StreamText)."""
+    return OutId(f"str_{turn_id}_{seq}")
 
 
 def fallback_out_id(turn_id: str) -> OutId:

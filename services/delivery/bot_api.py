@@ -75,6 +75,27 @@ class SendMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     reply_markup: InlineKeyboardMarkup | None = None
 
 
+class EditMessageText(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    chat_id: int
+    message_id: int
+    text: str
+    link_preview_options: LinkPreviewOptions
+
+
+class DeleteMessage(msgspec.Struct, frozen=True, kw_only=True):
+    chat_id: int
+    message_id: int
+
+
+class SendMessageDraft(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A private chat's draft of the answer being written (SPEC §12.7 streaming)."""
+
+    chat_id: int
+    draft_id: int  # the same for one turn
+    text: str
+    message_thread_id: int | None = None
+
+
 class SendChatAction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     chat_id: int
     action: Literal["typing"]  # no default: omit_defaults would leave it out of the body
@@ -143,6 +164,9 @@ MESSAGE_RESPONSE: msgspec.json.Decoder[Response[SentMessage]] = msgspec.json.Dec
     Response[SentMessage]
 )
 BOOL_RESPONSE: msgspec.json.Decoder[Response[bool]] = msgspec.json.Decoder(Response[bool])
+ANY_RESPONSE: msgspec.json.Decoder[Response[msgspec.Raw]] = msgspec.json.Decoder(
+    Response[msgspec.Raw]
+)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -177,6 +201,12 @@ class TelegramApi(Protocol):
     async def send_chat_action(self, request: SendChatAction) -> None: ...
 
     async def set_message_reaction(self, request: SetMessageReaction) -> None: ...
+
+    async def edit_message_text(self, request: EditMessageText) -> None: ...
+
+    async def delete_message(self, request: DeleteMessage) -> None: ...
+
+    async def send_message_draft(self, request: SendMessageDraft) -> None: ...
 
 
 class HttpTelegramApi:
@@ -224,6 +254,20 @@ class HttpTelegramApi:
     async def set_message_reaction(self, request: SetMessageReaction) -> None:
         body = await self._call("setMessageReaction", _ENCODER.encode(request), ACTION_TIMEOUT)
         _decode(BOOL_RESPONSE, "setMessageReaction", body)
+
+    async def edit_message_text(self, request: EditMessageText) -> None:
+        await self._json_call("editMessageText", _ENCODER.encode(request))
+
+    async def delete_message(self, request: DeleteMessage) -> None:
+        await self._json_call("deleteMessage", _ENCODER.encode(request))
+
+    async def send_message_draft(self, request: SendMessageDraft) -> None:
+        await self._json_call("sendMessageDraft", _ENCODER.encode(request))
+
+    async def _json_call(self, method: str, payload: bytes) -> None:
+        """A call whose answer only says it worked (True, or the edited message)."""
+        body = await self._call(method, payload, JSON_TIMEOUT)
+        _decode(ANY_RESPONSE, method, body)
 
     async def _call(
         self, method: str, payload: bytes, http_timeout: httpx.Timeout

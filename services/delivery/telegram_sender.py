@@ -33,13 +33,23 @@ from services.delivery.bot_api import (
     SetMessageReaction,
     TelegramApi,
 )
+from services.delivery.panels import Panels
 from services.delivery.records import DeliveryRecord
 from services.delivery.typing_indicator import TypingIndicators
 from shared import files, subjects
 from shared.bus import Connection, Envelope
 from shared.errors import InputError, TransientError
 from shared.messages.contract import Chat
-from shared.messages.outbound import Button, Output, SendFile, SendReply, SetReaction, ShowTyping
+from shared.messages.outbound import (
+    Button,
+    Output,
+    SendFile,
+    SendReply,
+    SetReaction,
+    ShowProgress,
+    ShowTyping,
+    StreamText,
+)
 
 MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
 MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
@@ -60,13 +70,17 @@ class TelegramSender:
         kv: KeyValue,
         api: TelegramApi,
         typing: TypingIndicators,
-        stop: asyncio.Event,
+        panels: Panels,
     ) -> None:
+        self.panels = panels
+        self._stop = asyncio.Event()  # set by `stopping()`: cuts a flood wait short
         self._conn = conn
         self._kv = kv
         self._api = api
         self._typing = typing
-        self._stop = stop
+
+    def stopping(self) -> None:
+        self._stop.set()
 
     async def handle(self, message: Output, envelope: Envelope) -> None:
         match message:
@@ -79,11 +93,18 @@ class TelegramSender:
             case SendReply():
                 if message.turn_id:
                     self._typing.end(message.turn_id)
+                    self.panels.answered(message.turn_id)
                 await self._reply(message, envelope)
             case SetReaction():
                 await self._react(message, envelope)
             case SendFile():  # in the middle of a turn: its typing goes on
                 await self._send_file(message, envelope)
+            case ShowProgress():
+                if message.ending:  # however the turn ended, its typing stops
+                    self._typing.end(message.turn_id)
+                self.panels.offer(message)
+            case StreamText():
+                self.panels.stream(message)
             case unhandled:
                 assert_never(unhandled)
 

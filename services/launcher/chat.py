@@ -29,7 +29,9 @@ from shared.messages.outbound import (
     SendFile,
     SendReply,
     SetReaction,
+    ShowProgress,
     ShowTyping,
+    StreamText,
 )
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
@@ -132,6 +134,8 @@ async def show(conn: bus.Connection, outputs: Subscription, tally: Tally) -> Non
                 _say(reaction_line(output))
             case SendFile():
                 _say(await _saved(conn, output, Path(FILES_DIR)))
+            case ShowProgress() | StreamText():  # Telegram's panel and drafts; `… working` says it
+                pass
             case unhandled:
                 assert_never(unhandled)
 

@@ -1,111 +1,34 @@
-"""Session ownership (DESIGN §5): a lease `sess.<session>` in KV `sc_lease`, TTL 15 s.
+"""Session ownership (DESIGN §5): a lease `sess.<session>` in KV `sc_lease` (`shared.leases`).
 
-The lease value names its owner: a stable slot id (`<host>/<workdir hash>/session/<slot>` under
-`stellaclaw up`, `--owner-id` under `stellaclaw run`) and the pid. Its revision is the fencing
-token. The owner renews it every RENEW_S by compare-and-set; a renewal that fails means another
-owner took over, and the holder must stop at once. A restarted process of the same slot takes its
-predecessor's leases over at once when that pid is gone from this host; any other claimant waits
-for the lease to expire (the server then leaves a marker whose value is None).
+The owner renews it every RENEW_S by compare-and-set; a renewal that fails means another owner
+took over, and the holder must stop at once.
 """
 
-import os
-
-import msgspec
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from shared import layout, subjects
+from shared import subjects
+from shared.leases import RENEW_S, TTL_S, Lease, Owner, is_running, release, renew
+from shared.leases import acquire as acquire_key
+from shared.leases import holder as holder_of
 
-WRONG_LAST_SEQUENCE = 10071
-TTL_S = layout.LEASE_TTL_S
-RENEW_S = TTL_S / 3
-
-
-class Owner(msgspec.Struct, frozen=True, kw_only=True):
-    """Who holds a lease: a slot that survives restarts, and the process holding it now."""
-
-    owner_id: str
-    pid: int
-
-
-class Lease(msgspec.Struct, kw_only=True):
-    """A lease held: its key and the revision that fences every later write."""
-
-    key: str
-    owner: Owner
-    revision: int
-
-
-_OWNER: msgspec.json.Decoder[Owner] = msgspec.json.Decoder(Owner)
-
-
-def is_running(pid: int) -> bool:
-    """Does a process with this pid run on this host (a zombie counts as gone)?"""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    except OSError:  # a /proc we cannot read: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+__all__ = [
+    "RENEW_S",
+    "TTL_S",
+    "Lease",
+    "Owner",
+    "acquire",
+    "holder",
+    "is_running",
+    "release",
+    "renew",
+]
 
 
 async def acquire(kv: KeyValue, session_id: str, owner: Owner) -> Lease | None:
     """Take the session's lease, or None while another live owner holds it."""
-    key = subjects.session_lease_key(session_id)
-    value = msgspec.json.encode(owner)
-    for _ in range(3):  # a marker may expire between the tries
-        try:
-            return Lease(key=key, owner=owner, revision=await kv.create(key, value))
-        except KeyWrongLastSequenceError:
-            pass
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:
-            continue  # the expiry marker itself expired: create again
-        if entry.value and not _is_takeover(_OWNER.decode(entry.value), owner):
-            return None
-        try:
-            revision = await kv.update(key, value, last=entry.revision)
-        except KeyWrongLastSequenceError:
-            return None  # someone else was quicker
-        return Lease(key=key, owner=owner, revision=revision)
-    return None
+    return await acquire_key(kv, subjects.session_lease_key(session_id), owner)
 
 
 async def holder(kv: KeyValue, session_id: str) -> Owner | None:
     """Who holds the session's lease now (None when nobody does)."""
-    try:
-        entry = await kv.get(subjects.session_lease_key(session_id))
-    except KeyNotFoundError:
-        return None
-    return _OWNER.decode(entry.value) if entry.value else None
-
-
-def _is_takeover(holder: Owner, claimant: Owner) -> bool:
-    """The same slot after a restart, with its predecessor gone: take over without waiting."""
-    return holder.owner_id == claimant.owner_id and not is_running(holder.pid)
-
-
-async def renew(kv: KeyValue, lease: Lease) -> bool:
-    """Extend the lease by another TTL; False when another owner holds it now."""
-    try:
-        lease.revision = await kv.update(
-            lease.key, msgspec.json.encode(lease.owner), last=lease.revision
-        )
-    except KeyWrongLastSequenceError:
-        return False
-    return True
-
-
-async def release(kv: KeyValue, lease: Lease) -> None:
-    """Give the lease up (only if still ours): the next wake finds it free at once."""
-    try:
-        await kv.delete(lease.key, last=lease.revision)
-    except BadRequestError as exc:  # nats-py raises the base class for a delete here
-        if exc.err_code != WRONG_LAST_SEQUENCE:
-            raise  # anything but "already someone else's"
+    return await holder_of(kv, subjects.session_lease_key(session_id))

@@ -4,6 +4,9 @@ No output carries more than MAX_TEXT_BYTES of text: a longer answer is stored in
 the output names it (`text_file`), since NATS refuses a message over 1 MiB (SPEC §12.7).
 """
 
+from datetime import datetime
+from typing import Literal
+
 import msgspec
 
 from shared.ids import OutIdField, TurnIdField
@@ -62,5 +65,60 @@ class SendFile(BusMessage, frozen=True, kw_only=True, tag="send_file"):
     turn_id: TurnIdField | None = None
 
 
-Output = ShowTyping | SendReply | SetReaction | SendFile
+ToolLineState = Literal["running", "done", "failed"]
+StepState = Literal["done", "doing", "todo"]
+Phase = Literal["thinking", "tools", "compacting", "writing"]
+Ending = Literal["", "done", "failed", "cancelled", "round_limit", "interrupted"]
+
+
+class ToolLine(Value, frozen=True, kw_only=True):
+    """One call of the current batch on the progress panel: `⏳ shell: pytest -q`."""
+
+    tool: str
+    brief: str  # one line ≤ 40 chars of its key argument (SPEC §12.6)
+    state: ToolLineState
+
+
+class PlanStep(Value, frozen=True, kw_only=True):
+    text: str  # ≤ 50 chars
+    state: StepState
+
+
+class ShowProgress(BusMessage, frozen=True, kw_only=True, tag="show_progress"):
+    """A foreground turn's state for its progress panel (SPEC §12.6): a whole snapshot, so the
+    newest wins and any one may be dropped. Published coalesced (a few a second at most);
+    `ending` set once, when the turn ends."""
+
+    chat: Chat
+    out_id: OutIdField  # `prg_<turn>_<seq>`
+    turn_id: TurnIdField
+    seq: int  # increases within the turn
+    model: str
+    started_at: datetime  # the turn's start, for the elapsed time
+    phase: Phase = "thinking"
+    tools: list[ToolLine] = msgspec.field(default_factory=list)  # the current batch
+    tools_done: int = 0  # of the current batch
+    calls: int = 0  # tool calls in the whole turn (the `Done` line)
+    has_batch: bool = False  # a tool batch ran: the panel is due at once
+    preamble: str = ""  # the model's latest text before its calls, ≤ 200 chars
+    plan: str = ""  # the plan's explanation, ≤ 60 chars
+    steps: list[PlanStep] = msgspec.field(default_factory=list)  # ≤ 7
+    new_messages: int = 0  # follow-ups waiting for the next step
+    warning: str = ""  # a fallback or recovery line
+    ending: Ending = ""
+    reason: str = ""  # why it failed
+
+
+class StreamText(BusMessage, frozen=True, kw_only=True, tag="stream_text"):
+    """The answer as it is being written (SPEC §12.7 streaming), the whole text so far (≤ 4,096
+    UTF-16 units kept); published coalesced, ≥ 1 s apart; the newest wins."""
+
+    chat: Chat
+    out_id: OutIdField  # `str_<turn>_<seq>`
+    turn_id: TurnIdField
+    seq: int
+    text: str
+
+
+Output = ShowTyping | SendReply | SetReaction | SendFile | ShowProgress | StreamText
 OUTPUT: msgspec.json.Decoder[Output] = msgspec.json.Decoder(Output)

@@ -10,12 +10,13 @@ import msgspec
 
 from services.conversation.service import run as run_conversation
 from services.delivery.bot_api import open_api
+from services.delivery.panels import Panels
 from services.delivery.service import run as run_delivery
 from services.delivery.telegram_sender import TelegramSender
 from services.delivery.typing_indicator import TypingIndicators
 from shared import bus as sc_bus
 from shared import layout, subjects
-from shared.config import BusConfig
+from shared.config import BusConfig, TelegramConfig
 from shared.ids import ConversationId, OutId
 from shared.messages.contract import Chat
 from shared.messages.events import EVENT, BadMessage, DeadLettered
@@ -109,7 +110,10 @@ async def test_an_hour_long_telegram_outage_dead_letters_nothing_and_delivers_ev
         asyncio.TaskGroup() as tasks,
     ):
         tg.fail_next("sendMessage", status=502, times=40)  # down for 40 tries: far past 3
-        sender = TelegramSender(conn, kv, api, TypingIndicators(api, tasks), stop)
+        panels_kv = await bus.js.key_value(subjects.PANEL_BUCKET)
+        telegram = TelegramConfig(bot_token=tg.token, api_base=tg.base_url)
+        panels = Panels(api, panels_kv, telegram, tasks)
+        sender = TelegramSender(conn, kv, api, TypingIndicators(api, tasks), panels)
         consuming = tasks.create_task(sc_bus.consume(conn, fast, OUTPUT, sender.handle, stop))
         for n in range(3):
             await bus.publish(OUT, reply(f"ans_{n}", f"answer {n}"), msg_id=f"ans_{n}")

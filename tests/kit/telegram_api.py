@@ -1,24 +1,24 @@
 """A Telegram Bot API server speaking the wire as aiogram 3 and delivery's httpx client call it.
 
 `POST /bot<token>/<method>` for getMe, deleteWebhook, setMyCommands, getUpdates (long poll with
-offsets), sendMessage (with an inline keyboard), editMessageText, sendChatAction,
-setMessageReaction, answerCallbackQuery, getChatMemberCount, getFile and the multipart uploads
-sendPhoto, sendDocument, sendAudio, sendVoice, sendVideo and sendAnimation; `GET
-/file/bot<token>/<file_path>` downloads what getFile described. Telegram's checks and envelopes
-(`{"ok": false, "error_code": N, "description": ...}`) apply; a wrong token is 401, any other method
-404. Tests act as users (`user_says`, `user_sends`, `user_sends_file`, `user_presses`, `user_edits`,
-`bot_removed`, `replay`, `message_id`, `set_member_count`), inject faults (`fail_next`, `delay`;
-`"download"` names the file URL) and read what the bot did: `sent` (sends and edits),
-`next_sent()`, `transcript()`, `files` and `next_file()` (uploads with their bytes), `actions()`,
-`reactions()`, `my_commands()`, `answer_to()`, `downloads()`, `calls` (every request with its
-decoded parameters) and `confirmed_offset`.
+offsets), sendMessage (with an inline keyboard), editMessageText, deleteMessage, sendMessageDraft,
+sendChatAction, setMessageReaction, answerCallbackQuery, getChatMemberCount, getFile, the uploads
+sendPhoto, sendDocument, sendAudio, sendVoice, sendVideo, sendAnimation and sendMediaGroup;
+`GET /file/bot<token>/<file_path>` downloads what getFile described. Telegram's checks and error
+envelopes apply; a wrong token is 401, any other method 404. Tests act as users (`user_says`,
+`user_sends`, `user_sends_file`, `user_presses`, `user_edits`, `bot_removed`, `replay`), set what
+became of a chat (`block_chat`, `forget_chat`, `kick_bot`, `set_member_count`), turn on flood
+limits (`enforce_limits`), inject faults (`fail_next`, in one chat or any; `delay`; `"download"`
+is the file URL; `drafts_supported`) and read what the bot did: `sent`, `next_sent()`,
+`transcript()`, `drafts()`, `files`, `next_file()`, `actions()`, `reactions()`,
+`my_commands()`, `answer_to()`, `downloads()`, `too_many()`, `send_times()` and `calls`.
 """
 
 import contextlib
 import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import Final
+from typing import Final, Unpack
 
 from aiohttp import web
 
@@ -29,10 +29,12 @@ from tests.kit.telegram_files import (
     UPLOAD_FIELDS,
     FileHost,
     FileKind,
+    SendMediaGroup,
     SendUpload,
     SentFile,
 )
-from tests.kit.telegram_outbox import Outbox
+from tests.kit.telegram_limits import BLOCKED, CHAT_NOT_FOUND, ChatGate, FloodLimits, kicked
+from tests.kit.telegram_outbox import Outbox, SentDraft
 from tests.kit.telegram_wire import (
     GROUP_TITLE,
     BotApiError,
@@ -47,6 +49,7 @@ from tests.kit.telegram_wire import (
 
 __all__ = ["Call", "Entity", "SentFile", "SentMessage", "TelegramAPIServer", "telegram_api"]
 DEFAULT_TOKEN: Final = "123456789:AAE-stellaclaw-test-token"
+_POLLS_OR_ALBUMS: Final = frozenset({"getupdates", "sendmediagroup"})  # answered asynchronously
 PRIVATE_MEMBERS: Final = 2  # the user and the bot
 GROUP_MEMBERS: Final = 5  # a group's getChatMemberCount unless a test sets it
 
@@ -72,6 +75,8 @@ class TelegramAPIServer:
         self._member_counts: dict[int, int] = {}
         self._presses: dict[int, str] = {}  # update_id -> callback query id
         self.faults = wire.Faults()
+        self.gate = ChatGate(now_s)
+        self.drafts_supported = True  # False: sendMessageDraft is 404, as before Bot API 9.3
         self._runner: web.AppRunner | None = None
         self._methods = self._answered_at_once()
 
@@ -94,54 +99,23 @@ class TelegramAPIServer:
 
     # What a user does.
 
-    def user_says(  # noqa: PLR0913 -- named like the Bot API fields they fill in
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        user_id: int | None = None,
-        first_name: str = "Ada",
-        chat_type: str = "private",
-        message_thread_id: int | None = None,
-        title: str = GROUP_TITLE,
-        reply_to_message_id: int | None = None,
-    ) -> int:
-        """Queue a text message from a user; returns its update_id. `@name` and `/command`
-        words get the entities Telegram gives them; a reply carries the replied message."""
-        return self.user_sends(
-            chat_id,
-            {"text": text},
-            user_id=user_id,
-            first_name=first_name,
-            chat_type=chat_type,
-            message_thread_id=message_thread_id,
-            title=title,
-            reply_to_message_id=reply_to_message_id,
-        )
+    def user_says(self, chat_id: int, text: str, **sender: Unpack[users.Sender]) -> int:
+        """Queue a text message from a user (`sender` says who, and where); its update_id.
+        `@name` and `/command` words get the entities Telegram gives them; a reply carries the
+        replied message."""
+        return self.user_sends(chat_id, {"text": text}, **sender)
 
-    def user_sends(  # noqa: PLR0913 -- named like the Bot API fields they fill in
-        self,
-        chat_id: int,
-        content: dict[str, object],
-        *,
-        user_id: int | None = None,
-        first_name: str = "Ada",
-        chat_type: str = "private",
-        message_thread_id: int | None = None,
-        title: str = GROUP_TITLE,
-        reply_to_message_id: int | None = None,
+    def user_sends(
+        self, chat_id: int, content: dict[str, object], **sender: Unpack[users.Sender]
     ) -> int:
         """Queue a message whose content fields (`text`, `caption`, `sticker`, ...) are given."""
-        if user_id is None and chat_type != "private":
-            raise ValueError(f"a message in a {chat_type} chat needs user_id")
-        sender = users.user_object(chat_id if user_id is None else user_id, first_name)
-        is_forum = message_thread_id is not None
-        chat = chat_object(chat_id, chat_type, first_name, is_forum=is_forum, title=title)
+        chat, user = users.chat_and_sender(chat_id, sender)
         self._chats[chat_id] = chat
         message_id = next(self._message_ids)
-        message = users.user_message(chat, sender, message_id, message_thread_id, content)
-        if reply_to_message_id is not None:
-            message["reply_to_message"] = self._replied(chat_id, reply_to_message_id)
+        thread_id = sender.get("message_thread_id")
+        message = users.user_message(chat, user, message_id, thread_id, content)
+        if (replied := sender.get("reply_to_message_id")) is not None:
+            message["reply_to_message"] = self._replied(chat_id, replied)
         self._messages[(chat_id, message_id)] = message
         return self.queue_update({"message": message})
 
@@ -156,10 +130,7 @@ class TelegramAPIServer:
         caption: str | None = None,
         media_group_id: str | None = None,
         declared_size: int | None = None,
-        user_id: int | None = None,
-        chat_type: str = "private",
-        message_thread_id: int | None = None,
-        first_name: str = "Ada",
+        **sender: Unpack[users.Sender],
     ) -> int:
         """Queue a message carrying a file of `kind`, kept for getFile and its download.
 
@@ -175,14 +146,7 @@ class TelegramAPIServer:
             content["caption"] = caption
         if media_group_id is not None:
             content["media_group_id"] = media_group_id
-        return self.user_sends(
-            chat_id,
-            content,
-            user_id=user_id,
-            first_name=first_name,
-            chat_type=chat_type,
-            message_thread_id=message_thread_id,
-        )
+        return self.user_sends(chat_id, content, **sender)
 
     def user_presses(
         self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None
@@ -240,9 +204,23 @@ class TelegramAPIServer:
         """What getChatMemberCount answers for the chat (default: 2 private, 5 in a group)."""
         self._member_counts[chat_id] = count
 
-    # Faults.
+    # What becomes of a chat.
 
-    def fail_next(
+    def block_chat(self, chat_id: int) -> None:
+        """The user blocked the bot: every later call to the chat is 403."""
+        self.gate.refusals[chat_id] = BLOCKED
+
+    def forget_chat(self, chat_id: int) -> None:
+        """Telegram does not know the chat: every later call to it is 400 `chat not found`."""
+        self.gate.refusals[chat_id] = CHAT_NOT_FOUND
+
+    def kick_bot(self, chat_id: int) -> None:
+        """The group (a supergroup or channel too) removed the bot: every later call is 403."""
+        self.gate.refusals[chat_id] = kicked(self.outbox.chat(chat_id))
+
+    # Faults and limits.
+
+    def fail_next(  # noqa: PLR0913 -- Telegram's error fields, and the chat they apply to
         self,
         method: str,
         *,
@@ -250,11 +228,32 @@ class TelegramAPIServer:
         retry_after: int | None = None,
         description: str | None = None,
         times: int = 1,
+        chat_id: int | None = None,
     ) -> None:
-        """Answer the next `times` calls of `method` with an error instead of running them."""
-        self.faults.fail_next(
-            method, status=status, retry_after=retry_after, description=description, times=times
+        """Answer the next `times` calls of `method` (to `chat_id`, if given) with an error
+        instead of running them; a chat's own faults come before those for any chat."""
+        fault = wire.refusal(status, retry_after, description)
+        self.faults.fail_next(method, fault, times=times, chat_id=chat_id)
+
+    def enforce_limits(
+        self,
+        *,
+        per_private_chat_per_s: float = 1.0,
+        private_burst: int = 3,
+        per_group_per_min: int = 20,
+        global_per_s: int = 30,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Answer sends and edits beyond Telegram's flood limits with 429 and the seconds to
+        wait (`tests.kit.telegram_limits`); drafts and chat actions are not counted. `clock`
+        (default: the loop's time; set it before the bot sends) also times `send_times`, drafts."""
+        self.gate.limits = FloodLimits(
+            per_private_chat_per_s=per_private_chat_per_s,
+            private_burst=private_burst,
+            per_group_per_min=per_group_per_min,
+            global_per_s=global_per_s,
         )
+        self.gate.clock = clock or self.gate.clock
 
     def delay(self, method: str, seconds: float) -> None:
         """Hold every later call of `method` for `seconds` before answering (0 ends it)."""
@@ -278,8 +277,21 @@ class TelegramAPIServer:
         ]
 
     def transcript(self, chat_id: int) -> list[str]:
-        """The bot's messages in a chat as the user sees them now (edits applied), oldest first."""
+        """The bot's messages in a chat as the user sees them now (edits applied, deleted ones
+        gone), oldest first."""
         return self.outbox.transcript(chat_id)
+
+    def drafts(self, chat_id: int) -> list[SentDraft]:
+        """The drafts the bot streamed to a chat, in order."""
+        return [draft for draft in self.outbox.drafts if draft.chat_id == chat_id]
+
+    def too_many(self, chat_id: int | None = None) -> int:
+        """How many 429s were answered (to `chat_id`, if given): flood limits and faults alike."""
+        return sum(chat_id in (None, chat) for chat in self.gate.too_many)
+
+    def send_times(self, chat_id: int) -> list[float]:
+        """When each send, edit or upload to a chat was accepted, on the `enforce_limits` clock."""
+        return list(self.gate.accepted[chat_id])
 
     async def next_sent(self, chat_id: int | None = None, timeout_s: float = 5.0) -> SentMessage:
         """The oldest accepted send or edit (to `chat_id`, if given) not yet returned here."""
@@ -305,17 +317,16 @@ class TelegramAPIServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        params: dict[str, object] = {}
         try:
             params = await wire.read_params(request)
             self.calls.append(Call(method=method, params=params, at_s=now_s()))
-            await self._admit(request.match_info["bot"], method)
-            if method.lower() in UPLOAD_FIELDS:
-                upload = typed(params, SendUpload)
-                result = await self.outbox.send_file(method, upload, request)
-            else:
-                result = await self._run(method.lower(), params)
+            await self._admit(request.match_info["bot"], method, wire.chat_of(params))
+            result = await self._run(method, params, request)
         except BotApiError as refusal:
+            self.gate.refused(wire.chat_of(params), refusal.fault)
             return wire.refused(refusal.fault)
+        self.gate.passed(method, wire.chat_of(params))
         return web.Response(
             body=wire.JSON.encode({"ok": True, "result": result}), content_type=wire.JSON_TYPE
         )
@@ -325,7 +336,7 @@ class TelegramAPIServer:
         file_path = request.match_info["file_path"]
         self.calls.append(Call(method="download", params={"file_path": file_path}, at_s=now_s()))
         try:
-            await self._admit(request.match_info["bot"], "download")
+            await self._admit(request.match_info["bot"], "download", None)
             data = self.hosted.read(file_path)
             if data is None:
                 raise BotApiError(404, "Not Found")
@@ -333,45 +344,40 @@ class TelegramAPIServer:
             return wire.refused(refusal.fault)
         return web.Response(body=data, content_type="application/octet-stream")
 
-    async def _admit(self, bot: str, method: str) -> None:
-        """The token, then any delay or fault a test set for the method."""
+    async def _admit(self, bot: str, method: str, chat_id: int | None) -> None:
+        """The token, then any delay or fault a test set for the method (in the chat)."""
         if bot != f"bot{self.token}":
             raise BotApiError(401, "Unauthorized")
-        await self.faults.admit(method)
+        await self.faults.admit(method, chat_id)
 
-    async def _run(self, method: str, params: dict[str, object]) -> object:
+    async def _run(self, called: str, params: dict[str, object], request: web.Request) -> object:
+        """The method, once the chat's state and flood control let the call through."""
+        method = called.lower()
+        known = method in self._methods or method in UPLOAD_FIELDS or method in _POLLS_OR_ALBUMS
+        if not known or (method == "sendmessagedraft" and not self.drafts_supported):
+            raise BotApiError(404, "Not Found")
+        self.gate.admit(method, wire.chat_of(params))
         if method == "getupdates":
             return await self.updates.poll(typed(params, wire.GetUpdates))
-        answer = self._methods.get(method)
-        if answer is None:
-            raise BotApiError(404, "Not Found")
-        return answer(params)
+        if method == "sendmediagroup":
+            return await self.outbox.send_media_group(typed(params, SendMediaGroup), request)
+        if method in UPLOAD_FIELDS:
+            return await self.outbox.send_file(called, typed(params, SendUpload), request)
+        return self._methods[method](params)
 
     def _answered_at_once(self) -> dict[str, Callable[[dict[str, object]], object]]:
         """Every method but getUpdates and the uploads, by its lower-cased name."""
-        out = self.outbox
-        return {
+        return self.outbox.methods(lambda: self.gate.clock()) | {
             "getme": lambda _: wire.bot_user(self.bot_id, self.bot_username, self.bot_name),
             "deletewebhook": lambda _: True,
-            "setmycommands": lambda p: out.set_my_commands(typed(p, wire.SetMyCommands)),
-            "sendmessage": lambda p: out.send_message(typed(p, wire.SendMessage)),
-            "editmessagetext": lambda p: out.edit_message_text(typed(p, wire.EditMessageText)),
-            "sendchataction": lambda p: out.send_chat_action(typed(p, wire.SendChatAction)),
-            "setmessagereaction": lambda p: out.set_message_reaction(
-                typed(p, wire.SetMessageReaction)
-            ),
-            "answercallbackquery": lambda p: out.answer_callback_query(
-                typed(p, wire.AnswerCallbackQuery)
-            ),
             "getchatmembercount": lambda p: self._member_count(typed(p, wire.GetChatMemberCount)),
             "getfile": lambda p: self.hosted.get_file(typed(p, wire.GetFile).file_id),
         }
 
     def _member_count(self, params: wire.GetChatMemberCount) -> int:
-        chat_id = params.chat_id
-        chat = self._chats.get(chat_id)
-        is_private = chat["type"] == "private" if chat else chat_id > 0
-        return self._member_counts.get(chat_id, PRIVATE_MEMBERS if is_private else GROUP_MEMBERS)
+        is_private = self.outbox.chat(params.chat_id)["type"] == "private"
+        default = PRIVATE_MEMBERS if is_private else GROUP_MEMBERS
+        return self._member_counts.get(params.chat_id, default)
 
     def _replied(self, chat_id: int, message_id: int) -> dict[str, object]:
         """The message a reply quotes: a user's, or the bot's as it reads now."""

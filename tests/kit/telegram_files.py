@@ -13,7 +13,7 @@ import io
 import itertools
 import mimetypes
 import warnings
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 from aiohttp import web
@@ -44,16 +44,10 @@ UPLOAD_FIELDS: Final = {
 FileKind = Literal[
     "photo", "document", "audio", "voice", "video", "video_note", "animation", "sticker"
 ]
-FILE_KINDS: Final[tuple[FileKind, ...]] = (
-    "photo",
-    "document",
-    "audio",
-    "voice",
-    "video",
-    "video_note",
-    "animation",
-    "sticker",
-)
+FILE_KINDS: Final[tuple[FileKind, ...]] = get_args(FileKind)
+ALBUM_KINDS: Final = frozenset({"photo", "video", "audio", "document"})  # what sendMediaGroup takes
+MAX_ALBUM_ITEMS: Final = 10
+ATTACH: Final = "attach://"  # an album item's file: the multipart part of that name
 # Where the Bot API keeps each kind (`file_path` is `<folder>/file_<n><extension>`).
 _FOLDERS: Final[dict[FileKind, tuple[str, str]]] = {
     "photo": ("photos", ".jpg"),
@@ -73,7 +67,8 @@ _STICKER_FORMATS: Final = {"application/x-tgsticker": ".tgs", "video/webm": ".we
 class SentFile(msgspec.Struct, frozen=True, kw_only=True):
     """A file upload the server accepted, as it crossed the wire."""
 
-    method: str  # as called: `sendPhoto`, `sendDocument`, ...
+    method: str  # as called: `sendPhoto`, `sendDocument`, ..., `sendMediaGroup`
+    kind: str  # the Message field it fills: `photo`, `document`, `audio`, ...
     chat_id: int
     message_id: int
     file_name: str
@@ -85,6 +80,7 @@ class SentFile(msgspec.Struct, frozen=True, kw_only=True):
     parse_mode: str | None = None
     width: int = 0  # a photo's, read from its bytes
     height: int = 0
+    media_group: str | None = None  # the media_group_id of an album of two or more, one call
 
 
 class Upload(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +98,22 @@ class SendUpload(Params, frozen=True, kw_only=True):
     caption: str = ""
     caption_entities: list[Entity] | None = None
     parse_mode: str | None = None
+    message_thread_id: int | None = None
+
+
+class InputMedia(msgspec.Struct, frozen=True, kw_only=True):
+    """An album item: InputMediaPhoto, InputMediaVideo, InputMediaAudio or InputMediaDocument."""
+
+    type: str
+    media: str  # `attach://<part>`; the kit serves uploads, not file_ids or URLs
+    caption: str = ""
+    caption_entities: list[Entity] | None = None
+    parse_mode: str | None = None
+
+
+class SendMediaGroup(Params, frozen=True, kw_only=True):
+    chat_id: int
+    media: list[InputMedia] | None = None
     message_thread_id: int | None = None
 
 
@@ -276,6 +288,26 @@ async def read_upload(request: web.Request, field: str) -> Upload:
     part = (await request.post()).get(field) if is_form else None
     if not isinstance(part, web.FileField):  # a file_id or URL string: not what the kit serves
         raise BotApiError(400, f"Bad Request: there is no {field} in the request")
+    return _upload(part)
+
+
+async def read_album(request: web.Request, media: list[InputMedia]) -> list[Upload]:
+    """The file of each album item, from the multipart part its `attach://` names."""
+    is_form = request.content_type == "multipart/form-data"
+    form = await request.post() if is_form else None
+    uploads: list[Upload] = []
+    for item in media:
+        if not item.media.startswith(ATTACH):
+            raise BotApiError(400, _NOT_ATTACHED)
+        part = form.get(item.media.removeprefix(ATTACH)) if form is not None else None
+        if not isinstance(part, web.FileField):
+            raise BotApiError(400, "Bad Request: can't parse InputMedia: media not found")
+        uploads.append(_upload(part))
+    return uploads
+
+
+def _upload(part: web.FileField) -> Upload:
+    part.file.seek(0)  # one part may be attached twice
     data = part.file.read()
     if not data:
         raise BotApiError(400, "Bad Request: file must be non-empty")
@@ -284,12 +316,15 @@ async def read_upload(request: web.Request, field: str) -> Upload:
     return Upload(file_name=part.filename, content_type=part.content_type, data=data)
 
 
-def sent_file(method: str, params: SendUpload, upload: Upload, message_id: int) -> SentFile:
+def sent_file(
+    method: str, kind: str, params: SendUpload, upload: Upload, message_id: int
+) -> SentFile:
     """The upload as accepted, after Telegram's checks on its caption and (a photo) its image."""
     entities = checked_caption(params.caption, params.caption_entities)
-    width, height = photo_size(upload.data) if method.lower() == "sendphoto" else (0, 0)
+    width, height = photo_size(upload.data) if kind == "photo" else (0, 0)
     return SentFile(
         method=method,
+        kind=kind,
         chat_id=params.chat_id,
         message_id=message_id,
         file_name=upload.file_name,
@@ -322,7 +357,7 @@ def media_fields(sent: SentFile) -> dict[str, object]:
     ids = {"file_id": f"file-{sent.message_id}", "file_unique_id": f"u{sent.message_id}"}
     size = {"file_size": len(sent.data)}
     named = {**ids, "file_name": sent.file_name, "mime_type": sent.content_type, **size}
-    kind = UPLOAD_FIELDS[sent.method.lower()]
+    kind = sent.kind
     fields: dict[str, object]
     match kind:
         case "photo":
@@ -339,4 +374,11 @@ def media_fields(sent: SentFile) -> dict[str, object]:
         fields["caption"] = sent.caption
     if sent.caption_entities:
         fields["caption_entities"] = msgspec.to_builtins(sent.caption_entities)
+    if sent.media_group is not None:
+        fields["media_group_id"] = sent.media_group
     return fields
+
+
+_NOT_ATTACHED: Final = (
+    "Bad Request: the test kit serves album files as attach:// uploads, not file_ids or URLs"
+)

@@ -12,11 +12,19 @@ import contextlib
 import itertools
 import re
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypedDict
 
 import msgspec
 
-from tests.kit.telegram_wire import CONFLICT, BotApiError, Entity, GetUpdates, utf16_len
+from tests.kit.telegram_wire import (
+    CONFLICT,
+    GROUP_TITLE,
+    BotApiError,
+    Entity,
+    GetUpdates,
+    chat_object,
+    utf16_len,
+)
 
 # Telegram's patterns (tdlib's match_mentions and match_bot_commands): a mention is `@` and 2-32
 # name characters, kept from 4 on; a command is `/`, 1-64 characters and an optional `@bot` of
@@ -26,6 +34,17 @@ _MENTION: Final = re.compile(r"(?<!\w)@([A-Za-z0-9_]{2,32})(?!\w)")
 _NOT_BY_DEFAULT: Final = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _SHORT_MENTIONS: Final = frozenset({"gif", "vid", "pic"})
 _COMMAND: Final = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/<>@])")
+
+
+class Sender(TypedDict, total=False):
+    """Who sends a user's message, and where: the Bot API fields they fill in, all optional."""
+
+    user_id: int | None  # the sender: the private chat's own id unless given; needed in groups
+    first_name: str  # "Ada"
+    chat_type: str  # "private", "group", "supergroup"
+    message_thread_id: int | None  # a forum topic
+    title: str  # a group's; GROUP_TITLE
+    reply_to_message_id: int | None
 
 
 class UpdateQueue:
@@ -120,6 +139,19 @@ def with_entities(content: dict[str, object]) -> dict[str, object]:
         if entities and entities_field not in content:
             marked[entities_field] = msgspec.to_builtins(entities)
     return marked
+
+
+def chat_and_sender(chat_id: int, sender: Sender) -> tuple[dict[str, object], dict[str, object]]:
+    """The Chat and the User of a message a user sends."""
+    chat_type = sender.get("chat_type", "private")
+    user_id = sender.get("user_id")
+    if user_id is None and chat_type != "private":
+        raise ValueError(f"a message in a {chat_type} chat needs user_id")
+    first_name = sender.get("first_name", "Ada")
+    is_forum = sender.get("message_thread_id") is not None
+    title = sender.get("title", GROUP_TITLE)
+    chat = chat_object(chat_id, chat_type, first_name, is_forum=is_forum, title=title)
+    return chat, user_object(chat_id if user_id is None else user_id, first_name)
 
 
 def user_object(user_id: int, first_name: str) -> dict[str, object]:

@@ -182,39 +182,37 @@ P = TypeVar("P", bound=Params)
 
 
 class Faults:
-    """The errors and delays a test set for the next calls of each method."""
+    """The errors and delays a test set for the next calls of each method, in one chat or any."""
 
     def __init__(self) -> None:
-        self._faults: defaultdict[str, list[Fault]] = defaultdict(list)
+        self._faults: defaultdict[tuple[str, int | None], list[Fault]] = defaultdict(list)
         self._delays: dict[str, float] = {}
 
-    def fail_next(
-        self,
-        method: str,
-        *,
-        status: int,
-        retry_after: int | None,
-        description: str | None,
-        times: int,
-    ) -> None:
-        if status == HTTPStatus.TOO_MANY_REQUESTS and retry_after is None:
-            retry_after = 1
-        if description is None and retry_after is not None:
-            description = f"Too Many Requests: retry after {retry_after}"
-        text = description or DESCRIPTIONS.get(status) or HTTPStatus(status).phrase
-        fault = Fault(status=status, description=text, retry_after=retry_after)
-        self._faults[method.lower()].extend([fault] * times)
+    def fail_next(self, method: str, fault: Fault, *, times: int, chat_id: int | None) -> None:
+        self._faults[(method.lower(), chat_id)].extend([fault] * times)
 
     def delay(self, method: str, seconds: float) -> None:
         self._delays[method.lower()] = seconds
 
-    async def admit(self, method: str) -> None:
-        """Hold the call for its delay, then refuse it with its next fault, if any."""
+    async def admit(self, method: str, chat_id: int | None) -> None:
+        """Hold the call for its delay, then refuse it with the next fault for its chat, else
+        with the next fault for any chat, if any."""
         if seconds := self._delays.get(method.lower()):
             await asyncio.sleep(seconds)
-        if self._faults[method.lower()]:
-            fault = self._faults[method.lower()].pop(0)
-            raise BotApiError(fault.status, fault.description, fault.retry_after)
+        for key in ((method.lower(), chat_id), (method.lower(), None)):
+            if self._faults[key]:
+                fault = self._faults[key].pop(0)
+                raise BotApiError(fault.status, fault.description, fault.retry_after)
+
+
+def refusal(status: int, retry_after: int | None, description: str | None) -> Fault:
+    """An error as Telegram words it; a 429 says its `retry_after` (1 s unless given)."""
+    if status == HTTPStatus.TOO_MANY_REQUESTS and retry_after is None:
+        retry_after = 1
+    if description is None and retry_after is not None:
+        description = f"Too Many Requests: retry after {retry_after}"
+    text = description or DESCRIPTIONS.get(status) or HTTPStatus(status).phrase
+    return Fault(status=status, description=text, retry_after=retry_after)
 
 
 class BotApiError(Exception):
@@ -232,6 +230,12 @@ def utf16_len(text: str) -> int:
 
 def now_s() -> float:
     return asyncio.get_running_loop().time()
+
+
+def chat_of(params: dict[str, object]) -> int | None:
+    """The numeric `chat_id` a call names, if any (`@channel` names are not served)."""
+    chat_id = params.get("chat_id")
+    return chat_id if isinstance(chat_id, int) and not isinstance(chat_id, bool) else None
 
 
 def bot_user(bot_id: int, username: str, first_name: str = "Stellaclaw") -> dict[str, object]:
