@@ -169,9 +169,6 @@ async def _next(
         return []
 
 
-PullSubscription = JetStreamContext.PullSubscription
-
-
 async def bind(conn: Connection, consumer: Consumer) -> JetStreamContext.PullSubscription:
     """Bind the launcher's durable; a missing durable is the operator's to create (exit 2)."""
     for attempt in range(1, 10):

@@ -138,13 +138,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL, subjects.TOOL_END_ALL),
             allow_responses=True,
         ),
-        "delivery": Permissions(
-            publish=allow(subjects.EVENTS_ALL, binds("delivery"))
-            + allow(key_value(subjects.DELIVERY_BUCKET), object_get(subjects.FILES_STORE))
-            + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.PANEL_BUCKET)),
-            subscribe=service("delivery"),
-            allow_responses=True,
-        ),
+        "delivery": _delivery(binds("delivery"), service("delivery")),
         "ingress_telegram": Permissions(
             publish=allow(subjects.inbound_channel("telegram"), subjects.EVENTS_ALL)
             + allow(key_value(subjects.INGRESS_BUCKET), object_put(subjects.FILES_STORE))
@@ -164,6 +158,17 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
     }
     assert tuple(found) == ROLES
     return found
+
+
+def _delivery(binds: list[str], serving: tuple[str, ...]) -> Permissions:
+    """Delivery: its durable, sent-message records, panels, its leader lease, files to send."""
+    return Permissions(
+        publish=allow(subjects.EVENTS_ALL, binds)
+        + allow(key_value(subjects.DELIVERY_BUCKET), object_get(subjects.FILES_STORE))
+        + allow(key_value(subjects.LEASE_BUCKET), key_value(subjects.PANEL_BUCKET)),
+        subscribe=serving,
+        allow_responses=True,
+    )
 
 
 def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> Permissions:

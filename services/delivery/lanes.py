@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from shared import bus
 from shared.bus import Connection, Consumer, Handler, Lane
@@ -87,7 +88,7 @@ class Lanes:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def fetch(self, sub: bus.PullSubscription) -> list[Msg]:
+    async def fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """What the durable has now (up to FETCH_BATCH), or none after a long poll, a stop or
         bus trouble."""
         fetching = asyncio.ensure_future(sub.fetch(1, timeout=FETCH_WAIT_S))
@@ -111,7 +112,7 @@ class Lanes:
                     await self.stop.wait()
             return []
 
-    async def more(self, sub: bus.PullSubscription) -> list[Msg]:
+    async def more(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """What else waits on the server, without waiting for more. (A batch fetch that finds
         less than its batch waits out its timeout, and ignores cancellation meanwhile: the
         long poll above asks for one.)"""

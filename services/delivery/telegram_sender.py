@@ -53,6 +53,10 @@ from shared.messages.outbound import (
 
 MAX_FLOOD_WAITS: Final = 3  # 429s waited out in-process per part; the next one naks the output
 MAX_INLINE_WAIT_S: Final = 60.0  # a longer retry_after naks the output with that delay
+# Refusals that mean the chat cannot get anything (SPEC §12.9): its outputs are dropped for a
+# while, counted; a group's conversation ends by the `my_chat_member` update ingress receives.
+GONE_REASONS: Final = ("bot was blocked by the user", "chat not found", "bot was kicked")
+GONE_S: Final = 300.0
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -78,11 +82,26 @@ class TelegramSender:
         self._kv = kv
         self._api = api
         self._typing = typing
+        self._gone: dict[str, float] = {}  # conversation: when its chat refused the bot
 
     def stopping(self) -> None:
         self._stop.set()
 
+    def _is_gone(self, chat: Chat) -> bool:
+        """Did the chat refuse the bot (blocked, gone, kicked) less than GONE_S ago?"""
+        since = self._gone.get(chat.conversation_id)
+        if since is None:
+            return False
+        if asyncio.get_running_loop().time() - since < GONE_S:
+            return True
+        del self._gone[chat.conversation_id]
+        return False
+
     async def handle(self, message: Output, envelope: Envelope) -> None:
+        if self._is_gone(message.chat):
+            self._conn.counters["delivery_dropped"] += 1
+            log.info("output %s dropped: its chat cannot be reached", message.out_id)
+            return
         match message:
             case ShowTyping():
                 chat_id = _chat_id(message.chat)
@@ -122,18 +141,20 @@ class TelegramSender:
                 envelope.num_delivered,
                 len(record.message_ids),
             )
-        parts = render.answer_parts(await self._text(reply))
-        for index in range(len(record.message_ids), len(parts)):
-            reply_to = reply.reply_to_message_id if index == 0 else None
-            request = _request(reply.chat, parts[index], reply_to)
-            if index == len(parts) - 1 and reply.buttons:  # under the reply's last part
-                request = structs.replace(request, reply_markup=_keyboard(reply.buttons))
+        text = await self._text(reply)
+        plan = render.answer_plan(text)  # past 12 parts: 11, then the whole as a document
+        steps = len(plan.parts) + int(plan.document)
+        for index in range(len(record.message_ids), steps):
             try:
-                message_id = await self._send_part(request, envelope)
+                if index < len(plan.parts):
+                    request = self._part_request(reply, plan.parts, index)
+                    message_id = await self._send_part(request, envelope)
+                else:
+                    message_id = await self._send_upload(_document(reply, text), envelope)
             except RejectedError as exc:
                 record = await self._give_up(reply, record, exc, envelope)
                 break
-            is_last = index == len(parts) - 1
+            is_last = index == steps - 1
             record = DeliveryRecord(message_ids=(*record.message_ids, message_id))
             record = structs.replace(record, is_complete=is_last)
             await records.store(self._kv, key, record)
@@ -142,6 +163,16 @@ class TelegramSender:
         if not record.is_complete:  # refused part way, or nothing to send
             await records.store(self._kv, key, structs.replace(record, is_complete=True))
         log.info("output %s delivered in %d message(s)", reply.out_id, len(record.message_ids))
+
+    def _part_request(
+        self, reply: SendReply, parts: tuple[render.Part, ...], index: int
+    ) -> SendMessage:
+        """One part; the first answers the message it replies to, the last carries the buttons."""
+        reply_to = reply.reply_to_message_id if index == 0 else None
+        request = _request(reply.chat, parts[index], reply_to)
+        if index == len(parts) - 1 and reply.buttons:
+            request = structs.replace(request, reply_markup=_keyboard(reply.buttons))
+        return request
 
     async def _send_file(self, output: SendFile, envelope: Envelope) -> None:
         key = subjects.delivery_key(output.chat.conversation_id, output.out_id)
@@ -265,7 +296,13 @@ class TelegramSender:
     async def _give_up(
         self, reply: SendReply, record: DeliveryRecord, exc: RejectedError, envelope: Envelope
     ) -> DeliveryRecord:
-        """Count the failure and tell the user in plain text; the output is then complete."""
+        """Count the failure and tell the user in plain text; the output is then complete. A chat
+        that blocked the bot, is gone, or removed it is left alone for GONE_S (SPEC §12.9)."""
+        if any(reason in exc.description.lower() for reason in GONE_REASONS):
+            self._gone[reply.chat.conversation_id] = asyncio.get_running_loop().time()
+            self._conn.counters["delivery_dropped"] += 1
+            log.warning("chat %s cannot be reached: %s", reply.chat.conversation_id, exc)
+            return record
         self._conn.counters["delivery_failed"] += 1
         log.warning("output %s refused by telegram: %s", reply.out_id, exc)
         message_id = await self._notify(reply.chat, failure_notice(exc.description), envelope)
@@ -286,6 +323,19 @@ def _chat_id(chat: Chat) -> int:
     if chat.chat_id is None:
         raise InputError(f"telegram output for {chat.conversation_id!r} has no chat_id")
     return chat.chat_id
+
+
+def _document(reply: SendReply, text: str) -> SendUpload:
+    """The whole of an answer too long for 12 messages, as `answer-<turn>.md` (SPEC §12.7)."""
+    return SendUpload(
+        method="sendDocument",
+        chat_id=_chat_id(reply.chat),
+        file_name=render.document_name(reply.turn_id or reply.out_id),
+        media_type="text/markdown",
+        data=text.encode(),
+        caption=render.document_caption(text),
+        message_thread_id=reply.chat.thread_id,
+    )
 
 
 def _keyboard(rows: list[list[Button]]) -> InlineKeyboardMarkup:

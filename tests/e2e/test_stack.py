@@ -180,14 +180,21 @@ async def test_a_provider_error_that_echoes_the_key_reaches_the_chat_scrubbed(wo
     world.llm.assert_done()
 
 
-async def test_a_3_mb_answer_goes_out_as_12_parts_the_last_saying_what_was_cut(world):
-    world.llm.script(reply("A runaway answer.\n" * 170_000))  # 3.06 MB of short lines
+async def test_a_3_mb_answer_goes_out_as_11_parts_and_the_whole_as_a_document(world):
+    runaway = "A runaway answer.\n" * 170_000  # 3.06 MB of short lines
+    world.llm.script(reply(runaway))
     world.telegram.user_says(ADA, "write forever")
-    parts = [await world.telegram.next_sent(ADA, timeout_s=60) for _ in range(12)]
+    parts = [await world.telegram.next_sent(ADA, timeout_s=60) for _ in range(11)]
+    document = await world.telegram.next_file(timeout_s=60)
     await delivered(world)
-    assert all(part.text.startswith("A runaway answer.") for part in parts[:11])
-    assert parts[11].text.startswith("✂️ The answer was cut here: about ")
-    assert parts[11].text.endswith(" more characters were left out.")
+    assert all(part.text.startswith("A runaway answer.") for part in parts)
+    assert (document.method, document.chat_id) == ("sendDocument", ADA)
+    assert document.file_name.startswith("answer-")
+    assert document.file_name.endswith(".md")
+    whole = document.data.decode()
+    assert whole.startswith("A runaway answer.")
+    assert len(whole) >= len(runaway) - 1  # the answer as stored, its last newline aside
+    assert document.caption == f"The full answer ({len(whole):,} chars)."
     # the stored answer no longer fits the window: the next turn compacts it first (SPEC §4.2)
     world.llm.script(reply("## Goal\nA runaway answer was cut."), reply("Short again."))
     assert await exchange(world, "and now?") == "Short again."

@@ -214,9 +214,12 @@ async def test_binding_a_durable_the_launcher_never_made_is_a_config_error(bus, 
 
 async def test_the_layout_updates_an_existing_durable_to_its_current_settings(bus):
     [lane] = layout.durables(BusConfig(in_partitions=4))["delivery"]
-    older = msgspec.structs.replace(lane, ack_wait_s=3.0, max_ack_pending=50)
+    older = msgspec.structs.replace(lane, ack_wait_s=3.0, max_ack_pending=1)  # the foundation's
     await bus.js.add_consumer(lane.stream, layout.consumer_config(older))
     assert (await bus.js.consumer_info(lane.stream, lane.durable)).config.ack_wait == 3.0
     await layout.ensure(bus.js, BusConfig(in_partitions=4))
     info = await bus.js.consumer_info(lane.stream, lane.durable)
-    assert (info.config.ack_wait, info.config.max_ack_pending) == (lane.ack_wait_s, 1)
+    assert (info.config.ack_wait, info.config.max_ack_pending) == (
+        lane.ack_wait_s,
+        lane.max_ack_pending,
+    )

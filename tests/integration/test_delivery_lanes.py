@@ -3,11 +3,14 @@ Bot API server: a chat told to wait holds up no other, order within a chat holds
 with more waiting than its share of the window takes its outputs back in order."""
 
 import asyncio
+import contextlib
 from pathlib import Path
+
+import msgspec
 
 from services.delivery import lanes
 from services.delivery.service import run
-from shared import subjects
+from shared import leases, subjects
 from shared.bus import BusAccess
 from shared.ids import ConversationId, OutId
 from shared.lifecycle import Runtime
@@ -15,7 +18,7 @@ from shared.messages.contract import Chat
 from shared.messages.outbound import SendReply
 from tests.kit.services import make_runtime, running
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api
-from tests.kit.waiting import eventually
+from tests.kit.waiting import eventually, eventually_async
 
 SLOW, FAST = 5101, 5102
 MODELS = {"default_model": "m", "models": {"m": {"provider": "openai_chat", "model": "x"}}}
@@ -60,3 +63,63 @@ async def test_order_within_a_chat_holds_past_its_share_of_the_window(bus, workd
             await say(bus, SLOW, f"ans_{n}", f"message {n:02d}")
         await eventually(lambda: len(tg.transcript(SLOW)) == count, timeout_s=30)
     assert tg.transcript(SLOW) == [f"message {n:02d}" for n in range(count)]
+
+
+async def test_a_chat_that_blocked_the_bot_gets_nothing_more_and_is_counted(
+    bus, workdir, nats_access
+):
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        tg.block_chat(SLOW)
+        await say(bus, SLOW, "ans_b1", "are you there?")
+        await say(bus, SLOW, "ans_b2", "hello?")
+        await say(bus, FAST, "ans_f1", "fine here")
+        await tg.next_sent(FAST)
+
+        async def both_dropped() -> dict[str, int] | None:
+            answer = await bus.nc.request(subjects.counters("delivery"), b"", timeout=2)
+            found = msgspec.json.decode(answer.data, type=dict[str, int])
+            return found if found.get("delivery_dropped") == 2 else None  # refused, and the next
+
+        counted = await eventually_async(both_dropped, what="both answers dropped")
+    assert sent_to(tg, SLOW) == 1  # one try: the second was not sent at all
+    assert counted.get("delivery_failed", 0) == 0  # no failure notice to a chat that blocked us
+    assert tg.transcript(SLOW) == []
+
+
+def sent_to(tg: TelegramAPIServer, chat_id: int) -> int:
+    return sum(
+        1 for c in tg.calls if c.method == "sendMessage" and c.params.get("chat_id") == chat_id
+    )
+
+
+async def test_a_standby_delivery_takes_over_within_the_lease_ttl(bus, workdir, nats_access):
+    loop = asyncio.get_running_loop()
+    async with telegram_api() as tg:
+        runtime = runtime_for(tg, workdir, nats_access)
+        first_stop, second_stop = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(run(runtime, first_stop))
+        await say(bus, FAST, "ans_1", "from the first")
+        await tg.next_sent(FAST)
+        second = asyncio.create_task(run(runtime, second_stop))  # stands by
+        await say(bus, FAST, "ans_2", "still the first")
+        await tg.next_sent(FAST)
+        await eventually_async(lambda: settled(bus), what="ans_2 recorded and acked")
+        first.cancel()  # dies without letting the lease go
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        died_at = loop.time()
+        await say(bus, FAST, "ans_3", "from the standby")
+        sent = await tg.next_sent(FAST, timeout_s=leases.TTL_S + 5)
+        took_over_s = loop.time() - died_at
+        second_stop.set()
+        await second
+    assert sent.text == "from the standby"
+    assert took_over_s <= leases.TTL_S + 1
+    assert tg.transcript(FAST) == ["from the first", "still the first", "from the standby"]
+
+
+async def settled(bus) -> bool:
+    """Every output so far acked (so a death now sends nothing twice)."""
+    durable = subjects.durable("delivery", "telegram")
+    info = await bus.js.consumer_info(subjects.OUT_STREAM, durable)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
