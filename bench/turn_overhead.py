@@ -6,7 +6,8 @@ getUpdates to the moment the fake Bot API receives the answer's sendMessage; its
 time minus the model time (how long the fake model server spent on the turn's request).
 
     python bench/turn_overhead.py [--sequential 300] [--conversations 50] [--per-conversation 20]
-                                  [--growth-turns 0] [--idle-s 40]
+                                  [--growth-turns 0] [--idle-s 40] [--lane-chats 20]
+                                  [--lane-turns 10]
 """
 
 import argparse
@@ -27,6 +28,7 @@ from tests.kit.llm_api import OpenAIChatServer, llm_api, reply  # noqa: E402
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api  # noqa: E402
 
 FIRST_CHAT = 10_000
+LANE_CHATS = 20_000  # the lanes phase's chats (two runs of `--lane-chats` each)
 IDLE_AFTER_LOAD_S = 30.0
 
 
@@ -106,6 +108,7 @@ def report_memory(title: str, figures: dict[str, float]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     chats = [FIRST_CHAT + n for n in range(args.conversations + 1)]
+    chats += [LANE_CHATS + n for n in range(2 * args.lane_chats)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         async with telegram_api() as tg, llm_api(api_key="bench-key") as llm:
@@ -142,11 +145,35 @@ async def main(args: argparse.Namespace) -> None:
                 print("CPU per turn (concurrent phase):")
                 for name, spent in cpu_after.items():
                     print(f"  {name:<18} {1000 * (spent - cpu_before[name]) / count:6.2f} ms")
+                if args.lane_chats:
+                    await lanes_phase(tg, args.lane_chats, args.lane_turns)
                 if args.idle_s:
                     await idle_phase(running, before, args.idle_s)
                 if args.growth_turns:
                     await growth_phase(running, tg, llm, args, before)
                 llm.requests.clear()
+
+
+async def lanes_phase(tg: TelegramAPIServer, chats: int, each: int) -> None:
+    """`chats` private chats at once, `each` turns each: the other chats' turn times, without and
+    with a 5 s `retry_after` on one chat's first answer (per-chat lanes: it holds up no other)."""
+    print(f"lanes: {chats} private chats, {each} turns each")
+    for run, label in enumerate(("no wait", "a 5 s retry_after in one chat")):
+        first = LANE_CHATS + run * chats
+        if run:
+            tg.fail_next("sendMessage", retry_after=5, chat_id=first)
+        others: list[float] = []
+
+        async def chat_turns(chat_id: int, into: list[float]) -> None:
+            for n in range(each):
+                into.append(await turn(tg, chat_id, f"lane {n}"))
+
+        waited: list[float] = []
+        others_turns = (chat_turns(first + c, others) for c in range(1, chats))
+        await asyncio.gather(chat_turns(first, waited), *others_turns)
+        report_times(f"  {label}: the other chats' turn time", others)
+        if run:
+            report_times("  the waiting chat's turn time", waited)
 
 
 async def growth_phase(
@@ -194,5 +221,7 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", type=int, default=50)
     parser.add_argument("--per-conversation", type=int, default=20)
     parser.add_argument("--growth-turns", type=int, default=0)
+    parser.add_argument("--lane-chats", type=int, default=20, help="0: no lanes phase")
+    parser.add_argument("--lane-turns", type=int, default=10)
     parser.add_argument("--idle-s", type=float, default=IDLE_S + 10, help="0: no idle phase")
     asyncio.run(main(parser.parse_args()))

@@ -1,5 +1,5 @@
 """The few Telegram Bot API methods delivery calls, over httpx with msgspec Structs: JSON bodies,
-and `multipart/form-data` for file uploads.
+and `multipart/form-data` for file uploads and albums.
 
 Errors are sorted by whose fault they are (shared.errors), and decide what the sender does next:
 
@@ -129,6 +129,33 @@ class SendUpload(msgspec.Struct, frozen=True, kw_only=True):
     message_thread_id: int | None = None
 
 
+class AlbumPhoto(msgspec.Struct, frozen=True, kw_only=True):
+    """One photo of an album; its caption (if any) has explicit entities."""
+
+    file_name: str
+    media_type: str
+    data: bytes
+    caption: str = ""
+    caption_entities: tuple[MessageEntity, ...] = ()
+
+
+class SendMediaGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """2-10 photos sent as one album, each uploaded as a part of one multipart request."""
+
+    chat_id: int
+    photos: tuple[AlbumPhoto, ...]
+    message_thread_id: int | None = None
+
+
+class InputMediaPhoto(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An album item in the `media` field; `media` names its part: `attach://f0`."""
+
+    type: Literal["photo"]  # no default: omit_defaults would leave it out of the body
+    media: str
+    caption: str = ""
+    caption_entities: tuple[MessageEntity, ...] = ()
+
+
 class ReactionTypeEmoji(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="emoji"):
     emoji: str
 
@@ -163,6 +190,9 @@ class Response(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 MESSAGE_RESPONSE: msgspec.json.Decoder[Response[SentMessage]] = msgspec.json.Decoder(
     Response[SentMessage]
 )
+MESSAGES_RESPONSE: msgspec.json.Decoder[Response[list[SentMessage]]] = msgspec.json.Decoder(
+    Response[list[SentMessage]]
+)
 BOOL_RESPONSE: msgspec.json.Decoder[Response[bool]] = msgspec.json.Decoder(Response[bool])
 ANY_RESPONSE: msgspec.json.Decoder[Response[msgspec.Raw]] = msgspec.json.Decoder(
     Response[msgspec.Raw]
@@ -196,6 +226,10 @@ class TelegramApi(Protocol):
 
     async def send_upload(self, request: SendUpload) -> int:
         """Upload one file (a photo, a document, ...); returns its message id."""
+        ...
+
+    async def send_media_group(self, request: SendMediaGroup) -> list[int]:
+        """Send photos as one album; returns their message ids, in order."""
         ...
 
     async def send_chat_action(self, request: SendChatAction) -> None: ...
@@ -233,19 +267,36 @@ class HttpTelegramApi:
         if request.caption_entities:
             fields["caption_entities"] = _ENCODER.encode(request.caption_entities).decode()
         upload = (request.file_name, request.data, request.media_type)
-        try:
-            body = await self._client.post(
-                f"{self._base}/{request.method}",
-                data=fields,
-                files={UPLOAD_FIELDS[request.method]: upload},
-                timeout=UPLOAD_TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            raise self._unreachable(request.method, exc) from None
+        body = await self._post_form(
+            request.method, fields, {UPLOAD_FIELDS[request.method]: upload}
+        )
         response = _decode(MESSAGE_RESPONSE, request.method, body)
         if response.result is None:
             raise TransientError(f"telegram {request.method}: an ok answer without a message")
         return response.result.message_id
+
+    async def send_media_group(self, request: SendMediaGroup) -> list[int]:
+        media = [
+            InputMediaPhoto(
+                type="photo",
+                media=f"attach://f{number}",
+                caption=photo.caption,
+                caption_entities=photo.caption_entities,
+            )
+            for number, photo in enumerate(request.photos)
+        ]
+        fields = {"chat_id": str(request.chat_id), "media": _ENCODER.encode(media).decode()}
+        if request.message_thread_id is not None:
+            fields["message_thread_id"] = str(request.message_thread_id)
+        parts = {
+            f"f{number}": (photo.file_name, photo.data, photo.media_type)
+            for number, photo in enumerate(request.photos)
+        }
+        body = await self._post_form("sendMediaGroup", fields, parts)
+        response = _decode(MESSAGES_RESPONSE, "sendMediaGroup", body)
+        if not response.result:
+            raise TransientError("telegram sendMediaGroup: an ok answer without messages")
+        return [message.message_id for message in response.result]
 
     async def send_chat_action(self, request: SendChatAction) -> None:
         body = await self._call("sendChatAction", _ENCODER.encode(request), ACTION_TIMEOUT)
@@ -278,6 +329,17 @@ class HttpTelegramApi:
                 content=payload,
                 headers={"Content-Type": "application/json"},
                 timeout=http_timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(method, exc) from None
+
+    async def _post_form(
+        self, method: str, fields: dict[str, str], parts: dict[str, tuple[str, bytes, str]]
+    ) -> httpx.Response:
+        """A multipart call: form `fields` and file `parts` (name: file name, bytes, type)."""
+        try:
+            return await self._client.post(
+                f"{self._base}/{method}", data=fields, files=parts, timeout=UPLOAD_TIMEOUT
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(method, exc) from None

@@ -7,21 +7,34 @@ as a document: the tools resolve `auto` to `photo` before they see the pixels. T
 rendered like an answer, in parts of 1,024 UTF-16 units: the first rides on the file, the rest
 follow as messages.
 
+An output with `more` carries the photos of one tool call: they go as one album when every one
+is stored and goes as a photo, else each on its own as above.
+
 Pillow is imported by `photo_fits` itself, the first time a photo is sent, as the session does.
 """
 
 import asyncio
 import io
+import logging
 import math
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 import nats.errors
+from msgspec import structs
 
 from services.delivery import render
-from services.delivery.bot_api import SendUpload, UploadMethod
-from shared.bus import Envelope
+from services.delivery.bot_api import (
+    AlbumPhoto,
+    EntityError,
+    RejectedError,
+    SendMediaGroup,
+    SendUpload,
+    UploadMethod,
+)
+from shared import files
+from shared.bus import Connection, Envelope
 from shared.messages.outbound import SendFile
 
 MB: Final = 1 << 20  # Telegram's megabyte
@@ -50,6 +63,7 @@ BY_SEND_AS: Final[dict[str, UploadMethod]] = {
     "video": "sendVideo",
 }
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def method_for(output: SendFile, data: bytes) -> UploadMethod:
@@ -99,6 +113,60 @@ def upload(output: SendFile, chat_id: int, data: bytes, caption: render.Part) ->
         caption_entities=caption.entities,
         message_thread_id=output.chat.thread_id,
     )
+
+
+def files_of(output: SendFile) -> list[SendFile]:
+    """The output as one SendFile per file it carries: its own, then those of `more`."""
+    more = [
+        structs.replace(
+            output, file=offered.attachment, caption=offered.caption, send_as=offered.send_as
+        )
+        for offered in output.more
+    ]
+    return [structs.replace(item, more=[]) for item in (output, *more)]
+
+
+async def album(
+    conn: Connection, items: list[SendFile], captions: list[render.Part], chat_id: int
+) -> SendMediaGroup | None:
+    """The files as one album, or None unless every one is stored and goes as a photo, and all
+    of them fit in one request (MAX_FILE_BYTES, as one upload)."""
+    if sum(item.file.size for item in items) > MAX_FILE_BYTES:  # the sizes the tools measured
+        return None
+    photos: list[AlbumPhoto] = []
+    for item, caption in zip(items, captions, strict=True):
+        data = await files.read_bytes(conn, item.file.object_name)
+        if data is None or method_for(item, data) != "sendPhoto":
+            return None
+        photo = AlbumPhoto(
+            file_name=item.file.file_name or "photo",
+            media_type=item.file.media_type,
+            data=data,
+            caption=caption.text,
+            caption_entities=caption.entities,
+        )
+        photos.append(photo)
+    if sum(len(photo.data) for photo in photos) > MAX_FILE_BYTES:
+        return None
+    thread_id = items[0].chat.thread_id
+    return SendMediaGroup(chat_id=chat_id, photos=tuple(photos), message_thread_id=thread_id)
+
+
+async def send_album(
+    request: SendMediaGroup, send: Callable[[SendMediaGroup], Awaitable[list[int]]]
+) -> tuple[int, ...]:
+    """Send the album (its captions as plain text if Telegram refuses their entities): its
+    message ids, or () when Telegram refuses it, and its files go one by one instead."""
+    try:
+        try:
+            return tuple(await send(request))
+        except EntityError as exc:
+            log.warning("album captions refused, sending them as plain text: %s", exc.description)
+            plain = tuple(structs.replace(p, caption_entities=()) for p in request.photos)
+            return tuple(await send(structs.replace(request, photos=plain)))
+    except RejectedError as exc:
+        log.warning("album refused, its files go one by one: %s", exc)
+        return ()
 
 
 def unsendable_notice(output: SendFile, data: bytes | None) -> str:

@@ -4,11 +4,14 @@ Consumes: Telegram outputs (SC_OUT, `sc.out.telegram.*`) with one durable feedin
           chat (order per chat; a waiting chat holds up no other; `lanes`); nothing when the
           config has no [telegram] section (bus clients such as `stellaclaw chat` read their
           outputs from SC_OUT_CLI themselves).
-Produces: Telegram Bot API calls: sendMessage (answers, failure notices), sendChatAction (typing),
-          setMessageReaction (👀 on a follow-up read during a turn), sendPhoto, sendDocument,
-          sendAudio, sendVoice, sendVideo, sendAnimation (files read from sc_files).
-Owns:     sent-message records (KV sc_delivery), the typing loops' tasks; while active, the
-          lease `leader.delivery.<bot>` (KV sc_lease): one active instance per bot, others stand by.
+Produces: Telegram Bot API calls: sendMessage (answers, failure notices, the progress panel),
+          editMessageText and deleteMessage (the panel), sendMessageDraft (streamed answers),
+          sendChatAction (typing), setMessageReaction (👀 on a bus client's follow-up), sendPhoto,
+          sendDocument (also an answer over 12 parts), sendAudio, sendVoice, sendVideo,
+          sendAnimation, sendMediaGroup (files read from sc_files).
+Owns:     sent-message records (KV sc_delivery), panels (KV sc_panel), the typing loops' tasks;
+          while active, the lease `leader.delivery.<bot>` (KV sc_lease): one active instance per
+          bot, others stand by.
 """
 
 import asyncio

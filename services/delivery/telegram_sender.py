@@ -180,16 +180,18 @@ class TelegramSender:
         if record.is_complete:
             log.info("file %s was sent before; not sent again", output.out_id)
             return
-        caption, rest = file_sender.caption_parts(output.caption)
-        if not record.message_ids:  # the file itself is not sent yet
-            record = await file_sender.heartbeating(
-                self._upload(output, caption, envelope), envelope
-            )
+        items = file_sender.files_of(output)
+        parts = [file_sender.caption_parts(item.caption) for item in items]
+        rest = [part for _, more in parts for part in more]  # after all the files
+        if len(record.message_ids) < len(items):  # not every file is sent yet
+            captions = [first for first, _ in parts]
+            uploads = self._upload_files(key, items, captions, record, envelope)
+            record = await file_sender.heartbeating(uploads, envelope)
             record = structs.replace(record, is_complete=record.is_complete or not rest)
             await records.store(self._kv, key, record)
         if record.is_complete:
             return
-        for part in rest[len(record.message_ids) - 1 :]:
+        for part in rest[len(record.message_ids) - len(items) :]:
             try:
                 message_id = await self._send_part(_request(output.chat, part, None), envelope)
             except RejectedError as exc:
@@ -199,6 +201,38 @@ class TelegramSender:
             await records.store(self._kv, key, record)
             await envelope.in_progress()
         await records.store(self._kv, key, structs.replace(record, is_complete=True))
+
+    async def _upload_files(
+        self,
+        key: str,
+        items: list[SendFile],
+        captions: list[render.Part],
+        record: DeliveryRecord,
+        envelope: Envelope,
+    ) -> DeliveryRecord:
+        """Send the files `record` does not hold yet: two or more as one album if they can go as
+        one, else one by one, each as one message (the file, or its notice), recorded after
+        each but the last (the caller records that). A lone file that cannot go, or a notice
+        Telegram refuses, completes the output; in an album's files one by one, the rest of a
+        failed file's caption still follows: the record cannot tell which file failed."""
+        if not record.message_ids and len(items) > 1:
+            chat_id = _chat_id(items[0].chat)
+            request = await file_sender.album(self._conn, items, captions, chat_id)
+            if request is not None and (
+                album := await file_sender.send_album(
+                    request, lambda r: self._call(partial(self._api.send_media_group, r), envelope)
+                )
+            ):
+                return DeliveryRecord(message_ids=album)
+        for index in range(len(record.message_ids), len(items)):
+            uploaded = await self._upload(items[index], captions[index], envelope)
+            is_complete = not uploaded.message_ids or (uploaded.is_complete and len(items) == 1)
+            message_ids = (*record.message_ids, *uploaded.message_ids)
+            record = DeliveryRecord(message_ids=message_ids, is_complete=is_complete)
+            if is_complete or index == len(items) - 1:
+                break
+            await records.store(self._kv, key, record)
+        return record
 
     async def _upload(
         self, output: SendFile, caption: render.Part, envelope: Envelope

@@ -20,6 +20,10 @@ from shared.model_config import ModelConfig
 log = logging.getLogger(__name__)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Window:
     """One session's estimate and compactions; the calibration per model survives in its head."""
 
@@ -36,6 +40,7 @@ class Window:
         self.config = config
         self.calibrations = calibrations
         self.on_failure = on_failure  # the last compaction's failure ("" once one succeeds)
+        self.on_compacting: Callable[[], None] = _nothing  # a compaction starts (the panel)
 
     def estimate(self, request: ModelRequest, model_name: str) -> tokens.Estimate:
         calibration = self.calibrations.get(model_name, tokens.Calibration())
@@ -77,6 +82,7 @@ class Window:
         if self.estimate(request, job.model_name).tokens < limit:
             return False
         compacted = False
+        self.on_compacting()
         for passes in range(1, compaction.MAX_PASSES + 1):
             try:
                 done = await compaction.compact(self.history, self.http, job, passes)
@@ -98,6 +104,7 @@ class Window:
     async def shrink(self, job: Job, passes: int) -> bool:
         """The provider said the request is too long: compact with the tail halved `passes - 1`
         times; False when nothing was left to compact."""
+        self.on_compacting()
         done = await compaction.compact(self.history, self.http, job, passes)
         return done is not None
 

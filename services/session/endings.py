@@ -11,6 +11,7 @@ from services.session.providers import api_log
 from services.session.providers.protocol import AuthError, ContextLengthError, ProviderError
 from shared import redaction
 from shared.ids import new_id
+from shared.messages.outbound import Ending as PanelEnding
 from shared.messages.tools import ToolSpec
 
 if TYPE_CHECKING:
@@ -37,14 +38,16 @@ async def ending(
         text = failures.context_exceeded()
         return turn_loop.Ending(text=text, outcome="failed", error="context", can_continue=True)
     except CompactionFailedError as exc:  # history is intact: /continue tries again
-        text = failures.compaction_failed(redaction.scrub(exc.reason, actor.conn.secrets))
-        return turn_loop.Ending(text=text, outcome="failed", error="compaction", can_continue=True)
+        reason = redaction.scrub(exc.reason, actor.conn.secrets)
+        text = failures.compaction_failed(reason)
+        return _failed(text, "compaction", f"compaction failed: {reason}")
     except AuthError as exc:
         text = failures.auth_refused(exc.model_name, exc.status)
-        return turn_loop.Ending(text=text, outcome="failed", error="auth", can_continue=True)
+        reason = f"model {exc.model_name} rejected its credentials (HTTP {exc.status})"
+        return _failed(text, "auth", reason)
     except ProviderError as exc:  # its body may echo a key: scrubbed before it is cut short
-        text = failures.provider_failed(redaction.scrub(exc.reason, actor.conn.secrets))
-        return turn_loop.Ending(text=text, outcome="failed", error="provider", can_continue=True)
+        reason = redaction.scrub(exc.reason, actor.conn.secrets)
+        return _failed(failures.provider_failed(reason), "provider", reason)
     except turn_loop.EmptyResponseError:
         text = failures.empty_twice()
         return turn_loop.Ending(
@@ -56,5 +59,38 @@ async def ending(
         error_id = new_id("err_")
         log.exception("internal error %s in turn %s", error_id, turn.turn_id)
         return turn_loop.Ending(
-            text=failures.internal(error_id), outcome="failed", error="internal"
+            text=failures.internal(error_id),
+            outcome="failed",
+            error="internal",
+            reason=f"internal error {error_id}",
         )
+
+
+def _failed(text: str, error: str, reason: str) -> turn_loop.Ending:
+    return turn_loop.Ending(
+        text=text, outcome="failed", error=error, can_continue=True, reason=reason
+    )
+
+
+# The panel's `❌ Failed · <elapsed> — <reason>` of failures whose Ending carries no reason.
+REASONS = {
+    "context": "the conversation no longer fits the context window",
+    "empty_response": "the model returned an empty answer twice",
+    "tools": "no tool runner answered",
+    "internal": "internal error",
+}
+
+
+def for_panel(ending: turn_loop.Ending) -> tuple[PanelEnding, str]:
+    """How the turn's progress panel ends (SPEC §12.6), and why when it failed."""
+    if ending.outcome == "cancelled":
+        return "cancelled", ""
+    if ending.outcome == "answered":
+        return "done", ""
+    match ending.error:
+        case "round_limit":
+            return "round_limit", ""
+        case "restarts":
+            return "interrupted", ""
+    reason = ending.reason or REASONS.get(ending.error or "", ending.error or "")
+    return "failed", failures.reason_line(reason)

@@ -35,6 +35,7 @@ async def fold(actor: "SessionActor", turn_id: TurnId) -> None:
         actor.inbox.done(entry)
     if actor.running is not None:
         actor.running.settles += len(entries)
+    shown_waiting(actor)
     log.info("folded %d follow-up(s) into turn %s", len(entries), turn_id)
 
 
@@ -88,6 +89,7 @@ def folded(turn_id: TurnId, entries: list[Entry], *, tag: bool) -> UserMessage:
 async def acknowledge(actor: "SessionActor", message: HandleMessage) -> None:
     """👀 on a follow-up read during a turn (SPEC §3.5, §12.5): it is taken in at the next step.
     A Telegram message has it already: ingress sets the ack reaction on every message it takes."""
+    shown_waiting(actor)
     received = message.message
     if received.chat.channel == "telegram":
         return
@@ -100,6 +102,13 @@ async def acknowledge(actor: "SessionActor", message: HandleMessage) -> None:
     outbound = subjects.outbound(received.chat.channel, received.chat.conversation_id)
     with contextlib.suppress(TimeoutError, nats.errors.Error):
         await bus.publish(actor.conn, outbound, reaction, msg_id=reaction.out_id)
+
+
+def shown_waiting(actor: "SessionActor") -> None:
+    """The panel's `📥 <n> new message(s)` line: the follow-ups waiting for the next step."""
+    running = actor.running
+    if running is not None and running.progress is not None:
+        running.progress.follow_ups(len(actor.inbox.follow_ups()))
 
 
 CUT_TIMEOUT_S = 2.0

@@ -141,6 +141,7 @@ class ModelChoice:
                 if self.index + 1 >= len(self.chain):
                     raise
                 await self._fall_back(name, exc)
+                on_event(Retrying(attempt=0))  # the fallback's text replaces what streamed
                 continue
             self.cooldowns.succeeded(name)
             prices = self.config.models[name].prices

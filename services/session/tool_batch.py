@@ -127,6 +127,10 @@ class TurnCancelledError(Exception):
 Journal = Callable[[list[CallEntry]], Awaitable[None]]
 
 
+def _unseen(result: ToolResult) -> None:
+    return None
+
+
 class Run(msgspec.Struct, kw_only=True):
     """How one batch runs: the session's tool events, traits, the turn's cancel flag, the journal
     hook that records calls before they are sent; on a takeover, calls a runner has already
@@ -141,6 +145,7 @@ class Run(msgspec.Struct, kw_only=True):
     attempt: int = 0
     # The interruptible calls in flight: a follow-up cuts their waits short (the actor does).
     waiting: set[ToolCallId] = msgspec.field(default_factory=set)
+    settled: Callable[[ToolResult], None] = _unseen  # a call's result came (the panel)
 
 
 class _State(msgspec.Struct, kw_only=True):
@@ -288,6 +293,7 @@ async def _settle(how: Run, state: _State) -> None:
             state.watch.forget(event.call_id)
             how.waiting.discard(event.call_id)
             done[event.call_id] = as_result(pending.call, event)
+            how.settled(done[event.call_id])
         case _:  # bad data, or a call of another batch (a late result): not ours to wait for
             pass
 

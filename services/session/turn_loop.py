@@ -13,12 +13,8 @@ from services.session.compaction import Job
 from services.session.context_window import Window
 from services.session.history_store import History
 from services.session.model_calls import Answered, MediaSource, ModelChoice
-from services.session.providers.protocol import (
-    ContextLengthError,
-    ModelReply,
-    ModelRequest,
-    StreamEvent,
-)
+from services.session.progress import Progress
+from services.session.providers.protocol import ContextLengthError, ModelReply, ModelRequest
 from services.session.tool_results import Results
 from shared.ids import ToolCallId, TurnId
 from shared.messages.history import (
@@ -50,6 +46,7 @@ class Ending(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str = "answered"
     error: str | None = None
     can_continue: bool = False
+    reason: str = ""  # one line on why it failed, for the panel (SPEC §3.8's `<reason>`)
 
 
 class Running(msgspec.Struct, kw_only=True):
@@ -63,6 +60,7 @@ class Running(msgspec.Struct, kw_only=True):
     settles: int = 1  # the user inputs its answer settles (its message, follow-ups taken in)
     fallback: str = ""  # the fallback model the turn moved to (SPEC §7.3), if it did
     waiting: set[ToolCallId] = msgspec.field(default_factory=set)  # interruptible calls running
+    progress: Progress | None = None  # what its panel shows, once the turn runs
 
 
 async def _no_follow_ups() -> None:
@@ -86,6 +84,7 @@ class Turn:
     results: Results  # the session's tool starts and results
     running: Running
     journal: tool_batch.Journal  # records a group of calls before they are sent
+    progress: Progress  # the panel's state and the streamed answer (SPEC §12.6, §12.7)
     fold: Callable[[], Awaitable[None]] = _no_follow_ups  # follow-ups in, at a safe boundary
     # Files the results offer the user go out before the results are stored (SPEC §5.6).
     offer: Callable[[list[ToolResult]], Awaitable[None]] = _nothing_to_offer
@@ -141,7 +140,7 @@ async def run(turn: Turn, tools: list[ToolSpec]) -> Ending:
                 error="round_limit",
                 can_continue=True,
             )
-        await run_batch(turn, calls, traits)
+        await run_batch(turn, calls, traits, reply.text)
         round_trips += 1
 
 
@@ -151,9 +150,13 @@ def _rounds_so_far(turn: Turn) -> int:
     return history_store.rounds_run(turn.history.events, turn.turn_id)
 
 
-async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, ToolTraits]) -> None:
-    """Run the batch and store its results (also when the user cancelled it)."""
+async def run_batch(
+    turn: Turn, calls: list[ToolCall], traits: Mapping[str, ToolTraits], preamble: str = ""
+) -> None:
+    """Run the batch and store its results (also when the user cancelled it); `preamble` is
+    the text the model wrote with the calls."""
     turn.running.activity = f"running {len(calls)} tool{'s' if len(calls) != 1 else ''}"
+    turn.progress.batch_started(calls, preamble)
     how = tool_batch.Run(
         results=turn.results,
         traits=traits,
@@ -162,8 +165,10 @@ async def run_batch(turn: Turn, calls: list[ToolCall], traits: Mapping[str, Tool
         started=turn.started,
         attempt=turn.attempt,
         waiting=turn.running.waiting,
+        settled=turn.progress.call_settled,
     )
     results = await tool_batch.run(turn.batch, calls, how)
+    turn.progress.batch_settled(results)
     turn.started.clear()
     await _append_results(turn, results)
     turn.running.activity = "calling the model"
@@ -179,7 +184,8 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
     if window is not None and await _compacting(turn, window.fit(turn.job("threshold"), request)):
         request = _request(turn, tools, notice)
     for passes in range(1, compaction.MAX_PASSES + 2):
-        call = turn.models.complete(request, _streamed, turn.media)
+        turn.progress.model_call()
+        call = turn.models.complete(request, turn.progress.on_event, turn.media)
         try:
             answered = await tool_batch.until_cancelled(turn.running.cancel, call)
         except ContextLengthError:
@@ -189,6 +195,7 @@ async def _call(turn: Turn, tools: list[ToolSpec], notice: str | None) -> Answer
                 raise
             request = _request(turn, tools, notice)
             continue
+        turn.progress.answered(answered.model_name)
         if window is not None:
             window.learn(answered.model_name, request, answered.reply)
         if answered.model_name != turn.models.chain[0]:
@@ -215,10 +222,6 @@ def _request(turn: Turn, tools: list[ToolSpec], notice: str | None) -> ModelRequ
         tools=tools,
         notice=notice,
     )
-
-
-def _streamed(event: StreamEvent) -> None:
-    """Streamed text has no reader yet: the answer is sent whole when the turn ends."""
 
 
 def _calls(turn: Turn, round_trip: int, reply: ModelReply) -> list[ToolCall]:

@@ -19,15 +19,15 @@ from services.session import (
     failures,
     follow_ups,
     history_store,
+    progress,
     prompt,
-    tool_batch,
     turn_loop,
+    turn_setup,
 )
 from services.session import usage as usages
-from services.session.context_window import Window
-from services.session.heads import CallEntry, Journal
+from services.session.heads import Journal
 from services.session.inbox import Entry
-from services.session.model_calls import ModelChoice
+from services.session.turn_setup import Plan
 from shared import bus, subjects
 from shared.ids import TurnId
 from shared.messages.contract import Chat
@@ -36,7 +36,6 @@ from shared.messages.history import (
     Compacted,
     Notice,
     SessionStarted,
-    ToolResult,
     TurnFinished,
     TurnStarted,
     UserMessage,
@@ -50,17 +49,6 @@ if TYPE_CHECKING:
 
 MAX_TAKEOVERS = 3  # SPEC §3.8 `restarts`
 log = logging.getLogger(__name__)
-
-
-class Plan(msgspec.Struct, frozen=True, kw_only=True):
-    """A turn to drive: where it answers, how it runs, and what a takeover found of its batch."""
-
-    turn_id: TurnId
-    number: int
-    chat: Chat
-    settings: ConversationSettings
-    ledger: list[CallEntry] = msgspec.field(default_factory=list)
-    attempt: int = 0  # takeovers so far: re-sent calls get fresh msg ids
 
 
 async def start(actor: "SessionActor", entry: Entry, message: HandleMessage) -> None:
@@ -167,12 +155,17 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
         takeovers += 1
     log.warning("resuming turn %s (takeover %d)", turn_id, takeovers)
     actor.begin_running(turn_id)
-    actor.next_journal = actor.journal_for(turn_id, chat, settings, takeovers=takeovers)
-    await actor.write_journal(actor.next_journal)
+    resumed = actor.journal_for(turn_id, chat, settings, takeovers=takeovers)
+    if journal is not None and journal.started_at is not None:  # the panel's time goes on
+        resumed = msgspec.structs.replace(resumed, started_at=journal.started_at)
+    actor.next_journal = resumed
+    await actor.write_journal(resumed)
     if takeovers >= MAX_TAKEOVERS:
         ending = turn_loop.Ending(
             text=failures.restarts(), outcome="failed", error="restarts", can_continue=True
         )
+        shown = progress.for_turn(actor, turn_id, chat, settings.model, is_resumed=True)
+        await shown.end(*endings.for_panel(ending))  # its panel, if it had one: interrupted
         await finish(actor, turn_id, chat, ending)
         return
     tools = await actor.pool.tools(settings)
@@ -183,6 +176,7 @@ async def resume(actor: "SessionActor", opened: TurnStarted, number: int) -> Non
         settings=settings,
         ledger=journal.batch if journal is not None else [],
         attempt=takeovers,
+        is_resumed=True,
     )
     await drive(actor, plan, tools)
 
@@ -219,14 +213,21 @@ async def _record_message(actor: "SessionActor", turn_id: TurnId, message: Handl
 async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) -> None:
     """Run the turn to its end, whichever way it ends."""
     started_at = asyncio.get_running_loop().time()
-    answered = _answer_of(actor, plan.turn_id)
-    if answered is not None:  # the answer is stored: its delivery was cut
-        ending = answered
-    elif tools is None:
-        text = failures.tools_unavailable(plan.settings.workspace.pool)
-        ending = turn_loop.Ending(text=text, outcome="failed", error="tools", can_continue=True)
-    else:
-        ending = await endings.ending(actor, _turn(actor, plan), tools.tools, plan.ledger)
+    model = turn_setup.model_of(actor, plan)
+    shown = progress.for_turn(actor, plan.turn_id, plan.chat, model, is_resumed=plan.is_resumed)
+    try:
+        answered = _answer_of(actor, plan.turn_id)
+        if answered is not None:  # the answer is stored: its delivery was cut
+            ending = answered
+        elif tools is None:
+            text = failures.tools_unavailable(plan.settings.workspace.pool)
+            ending = turn_loop.Ending(text=text, outcome="failed", error="tools", can_continue=True)
+        else:
+            turn = turn_setup.turn_of(actor, plan, shown)
+            ending = await endings.ending(actor, turn, tools.tools, plan.ledger)
+        await shown.end(*endings.for_panel(ending))  # before the answer: no draft follows it
+    finally:
+        shown.stop()
     if ending.outcome == "cancelled":
         await cancelled(actor, plan.turn_id, plan.chat)
     else:
@@ -234,55 +235,6 @@ async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) ->
     await usages.report(actor.conn, plan.chat, actor.session_id, plan.turn_id, actor.history.events)
     elapsed_s = asyncio.get_running_loop().time() - started_at
     log.info("turn %s %s in %.2f s", plan.turn_id, ending.outcome, elapsed_s)
-
-
-def _turn(actor: "SessionActor", plan: Plan) -> turn_loop.Turn:
-    config = actor.pool.config
-    # A model this process's config lacks (a rolling config change) falls back as the
-    # conversation service does: to the default model.
-    model = plan.settings.model
-    model_name = model if model in config.models else config.default_model
-    assert actor.running is not None
-
-    async def tell(text: str) -> None:
-        out_id = subjects.fallback_out_id(plan.turn_id)
-        await answers.publish(
-            actor.conn, SendReply(chat=plan.chat, out_id=out_id, text=text, settles=0)
-        )
-
-    async def offer(results: list[ToolResult]) -> None:
-        await answers.offer_files(actor.conn, plan.chat, plan.turn_id, results)
-
-    models = ModelChoice(config, actor.pool.http, actor.pool.cooldowns, model_name, tell)
-    models.effort = plan.settings.reasoning
-    return turn_loop.Turn(
-        turn_id=plan.turn_id,
-        turn_number=plan.number,
-        models=models,
-        system_prompt=lambda: prompt.system_prompt(
-            plan.chat.conversation_id, model_name, prompt.started_sandbox(actor.history.events)
-        ),
-        history=actor.history,
-        batch=tool_batch.Batch(
-            session_id=actor.session_id,
-            conversation_id=plan.chat.conversation_id,
-            workspace=plan.settings.workspace,
-            max_parallel=config.agent.max_parallel_tools,
-            sandbox=plan.settings.sandbox,
-            remotes=list(config.remotes) if plan.settings.remote.mode == "selectable" else [],
-        ),
-        results=actor.results,
-        running=actor.running,
-        journal=actor.journal_batch,
-        fold=lambda: follow_ups.fold(actor, plan.turn_id),
-        offer=offer,
-        max_round_trips=config.agent.max_round_trips,
-        attempt=plan.attempt,
-        media=actor.pool.media,
-        window=Window(
-            actor.history, actor.pool.http, config, actor.calibrations, actor.compaction_failed
-        ),
-    )
 
 
 async def finish(

@@ -11,7 +11,7 @@ import msgspec
 
 from shared.ids import OutIdField, TurnIdField
 from shared.messages.contract import Attachment, BusMessage, Chat, Value
-from shared.messages.tools import SendAs
+from shared.messages.tools import FileToSend, SendAs
 
 MAX_TEXT_BYTES = 256 * 1024
 
@@ -63,6 +63,9 @@ class SendFile(BusMessage, frozen=True, kw_only=True, tag="send_file"):
     caption: str = ""  # Markdown
     send_as: SendAs = "auto"
     turn_id: TurnIdField | None = None
+    # The other photos of the same tool call, in order: the output is one album (SPEC §12.8),
+    # each file with its own caption. Only Telegram outputs carry them.
+    more: list[FileToSend] = msgspec.field(default_factory=list)
 
 
 ToolLineState = Literal["running", "done", "failed"]

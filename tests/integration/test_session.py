@@ -26,7 +26,7 @@ from shared.messages.history import (
     Usage,
     UserMessage,
 )
-from shared.messages.outbound import OUTPUT, SendReply, SetReaction, ShowTyping
+from shared.messages.outbound import OUTPUT, SendReply, SetReaction, ShowProgress, ShowTyping
 from shared.messages.session import (
     STATUS,
     ConversationSettings,
@@ -110,7 +110,7 @@ async def answer(bus) -> SendReply:
         output = await bus.next(OUT, OUTPUT, timeout_s=10)
         if isinstance(output, SendReply):
             return output
-        assert isinstance(output, ShowTyping | SetReaction)
+        assert isinstance(output, ShowTyping | SetReaction | ShowProgress)
 
 
 async def test_a_text_answer_is_delivered_and_the_turn_is_recorded(bus, workdir, nats_access):

@@ -51,6 +51,16 @@ from tests.kit.telegram_wire import (
     typed,
 )
 
+# How delivery's progress panel reads when it is first sent (SPEC §12.6): working, or already in
+# its end state when the turn ended before the panel's first send.
+PANEL_STARTS: Final = (
+    "⚙️ Working · ",
+    "✅ Done · ",
+    "❌ Failed · ",
+    "⏹ Cancelled · ",
+    "⏸ Stopped after ",
+    "⚠️ Interrupted",
+)
 _COMMAND: Final = re.compile(r"[a-z0-9_]{1,32}")  # what Telegram takes in a command menu
 QUERY_TOO_OLD: Final = (
     "Bad Request: query is too old and response timeout expired or query ID is invalid"
@@ -101,6 +111,10 @@ class Outbox:
         self._message_ids = message_ids
         self._latest: dict[tuple[int, int], SentMessage] = {}
         self._untaken: list[int] = []  # indices into `sent` that next_sent has not returned
+        # Progress panels (PANEL_STARTS): with `hide_panels`, readers
+        # see the chat as if the bot sent only its answers (tests written before panels).
+        self.panels: set[tuple[int, int]] = set()
+        self.hide_panels = False
         self._files_taken = 0  # `files` that next_file has returned
         self._changed = asyncio.Event()
         self._open_queries: set[str] = set()  # callback queries not answered yet
@@ -275,15 +289,25 @@ class Outbox:
 
     def transcript(self, chat_id: int) -> list[str]:
         """The bot's messages in a chat as the user sees them now (edits applied), oldest first."""
-        mine = sorted((mid, sent) for (chat, mid), sent in self._latest.items() if chat == chat_id)
+        mine = sorted(
+            (mid, sent)
+            for (chat, mid), sent in self._latest.items()
+            if chat == chat_id and not self._hidden(chat, mid)
+        )
         return [sent.text for _, sent in mine]
+
+    def _hidden(self, chat_id: int, message_id: int) -> bool:
+        return self.hide_panels and (chat_id, message_id) in self.panels
 
     async def next_sent(self, chat_id: int | None, timeout_s: float) -> SentMessage:
         """The oldest accepted send or edit (to `chat_id`, if given) not yet returned here."""
 
         def untaken() -> int | None:
-            for index in self._untaken:  # only what next_sent has not returned: a short list
-                if chat_id in (None, self.sent[index].chat_id):
+            for index in list(self._untaken):  # only what next_sent has not returned: short
+                sent = self.sent[index]
+                if self._hidden(sent.chat_id, sent.message_id):
+                    self._untaken.remove(index)
+                elif chat_id in (None, sent.chat_id):
                     return index
             return None
 
@@ -327,6 +351,8 @@ class Outbox:
         return message
 
     def _accept(self, sent: SentMessage) -> None:
+        if sent.method == "sendMessage" and sent.text.startswith(PANEL_STARTS):
+            self.panels.add((sent.chat_id, sent.message_id))
         self._untaken.append(len(self.sent))
         self.sent.append(sent)
         self._latest[(sent.chat_id, sent.message_id)] = sent

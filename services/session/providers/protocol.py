@@ -84,7 +84,7 @@ class CallStarted(msgspec.Struct, frozen=True, kw_only=True):
 class Retrying(msgspec.Struct, frozen=True, kw_only=True):
     """The call is tried again: text streamed so far is replaced by the next try's."""
 
-    attempt: int
+    attempt: int  # the retry's number; 0 when the call moves to a fallback model
 
 
 StreamEvent = TextDelta | ReasoningDelta | CallStarted | Retrying

@@ -1,5 +1,5 @@
 """Files out without NATS: which method sends a file, its caption, its notices, and the upload
-at the HTTP edge (httpx's MockTransport)."""
+and the album at the HTTP edge (httpx's MockTransport)."""
 
 import httpx
 import msgspec
@@ -7,17 +7,20 @@ import pytest
 
 from services.delivery import file_sender, render
 from services.delivery.bot_api import (
+    AlbumPhoto,
+    EntityError,
     FloodWaitError,
     HttpTelegramApi,
     MessageEntity,
     RejectedError,
+    SendMediaGroup,
     SendUpload,
 )
 from shared.errors import TransientError
 from shared.ids import ConversationId, OutId
 from shared.messages.contract import Attachment, Chat
 from shared.messages.outbound import SendFile
-from shared.messages.tools import SendAs
+from shared.messages.tools import FileToSend, SendAs
 from tests.kit.attachments import png
 
 TOKEN = "123456:SECRET-token-value"
@@ -143,3 +146,90 @@ async def test_an_unreachable_upload_is_transient_and_never_shows_the_token():
     with pytest.raises(TransientError, match=r"sendPhoto") as caught:
         await api.send_upload(UPLOAD)
     assert TOKEN not in str(caught.value)
+
+
+ALBUM = SendMediaGroup(
+    chat_id=42,
+    photos=(
+        AlbumPhoto(
+            file_name="a.png",
+            media_type="image/png",
+            data=IMAGE,
+            caption="A cat",
+            caption_entities=(MessageEntity(type="bold", offset=2, length=3),),
+        ),
+        AlbumPhoto(file_name="b.jpg", media_type="image/jpeg", data=b"\xff\xd8\xffjpeg"),
+    ),
+    message_thread_id=7,
+)
+
+
+async def test_an_album_is_one_multipart_call_attaching_each_photo():
+    seen: list[httpx.Request] = []
+    answer = {"ok": True, "result": [{"message_id": 9}, {"message_id": 10}]}
+    api = api_answering(200, answer, seen)
+    assert await api.send_media_group(ALBUM) == [9, 10]
+    [request] = seen
+    assert request.url.path == f"/bot{TOKEN}/sendMediaGroup"
+    body = request.content
+    media = [
+        {
+            "type": "photo",
+            "media": "attach://f0",
+            "caption": "A cat",
+            "caption_entities": [{"type": "bold", "offset": 2, "length": 3}],
+        },
+        {"type": "photo", "media": "attach://f1"},
+    ]
+    assert b'name="media"\r\n\r\n' + msgspec.json.encode(media) + b"\r\n" in body
+    assert b'name="f0"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n' + IMAGE in body
+    assert (
+        b'name="f1"; filename="b.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xffjpeg' in body
+    )
+    assert b'name="message_thread_id"\r\n\r\n7' in body
+    assert b'name="chat_id"\r\n\r\n42' in body
+    assert request.extensions["timeout"]["read"] == 600.0
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "error"),
+    [
+        (429, "Too Many Requests", FloodWaitError),
+        (502, "Bad Gateway", TransientError),
+        (400, "Bad Request: can't parse entities", EntityError),
+        (400, "Bad Request: MEDIA_INVALID", RejectedError),
+    ],
+)
+async def test_an_album_error_is_classified_like_any_call(status, description, error):
+    refusal = {"ok": False, "error_code": status, "description": description, "parameters": {}}
+    api = api_answering(status, refusal, [])
+    with pytest.raises(error):
+        await api.send_media_group(ALBUM)
+
+
+async def test_an_unreachable_album_is_transient_and_never_shows_the_token():
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot connect to {request.url}", request=request)
+
+    api = HttpTelegramApi(
+        httpx.AsyncClient(transport=httpx.MockTransport(unreachable)), BASE, TOKEN
+    )
+    with pytest.raises(TransientError, match=r"sendMediaGroup") as caught:
+        await api.send_media_group(ALBUM)
+    assert TOKEN not in str(caught.value)
+
+
+def test_an_output_with_more_is_one_sendfile_a_file():
+    first = offer("image/png")
+    other = Attachment(
+        object_name="tg_42/g", file_name="g.png", media_type="image/png", size=5, path="g.png"
+    )
+    output = msgspec.structs.replace(
+        first, caption="one", more=[FileToSend(attachment=other, caption="two", send_as="photo")]
+    )
+    items = file_sender.files_of(output)
+    assert [(i.file, i.caption, i.send_as, i.more) for i in items] == [
+        (first.file, "one", "auto", []),
+        (other, "two", "photo", []),
+    ]
+    assert {(i.out_id, i.chat) for i in items} == {(output.out_id, output.chat)}

@@ -103,6 +103,7 @@ async def test_after_the_retries_the_turn_falls_back_and_says_so_once(server, ht
         "spare",
     )
     assert sent_models(server) == ["main-model"] * 3 + ["spare-model"] * 2
+    assert Retrying(attempt=0) in chat.events  # the stream starts over on the fallback
     assert chat.told == [
         "⚠️ main is unavailable (HTTP 503 from 127.0.0.1 after 3 tries: overloaded); "
         "using spare for this turn."
