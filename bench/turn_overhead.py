@@ -7,7 +7,7 @@ time minus the model time (how long the fake model server spent on the turn's re
 
     python bench/turn_overhead.py [--sequential 300] [--conversations 50] [--per-conversation 20]
                                   [--growth-turns 0] [--idle-s 40] [--lane-chats 20]
-                                  [--lane-turns 10]
+                                  [--lane-turns 10] [--panel-turn-s 30]
 """
 
 import argparse
@@ -24,11 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from services.session.actor import IDLE_S  # noqa: E402 -- after the path is set
 from tests.kit import stack as sc_stack  # noqa: E402 -- after the path is set
-from tests.kit.llm_api import OpenAIChatServer, llm_api, reply  # noqa: E402
+from tests.kit.llm_api import OpenAIChatServer, llm_api, reply, tool_call  # noqa: E402
 from tests.kit.telegram_api import TelegramAPIServer, telegram_api  # noqa: E402
 
 FIRST_CHAT = 10_000
 LANE_CHATS = 20_000  # the lanes phase's chats (two runs of `--lane-chats` each)
+PANEL_CHAT, PANEL_GROUP = 30_000, -1_000_030_000  # the panel phase's chats
 IDLE_AFTER_LOAD_S = 30.0
 
 
@@ -108,7 +109,7 @@ def report_memory(title: str, figures: dict[str, float]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     chats = [FIRST_CHAT + n for n in range(args.conversations + 1)]
-    chats += [LANE_CHATS + n for n in range(2 * args.lane_chats)]
+    chats += [LANE_CHATS + n for n in range(2 * args.lane_chats)] + [PANEL_CHAT]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         async with telegram_api() as tg, llm_api(api_key="bench-key") as llm:
@@ -147,6 +148,8 @@ async def main(args: argparse.Namespace) -> None:
                     print(f"  {name:<18} {1000 * (spent - cpu_before[name]) / count:6.2f} ms")
                 if args.lane_chats:
                     await lanes_phase(tg, args.lane_chats, args.lane_turns)
+                if args.panel_turn_s:
+                    await panel_phase(tg, llm, args.panel_turn_s)
                 if args.idle_s:
                     await idle_phase(running, before, args.idle_s)
                 if args.growth_turns:
@@ -174,6 +177,34 @@ async def lanes_phase(tg: TelegramAPIServer, chats: int, each: int) -> None:
         report_times(f"  {label}: the other chats' turn time", others)
         if run:
             report_times("  the waiting chat's turn time", waited)
+
+
+async def panel_phase(tg: TelegramAPIServer, llm: OpenAIChatServer, turn_s: float) -> None:
+    """A turn of `turn_s` seconds with 10 tool calls, in a private chat and then in a group,
+    against the kit's Bot API enforcing Telegram's limits: the panel's sends and edits, and 429s."""
+    tg.enforce_limits()
+    bot = tg.bot_username
+    for chat_id, where in ((PANEL_CHAT, "private chat"), (PANEL_GROUP, "group")):
+        calls = [tool_call("shell", {"command": f"sleep {turn_s / 10:.2f}"}) for _ in range(10)]
+        llm.script(*calls, reply("panel done"))
+        before = len(tg.calls)
+        if chat_id > 0:
+            tg.user_says(chat_id, "a long task")
+        else:
+            tg.user_says(chat_id, f"@{bot} a long task", user_id=PANEL_CHAT, chat_type="supergroup")
+        while (await tg.next_sent(chat_id, timeout_s=turn_s + 60)).text != "panel done":
+            pass
+        panel = [
+            c
+            for c in tg.calls[before:]
+            if c.method in ("sendMessage", "editMessageText")
+            and c.params.get("chat_id") == chat_id
+            and c.params.get("text") != "panel done"
+        ]
+        print(
+            f"panel, {turn_s:.0f} s turn with 10 tool calls, {where}: {len(panel)} sends and "
+            f"edits, {tg.too_many(chat_id)} answered 429"
+        )
 
 
 async def growth_phase(
@@ -223,5 +254,6 @@ if __name__ == "__main__":
     parser.add_argument("--growth-turns", type=int, default=0)
     parser.add_argument("--lane-chats", type=int, default=20, help="0: no lanes phase")
     parser.add_argument("--lane-turns", type=int, default=10)
+    parser.add_argument("--panel-turn-s", type=float, default=30.0, help="0: no panel phase")
     parser.add_argument("--idle-s", type=float, default=IDLE_S + 10, help="0: no idle phase")
     asyncio.run(main(parser.parse_args()))

@@ -31,9 +31,7 @@ from shared.bus import Connection, Consumer, Handler, Lane
 from shared.messages.outbound import OUTPUT, Output
 
 CHAT_CAP = 32  # outputs one chat may hold of the shared window
-FETCH_BATCH = 64
 FETCH_WAIT_S = 5.0
-DRAIN_WAIT_S = 0.02
 HAND_BACK_S = 1.0  # a handed-back output returns after this
 Supersedes = Callable[[Output, Output], bool]  # does the new one make the waiting one moot?
 log = logging.getLogger(__name__)
@@ -89,8 +87,10 @@ class Lanes:
                 await sub.unsubscribe()
 
     async def fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        """What the durable has now (up to FETCH_BATCH), or none after a long poll, a stop or
-        bus trouble."""
+        """The next output, or none after a long poll, a stop or bus trouble. One at a time: a
+        batch fetch that finds fewer than its batch waits out its timeout (and ignores a
+        cancellation meanwhile); handing an output to its lane takes no time, so the next
+        fetch follows at once."""
         fetching = asyncio.ensure_future(sub.fetch(1, timeout=FETCH_WAIT_S))
         stopping = asyncio.ensure_future(self.stop.wait())
         await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -101,8 +101,7 @@ class Lanes:
                 await fetching
             return []
         try:
-            first = fetching.result()
-            return first + await self.more(sub)
+            return fetching.result()
         except TimeoutError:
             return []
         except nats.errors.Error as exc:
@@ -110,15 +109,6 @@ class Lanes:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.stop.wait()
-            return []
-
-    async def more(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        """What else waits on the server, without waiting for more. (A batch fetch that finds
-        less than its batch waits out its timeout, and ignores cancellation meanwhile: the
-        long poll above asks for one.)"""
-        try:
-            return await sub.fetch(FETCH_BATCH, timeout=DRAIN_WAIT_S)
-        except TimeoutError:
             return []
 
     def take(self, msg: Msg, tasks: asyncio.TaskGroup) -> None:

@@ -119,11 +119,14 @@ class Group:
         self.running = running
 
     async def signal(self, signum: signal.Signals) -> None:
-        """Send `signum` to the group (and its leader, in case it has not made the group yet)."""
+        """Send `signum` to the group, or to its leader when it has not made the group yet
+        (never to both: a leader that traps the signal would run its trap twice)."""
         group = await self.number()
         if group:
             how = signum.name.removeprefix("SIG")
-            await self._run(f"kill -{how} -{group} {group} 2>/dev/null; exit 0")
+            await self._run(
+                f"kill -{how} -{group} 2>/dev/null || kill -{how} {group} 2>/dev/null; exit 0"
+            )
 
     async def end(self) -> None:
         """SIGTERM to the group, SIGKILL to what is left CANCEL_GRACE_S later."""
@@ -132,7 +135,7 @@ class Group:
             return
         polls = round(CANCEL_GRACE_S / 0.1)
         await self._run(
-            f"g={group}; kill -TERM -$g $g 2>/dev/null; n=0;"
+            f"g={group}; kill -TERM -$g 2>/dev/null || kill -TERM $g 2>/dev/null; n=0;"
             f" while kill -0 -$g 2>/dev/null && [ $n -lt {polls} ]; do sleep 0.1; n=$((n+1)); done;"
             " kill -KILL -$g $g 2>/dev/null; exit 0"
         )
