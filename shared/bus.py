@@ -140,7 +140,7 @@ async def consume(
     stopping = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
-            for msg in await _next(sub, consumer, stopping):
+            for msg in await fetch_next(sub, consumer, stopping):
                 await deliver(conn, msg, lane, handle)
     finally:
         stopping.cancel()
@@ -148,7 +148,7 @@ async def consume(
             await sub.unsubscribe()
 
 
-async def _next(
+async def fetch_next(
     sub: JetStreamContext.PullSubscription, consumer: Consumer, stopping: asyncio.Future[Any]
 ) -> list[Msg]:
     """The next message, or none after a long poll, a stop or bus trouble."""

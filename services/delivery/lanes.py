@@ -24,14 +24,12 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from shared import bus
 from shared.bus import Connection, Consumer, Handler, Lane
 from shared.messages.outbound import OUTPUT, Output
 
 CHAT_CAP = 32  # outputs one chat may hold of the shared window
-FETCH_WAIT_S = 5.0
 HAND_BACK_S = 1.0  # a handed-back output returns after this
 Supersedes = Callable[[Output, Output], bool]  # does the new one make the waiting one moot?
 log = logging.getLogger(__name__)
@@ -76,40 +74,17 @@ class Lanes:
         """Fetch until `stop`; then hand back what waits and let the outputs in hand finish."""
         sub = await bus.bind(self.conn, self.consumer)
         beating = tasks.create_task(self.heartbeat())
+        stopping = asyncio.ensure_future(self.stop.wait())
         try:
-            while not self.stop.is_set():
-                for msg in await self.fetch(sub):
+            while not self.stop.is_set():  # one at a time: handing one to its lane is instant
+                for msg in await bus.fetch_next(sub, self.consumer, stopping):
                     self.take(msg, tasks)
         finally:
+            stopping.cancel()
             beating.cancel()
             await self.hand_back_all()
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-
-    async def fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        """The next output, or none after a long poll, a stop or bus trouble. One at a time: a
-        batch fetch that finds fewer than its batch waits out its timeout (and ignores a
-        cancellation meanwhile); handing an output to its lane takes no time, so the next
-        fetch follows at once."""
-        fetching = asyncio.ensure_future(sub.fetch(1, timeout=FETCH_WAIT_S))
-        stopping = asyncio.ensure_future(self.stop.wait())
-        await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not fetching.done():  # stopping: what the server sends now goes to the next process
-            fetching.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fetching
-            return []
-        try:
-            return fetching.result()
-        except TimeoutError:
-            return []
-        except nats.errors.Error as exc:
-            log.warning("fetch from %s failed: %r; retrying", self.consumer.durable, exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await self.stop.wait()
-            return []
 
     def take(self, msg: Msg, tasks: asyncio.TaskGroup) -> None:
         """Put a fetched message in its chat's lane (or hand it back, keeping the order)."""

@@ -123,3 +123,28 @@ async def settled(bus) -> bool:
     durable = subjects.durable("delivery", "telegram")
     info = await bus.js.consumer_info(subjects.OUT_STREAM, durable)
     return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def test_a_10000_character_answer_with_code_arrives_split_with_folded_code(
+    bus, workdir, nats_access
+):
+    code = "\n".join(f"    result_{n} = compute({n})  # step {n}" for n in range(40))
+    section = f"Here is the next part of the plan, with **details**.\n\n```python\n{code}\n```\n\n"
+    answer = section * 7
+    assert len(answer) > 10_000
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        await say(bus, FAST, "ans_long", answer)
+        await eventually(lambda: len(tg.transcript(FAST)) >= 3, timeout_s=10)
+        await eventually(lambda: settled_now(tg), timeout_s=10)
+    parts = [sent for sent in tg.sent if sent.chat_id == FAST]
+    kinds = {entity.type for part in parts for entity in part.entities}
+    assert len(parts) >= 3
+    assert all(part.entities for part in parts)  # none fell back to plain text
+    assert {"pre", "expandable_blockquote", "bold"} <= kinds
+    assert "".join(part.text for part in parts).count("result_39 = compute(39)") == 7
+
+
+def settled_now(tg: TelegramAPIServer) -> bool:
+    """Has the answer's last part arrived (it ends with the last section's code)?"""
+    sent = tg.transcript(FAST)
+    return bool(sent) and "result_39 = compute(39)" in sent[-1]
