@@ -142,7 +142,8 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
         "ingress_telegram": Permissions(
             publish=allow(subjects.inbound_channel("telegram"), subjects.EVENTS_ALL)
             + allow(key_value(subjects.INGRESS_BUCKET), object_put(subjects.FILES_STORE))
-            + allow(key_value_read(subjects.AUTH_BUCKET), key_value_watch(subjects.AUTH_BUCKET)),
+            + allow(key_value_read(subjects.AUTH_BUCKET), key_value_watch(subjects.AUTH_BUCKET))
+            + allow(key_value(subjects.LEASE_BUCKET)),  # `leader.ingress.<bot>`
             subscribe=service("ingress_telegram"),
             allow_responses=True,
         ),

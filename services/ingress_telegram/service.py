@@ -6,25 +6,30 @@ Produces: `MessageReceived`, `AccessRequested` (a stranger: no content) and `Cha
           `sc.in.telegram.<conv>` (stream SC_IN), msg id `tg:<bot>:<update_id>`; attachments in
           sc_files; `answerCallbackQuery` and the ack reaction straight to Telegram.
 Owns:     the poll offset, passed only after the publish is acked; the newest published update per
-          bot (KV sc_ingress), so a replay after the dedupe window is skipped.
+          bot (KV sc_ingress), so a replay after the dedupe window is skipped; while it polls, the
+          lease `leader.ingress.<bot>` (KV sc_lease): one poller per bot, others stand by.
 """
 
 import asyncio
 import contextlib
 import logging
+import os
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import User
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.token import TokenValidationError
+from nats.js.kv import KeyValue
 
 from services.ingress_telegram import bot_setup
 from services.ingress_telegram.access import AccessView
 from services.ingress_telegram.relay import Bus, Relay
-from shared import bus, subjects
+from shared import bus, leader, subjects
 from shared.config import TelegramConfig
 from shared.errors import ConfigError
+from shared.leases import Owner
 from shared.lifecycle import Runtime
 
 SERVICE = "ingress_telegram"
@@ -50,21 +55,37 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
             marks = await bus.bucket(conn, subjects.INGRESS_BUCKET)
             auth = await bus.bucket(conn, subjects.AUTH_BUCKET)
             store = await conn.js.object_store(subjects.FILES_STORE)
-            view = AccessView(telegram)
             me = await bot_setup.prepare(bot, telegram.api_base)
-            watching = asyncio.create_task(view.watch(conn, auth))
-            try:
-                await view.started(watching)
-                relay = Relay(Bus(conn, marks, store), bot, me, view, telegram)
-                await relay.load_mark()
-                log.info("polling as @%s", me.username, extra={"bot_id": me.id})
-                await poll(bot, relay, stop)
-            finally:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
+            leases_kv = await bus.bucket(conn, subjects.LEASE_BUCKET)
+            owner = Owner(owner_id=runtime.owner_id, pid=os.getpid())
+            parts = Bus(conn, marks, store)
+
+            async def active(ended: asyncio.Event) -> None:
+                await _poll_while_active(parts, auth, bot, me, telegram, ended)
+
+            key = subjects.leader_key("ingress", str(me.id))
+            await leader.lead(leases_kv, key, owner, stop, active)
     finally:
         await bot.session.close()
+
+
+async def _poll_while_active(  # noqa: PLR0913 -- the parts one poller needs
+    parts: Bus, auth: KeyValue, bot: Bot, me: User, telegram: TelegramConfig, ended: asyncio.Event
+) -> None:
+    """Poll while this instance holds `leader.ingress.<bot>`: Telegram allows one getUpdates
+    poller per bot, so a second instance stands by and takes over (DESIGN §3)."""
+    view = AccessView(telegram)
+    watching = asyncio.create_task(view.watch(parts.conn, auth))
+    try:
+        await view.started(watching)
+        relay = Relay(parts, bot, me, view, telegram)
+        await relay.load_mark()
+        log.info("polling as @%s", me.username, extra={"bot_id": me.id})
+        await poll(bot, relay, ended)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
 
 
 def make_bot(telegram: TelegramConfig) -> Bot:

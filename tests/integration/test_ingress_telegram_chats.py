@@ -1,6 +1,8 @@
 """The Telegram ingress in groups and forum topics, with admins and the bot's membership, against
 a real nats-server and the test kit's Bot API server (SPEC §12.2, §12.3, §12.5)."""
 
+import asyncio
+
 from services.ingress_telegram.service import run
 from shared import subjects
 from shared.messages.inbound import (
@@ -149,3 +151,29 @@ async def test_the_bot_removed_from_a_group_ends_its_conversation(
     found = await inbound(bus)
     assert [type(m) for m in found] == [ChatRemoved, ChatRemoved]
     assert [m.chat.conversation_id for m in found] == [f"tg_{TEAM}", "tg_-100999"]
+
+
+async def test_a_second_ingress_stands_by_and_polls_once_the_first_stops(
+    bus, telegram, workdir, nats_access
+):
+    runtime = make_runtime(config(telegram), workdir, nats_access)
+    first_stop, second_stop = asyncio.Event(), asyncio.Event()
+    first = asyncio.create_task(run(runtime, first_stop))
+    before = telegram.user_says(ADA, "to the first")
+    await eventually(lambda: telegram.confirmed_offset == before + 1, what="the first polls")
+    second = asyncio.create_task(run(runtime, second_stop))  # stands by: one poller per bot
+    await eventually(lambda: getme_calls(telegram) == 2, what="the second started")
+    first_stop.set()
+    await first
+    after = telegram.user_says(ADA, "to the second")
+    await eventually(lambda: telegram.confirmed_offset == after + 1, what="the second polls")
+    second_stop.set()
+    await second
+    assert await texts(bus) == ["to the first", "to the second"]
+    assert [c.params.get("offset") for c in telegram.calls if c.method == "getUpdates"].count(
+        None
+    ) <= 2  # each poller started once from the server's offset
+
+
+def getme_calls(telegram: TelegramAPIServer) -> int:
+    return sum(1 for call in telegram.calls if call.method == "getMe")
