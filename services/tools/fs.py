@@ -155,16 +155,8 @@ def write_atomically(call: ToolCall, path: str, data: bytes) -> bool:
             raise ToolError("exists", f"{path} is a directory; give the path of a file")
         if kept is not None and not stat.S_ISREG(kept.st_mode):
             raise ToolError("failed", f"{path} is not a regular file")
-        temp = f".{end.name[:200]}.{os.urandom(6).hex()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o666, dir_fd=end.dir_fd)
+        temp = _temp_beside(end, data, stat.S_IMODE(kept.st_mode) if kept is not None else None)
         try:
-            with os.fdopen(fd, "wb") as target:
-                target.write(data)
-                target.flush()
-                os.fsync(fd)
-                if kept is not None:
-                    os.fchmod(fd, stat.S_IMODE(kept.st_mode))
             os.replace(temp, end.name, src_dir_fd=end.dir_fd, dst_dir_fd=end.dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -177,6 +169,20 @@ def create_new(end: Located, data: bytes) -> bool:
     """Put `data` under the walked name unless something is there already (a link too): a temp
     file beside it, linked into place, so the file appears whole and nothing is replaced.
     Whether it was written."""
+    temp = _temp_beside(end, data, None)
+    try:
+        os.link(temp, end.name, src_dir_fd=end.dir_fd, dst_dir_fd=end.dir_fd)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=end.dir_fd)
+    return True
+
+
+def _temp_beside(end: Located, data: bytes, mode: int | None) -> str:
+    """A new temp file beside the walked name holding `data`, synced (`mode` kept, if given);
+    its name. A failed write leaves nothing behind."""
     temp = f".{end.name[:200]}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temp, flags, 0o666, dir_fd=end.dir_fd)
@@ -185,13 +191,13 @@ def create_new(end: Located, data: bytes) -> bool:
             target.write(data)
             target.flush()
             os.fsync(fd)
-        os.link(temp, end.name, src_dir_fd=end.dir_fd, dst_dir_fd=end.dir_fd)
-    except FileExistsError:
-        return False
-    finally:
+            if mode is not None:
+                os.fchmod(fd, mode)
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=end.dir_fd)
-    return True
+        raise
+    return temp
 
 
 def holds(end: Located, data: bytes) -> bool:
