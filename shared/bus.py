@@ -14,6 +14,8 @@ A failed handling is a handler error or a delivery that ended without a result (
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,7 +37,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from shared import logging as service_logging
-from shared import redaction, subjects
+from shared import process_stats, redaction, subjects
 from shared.connection import BusAccess, Connection, Credential, connected
 from shared.errors import ConfigError, InputError, ModelBehaviorError, TransientError
 from shared.ids import SessionId, new_id
@@ -371,22 +373,22 @@ def backoff_s(num_delivered: int) -> float:
 async def register(
     conn: Connection, description: str, version: str, metadata: dict[str, str] | None = None
 ) -> Service:
-    """Make this process discoverable with `$SRV.PING/INFO/STATS` (nats.micro), with `metadata`
-    in its INFO (a tool runner: its pools, host and runner id).
+    """Make this process discoverable with `$SRV.PING/INFO/STATS` (nats.micro), with its host,
+    its pid and `metadata` in its INFO (a tool runner: its pools and runner id).
 
-    The `counters` endpoint (also in STATS data) answers with the message counters.
+    The `counters` endpoint (also in STATS data) answers with the counters and `rss_bytes`.
     """
     service = await micro.add_service(
         conn.nc,
         name=conn.service,
         version=version,
         description=description,
-        metadata=metadata,
-        stats_handler=lambda _endpoint: dict(conn.counters),
+        metadata={"host": socket.gethostname(), "pid": str(os.getpid()), **(metadata or {})},
+        stats_handler=lambda _endpoint: process_stats.reported(conn.counters),
     )
 
     async def counters(request: Request) -> None:
-        await request.respond(_ENCODER.encode(dict(conn.counters)))
+        await request.respond(_ENCODER.encode(process_stats.reported(conn.counters)))
 
     await service.add_endpoint(
         name="counters", subject=subjects.counters(conn.service), handler=counters

@@ -86,6 +86,7 @@ class BusCredentials(ConfigTable, frozen=True, kw_only=True):
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    creds_file: str | None = None  # a NATS `.creds` file (JWT + NKey seed)
 
 
 class BusConfig(ConfigTable, frozen=True, kw_only=True):
@@ -95,14 +96,19 @@ class BusConfig(ConfigTable, frozen=True, kw_only=True):
     max_deliver: Annotated[int, Meta(ge=1, le=1000)] = 10
     hist_max_age_days: Annotated[int, Meta(ge=0)] = 0
     files_ttl_days: Annotated[int, Meta(ge=1)] = 30
+    replicas: Literal[1, 3] = 1  # stream and bucket replicas (3 on a 3-node cluster)
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    creds_file: str | None = None  # a NATS `.creds` file (JWT + NKey seed)
     services: dict[str, BusCredentials] = msgspec.field(default_factory=dict)  # by BusRole
 
     def credentials(self, role: str) -> BusCredentials:
-        """The role's own `[bus.services.<role>]`, else the shared `bus.user`/`password`/`token`."""
-        shared = BusCredentials(user=self.user, password=self.password, token=self.token)
+        """The role's own `[bus.services.<role>]`, else the shared `bus.user`/`password`/`token`/
+        `creds_file`."""
+        shared = BusCredentials(
+            user=self.user, password=self.password, token=self.token, creds_file=self.creds_file
+        )
         return self.services.get(role, shared)
 
 
@@ -131,6 +137,12 @@ def compaction_limit(model: ModelConfig, compaction: CompactionConfig) -> int:
     return min(math.floor(window * compaction.trigger_ratio), window - model.max_output_tokens)
 
 
+class MetricsConfig(ConfigTable, frozen=True, kw_only=True):
+    """The Prometheus endpoint `stellaclaw up` (or `stellaclaw metrics`) serves; "" = off."""
+
+    bind: Annotated[str, Meta(pattern=r"^$|^[^\s:]+:\d{1,5}$")] = "127.0.0.1:9464"
+
+
 class LogConfig(ConfigTable, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # SPEC §7.6: model-call bodies, redacted, to <workdir>/logs/api/ (never to the service log)
@@ -151,6 +163,7 @@ class Config(ConfigTable, frozen=True, kw_only=True):
     sandbox: SandboxConfig = SandboxConfig()
     bus: BusConfig = BusConfig()
     logging: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     tools: ToolsConfig = ToolsConfig()
     search: SearchConfig | None = None
     images: ImagesConfig | None = None
@@ -197,12 +210,13 @@ class BusLocation(msgspec.Struct, frozen=True, kw_only=True):
     bus: BusConfig = BusConfig()
 
 
-def locate(path: Path) -> BusLocation:
-    """Read only `workdir` and `[bus]`, so a client needs none of the services' secrets."""
+def locate(path: Path, role: str = "chat") -> BusLocation:
+    """Read only `workdir` and `[bus]` (with `role`'s own credentials), so a client needs none of
+    the services' secrets."""
     raw = _read(path)
     wanted: dict[str, object] = {key: raw[key] for key in ("workdir", "bus") if key in raw}
     env = dict(os.environ)  # noqa: TID251 -- the one env reader
-    expanded = variables.expand(wanted, env, "chat")
+    expanded = variables.expand(wanted, env, role)
     located = _convert(expanded, BusLocation, "")
     _check_roles(located.bus)
     return located

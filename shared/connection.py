@@ -3,14 +3,17 @@
 `connected()` logs in once without reconnects first, so a refused login or an unreachable server
 is a ConfigError (exit 2) instead of an endless reconnect loop; after that it reconnects forever.
 Permission violations reach only `error_cb` (the call itself just times out): they are logged as
-errors with their subject and counted.
+errors with their subject and counted. A bus URL may list the servers of a cluster, comma-separated;
+the client tries them in turn and follows the cluster as it changes.
 """
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -22,15 +25,19 @@ from nats.js import JetStreamContext
 from shared import redaction, subjects
 from shared.errors import ConfigError
 
+JWT_MARKER = "BEGIN NATS USER JWT"  # a `.creds` file of the operator (JWT) mode
+USER_SEED = re.compile(r"SU[A-Z2-7]{56}")  # an NKey user seed, as `nk -gen user` writes it
 log = logging.getLogger(__name__)
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True):
-    """A NATS login: user and password, or a token."""
+    """A NATS login: user and password, a token, or a creds file (a JWT `.creds` file or an NKey
+    user seed file)."""
 
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    creds_file: str | None = None
 
 
 class BusAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,7 +73,7 @@ async def connected(
     closing = asyncio.Event()
     options = _options(access, role, counters, closing)
     await _probe(access.url, options, connect_s)
-    nc = await nats.connect(access.url, max_reconnect_attempts=-1, **options)
+    nc = await nats.connect(servers(access.url), max_reconnect_attempts=-1, **options)
     try:
         yield Connection(nc, service, counters, access.secrets)
     finally:
@@ -93,15 +100,47 @@ def _options(
 
     return {
         "name": role,
-        "user": login.user,
-        "password": login.password,
-        "token": login.token,
+        **login_options(login, role),
         "inbox_prefix": subjects.inbox_prefix(role),
         "connect_timeout": 2,
         "reconnect_time_wait": 0.5,
         "error_cb": errored,
         "disconnected_cb": disconnected,
     }
+
+
+def servers(url: str) -> list[str]:
+    """The servers a bus URL names: one, or a cluster's, comma-separated."""
+    found = [part.strip() for part in url.split(",") if part.strip()]
+    if not found:
+        raise ConfigError(f"config: bus.url: {url!r} names no NATS server")
+    return found
+
+
+def login_options(login: Credential, role: str) -> dict[str, Any]:
+    """nats-py's login options. A creds file holding a JWT (the operator mode's `.creds`) goes
+    to `user_credentials`; one holding only an NKey user seed (a plain NKey user, as
+    `stellaclaw deploy nats-users --format nkeys` writes) to `nkeys_seed`: nats-py cannot read a
+    seed file as `.creds`. A missing, unreadable or unrecognised file is a ConfigError."""
+    options: dict[str, Any] = {"user": login.user, "password": login.password, "token": login.token}
+    if login.creds_file is None:
+        return options
+    path = Path(login.creds_file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ConfigError(
+            f"config: bus.creds_file: cannot read {str(path)!r} (role {role}): {reason}"
+        ) from None
+    if JWT_MARKER in text:
+        return options | {"user_credentials": str(path)}
+    if USER_SEED.fullmatch(text.strip()):
+        return options | {"nkeys_seed": str(path)}
+    raise ConfigError(
+        f"config: bus.creds_file: {str(path)!r} (role {role}) holds neither a NATS .creds file "
+        "(JWT and seed) nor an NKey user seed (SU...); write it with stellaclaw deploy nats-users"
+    )
 
 
 async def _probe(url: str, options: dict[str, Any], connect_s: float) -> None:
@@ -117,7 +156,9 @@ async def _probe(url: str, options: dict[str, Any], connect_s: float) -> None:
     while True:
         probe = Client()
         try:
-            await probe.connect(url, allow_reconnect=False, max_reconnect_attempts=1, **attempt)
+            await probe.connect(
+                servers(url), allow_reconnect=False, max_reconnect_attempts=1, **attempt
+            )
         except (NoServersError, OSError, TimeoutError) as exc:
             await probe.close()
             if loop.time() + delay_s > deadline:
@@ -126,14 +167,20 @@ async def _probe(url: str, options: dict[str, Any], connect_s: float) -> None:
             delay_s = min(delay_s * 2, 2.0)
         except nats.errors.Error as exc:
             await probe.close()
-            who = options["user"] or ("a token" if options["token"] else "no credentials")
             raise ConfigError(
-                f"bus: NATS at {url} refused the login as {who}: {exc}; check bus.user, "
-                f"bus.password or bus.token (or [bus.services.{options['name']}])"
+                f"bus: NATS at {url} refused the login as {_who(options)}: {exc}; check bus.user, "
+                f"bus.password, bus.token or bus.creds_file (or [bus.services.{options['name']}])"
             ) from None
         else:
             await probe.close()
             return
+
+
+def _who(options: dict[str, Any]) -> str:
+    creds = options.get("user_credentials") or options.get("nkeys_seed")
+    if creds:
+        return f"the creds file {creds}"
+    return options["user"] or ("a token" if options["token"] else "no credentials")
 
 
 async def _close(nc: Client) -> None:

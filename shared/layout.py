@@ -7,8 +7,9 @@ mismatch refuses to start instead. The durables live here, beside the streams, b
 launcher creates them and the bus permissions are generated from them (`shared/permissions.py`).
 """
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -22,7 +23,7 @@ from nats.js.api import (
     StreamConfig,
     SubjectTransform,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 
 from shared import subjects
 from shared.bus import Consumer
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 
 
 def streams(bus: BusConfig) -> list[StreamConfig]:
-    return [
+    """Every stream, each with `bus.replicas` replicas (its durables inherit them)."""
+    found = [
         StreamConfig(
             name=subjects.IN_STREAM,
             subjects=[subjects.INBOUND_ALL],
@@ -74,6 +76,7 @@ def streams(bus: BusConfig) -> list[StreamConfig]:
         _limits(subjects.OUT_CLI_STREAM, subjects.OUTBOUND_CLI, DAY_S),
         _limits(subjects.EVENTS_STREAM, subjects.EVENTS_ALL, DAY_S),
     ]
+    return [dataclasses.replace(config, num_replicas=bus.replicas) for config in found]
 
 
 def _limits(name: str, subject: str, max_age_s: float) -> StreamConfig:
@@ -82,16 +85,24 @@ def _limits(name: str, subject: str, max_age_s: float) -> StreamConfig:
     )
 
 
-BUCKETS = [
-    KeyValueConfig(bucket=subjects.CONV_BUCKET, history=5),
-    # An expired lease leaves a marker (value None) that watchers see; it lasts as long as the TTL.
-    KeyValueConfig(bucket=subjects.LEASE_BUCKET, ttl=LEASE_TTL_S, limit_marker_ttl=LEASE_TTL_S),
-    KeyValueConfig(bucket=subjects.SESSION_BUCKET, history=5),
-    KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S),
-    KeyValueConfig(bucket=subjects.PANEL_BUCKET, ttl=7 * DAY_S),
-    KeyValueConfig(bucket=subjects.INGRESS_BUCKET),
-    KeyValueConfig(bucket=subjects.AUTH_BUCKET, history=5),
-]
+def buckets(bus: BusConfig) -> list[KeyValueConfig]:
+    """Every KV bucket, each with `bus.replicas` replicas."""
+    replicas = bus.replicas
+    return [
+        KeyValueConfig(bucket=subjects.CONV_BUCKET, history=5, replicas=replicas),
+        # An expired lease leaves a marker (value None) that watchers see, as long as the TTL.
+        KeyValueConfig(
+            bucket=subjects.LEASE_BUCKET,
+            ttl=LEASE_TTL_S,
+            limit_marker_ttl=LEASE_TTL_S,
+            replicas=replicas,
+        ),
+        KeyValueConfig(bucket=subjects.SESSION_BUCKET, history=5, replicas=replicas),
+        KeyValueConfig(bucket=subjects.DELIVERY_BUCKET, ttl=7 * DAY_S, replicas=replicas),
+        KeyValueConfig(bucket=subjects.PANEL_BUCKET, ttl=7 * DAY_S, replicas=replicas),
+        KeyValueConfig(bucket=subjects.INGRESS_BUCKET, replicas=replicas),
+        KeyValueConfig(bucket=subjects.AUTH_BUCKET, history=5, replicas=replicas),
+    ]
 
 
 def pools(config: Config) -> tuple[str, ...]:
@@ -149,19 +160,28 @@ def durables(bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)) -> dict[str, 
 async def ensure(
     js: JetStreamContext, bus: BusConfig, pools: Sequence[str] = (LOCAL_POOL,)
 ) -> None:
-    """Create or update every stream, bucket and durable; refuse a changed SC_IN partitioning."""
+    """Create or update every stream, bucket and durable; refuse a changed SC_IN partitioning.
+
+    A stream or bucket laid out with other replicas is scaled to `bus.replicas`; a server that
+    cannot hold them (a single server asked for 3) is a ConfigError naming `bus.replicas`.
+    """
     for config in streams(bus):
         await _ensure_stream(js, config)
-    for bucket in BUCKETS:
+    for bucket in buckets(bus):
         try:
             await js.key_value(bucket.bucket)
         except BucketNotFoundError:
-            await js.create_key_value(bucket)
+            await _replicated(js.create_key_value(bucket), bucket.bucket, bus.replicas)
+        else:
+            await _ensure_replicas(js, f"KV_{bucket.bucket}", bus.replicas)
     try:
         await js.object_store(subjects.FILES_STORE)
     except (BucketNotFoundError, NotFoundError):
-        ttl = bus.files_ttl_days * DAY_S
-        await js.create_object_store(subjects.FILES_STORE, config=ObjectStoreConfig(ttl=ttl))
+        store = ObjectStoreConfig(ttl=bus.files_ttl_days * DAY_S, replicas=bus.replicas)
+        created = js.create_object_store(subjects.FILES_STORE, config=store)
+        await _replicated(created, subjects.FILES_STORE, bus.replicas)
+    else:
+        await _ensure_replicas(js, f"OBJ_{subjects.FILES_STORE}", bus.replicas)
     for consumers in durables(bus, pools).values():
         for consumer in consumers:
             await js.add_consumer(consumer.stream, consumer_config(consumer))
@@ -182,14 +202,37 @@ def consumer_config(consumer: Consumer) -> ConsumerConfig:
     )
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def _replicated(call: Awaitable[object], name: str, replicas: int) -> None:
+    """Await a create or update; the server's refusal of `replicas` is the operator's to fix."""
     try:
-        await js.add_stream(config)
+        await call
+    except APIError as exc:
+        if replicas == 1 or exc.err_code == STREAM_EXISTS:
+            raise
+        raise ConfigError(
+            f"config: bus.replicas: NATS refused {name} with {replicas} replicas: "
+            f"{exc.description} (err_code {exc.err_code}); a replicated layout needs a "
+            "JetStream cluster of 3 servers, all up; else set bus.replicas = 1"
+        ) from None
+
+
+async def _ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Scale the stream behind a bucket or object store to `replicas` (JetStream moves the data)."""
+    config = (await js.stream_info(stream)).config
+    if config.num_replicas != replicas:
+        log.info("scaling %s from %s to %d replicas", stream, config.num_replicas, replicas)
+        config.num_replicas = replicas
+        await _replicated(js.update_stream(config), stream, replicas)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        await _replicated(js.add_stream(config), config.name, config.num_replicas or 1)
         return
     except BadRequestError as exc:
         if exc.err_code != STREAM_EXISTS:
             raise
-    assert config.name is not None
     existing = (await js.stream_info(config.name)).config
     if config.name == subjects.IN_STREAM and existing.subject_transform != config.subject_transform:
         current = existing.subject_transform.dest if existing.subject_transform else "none"
@@ -198,4 +241,4 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             f"{current!r}; changing the partition count would break per-conversation order"
         )
     log.info("updating stream %s to the current layout", config.name)
-    await js.update_stream(config)
+    await _replicated(js.update_stream(config), config.name, config.num_replicas or 1)

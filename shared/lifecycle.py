@@ -85,12 +85,19 @@ def bus_access(
 ) -> BusAccess:
     """The configured bus and its credentials, else the embedded bus that `up` started."""
     if bus.url:
-        found = bus.credentials(role)
-        login = Credential(user=found.user, password=found.password, token=found.token)
+        login = credential(bus, role)
         return BusAccess(url=bus.url, logins={role: login}, secrets=tuple(secrets))
     login = Credential(user=role, password=embedded_password(workdir, role))
     url = resolve_bus_url_file(workdir)
     return BusAccess(url=url, logins={role: login}, secrets=tuple(secrets))
+
+
+def credential(bus: config_file.BusConfig, role: str) -> Credential:
+    """The role's login on a configured (external) bus."""
+    found = bus.credentials(role)
+    return Credential(
+        user=found.user, password=found.password, token=found.token, creds_file=found.creds_file
+    )
 
 
 def embedded_password(workdir: Path, role: str) -> str:

@@ -196,11 +196,12 @@ def _session(binds: list[str], outputs: list[str], serving: tuple[str, ...]) -> 
 
 
 def _observing() -> tuple[str, ...]:
-    """Read-only questions: discovery, counters, stream and consumer state."""
+    """Read-only questions: discovery, counters, stream and consumer state, stored messages."""
     return (
         *(f"$SRV.{verb}" for verb in ("PING", "INFO", "STATS")),
         *(f"$SRV.{verb}.>" for verb in ("PING", "INFO", "STATS")),
         subjects.counters("*"),
+        subjects.tool_probe("*"),  # `stellaclaw doctor` asks each pool's host about bubblewrap
         f"{API}.INFO",
         f"{API}.STREAM.NAMES",
         f"{API}.STREAM.LIST",
@@ -208,4 +209,21 @@ def _observing() -> tuple[str, ...]:
         f"{API}.CONSUMER.NAMES.*",
         f"{API}.CONSUMER.LIST.*",
         f"{API}.CONSUMER.INFO.*.*",
+        # Stored messages, one at a time (`bus replay`, a consumer's oldest waiting message) and
+        # lease values (`status`): reads that need no consumer, so never CONSUMER.CREATE.
+        *(f"{API}.STREAM.MSG.GET.{stream}" for stream in _APP_STREAMS),
+        f"{API}.STREAM.MSG.GET.KV_{subjects.LEASE_BUCKET}",
     )
+
+
+_APP_STREAMS: Final = (
+    subjects.IN_STREAM,
+    subjects.SESSION_STREAM,
+    subjects.WAKE_STREAM,
+    subjects.TOOL_STREAM,
+    subjects.TOOL_RESULT_STREAM,
+    subjects.HISTORY_STREAM,
+    subjects.OUT_STREAM,
+    subjects.OUT_CLI_STREAM,
+    subjects.EVENTS_STREAM,
+)

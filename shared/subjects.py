@@ -207,6 +207,24 @@ def usage_msg_id(turn_id: str, call: int) -> str:
     return f"usage_{turn_id}_{call}"
 
 
+def turn_event(conv: str) -> str:
+    """A turn's end and duration (TurnEnded), by conversation, for metrics."""
+    return event(f"turn.{conv}")
+
+
+def turn_ended_msg_id(turn_id: str) -> str:
+    return f"ended_{turn_id}"
+
+
+def tool_event(conv: str) -> str:
+    """A tool call's end and duration (ToolEnded), by conversation, for metrics."""
+    return event(f"tool.{conv}")
+
+
+def tool_ended_msg_id(session_id: str, call_id: str) -> str:
+    return f"ended_{session_id}_{call_id}"
+
+
 def counters(service: str) -> str:
     """Core request/reply (a nats.micro endpoint): a service's message counters."""
     return f"sc.ctl.counters.{service}"

@@ -27,3 +27,12 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "workdir"
     path.mkdir()
     return path
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the chaos suite (tests/chaos)")
+    group.addoption("--chaos-seed", type=int, default=7, help="the kill schedule's seed")
+    group.addoption(
+        "--chaos-s", type=float, default=40.0, help="how long users talk while kills go on"
+    )
+    group.addoption("--chaos-bad", type=int, default=2000, help="malformed payloads to send")

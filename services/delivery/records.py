@@ -22,6 +22,9 @@ class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     message_ids: tuple[int, ...] = ()
     is_complete: bool = False
+    # stored before the first part is sent: a redelivery that finds it knows a send may have
+    # reached the chat unrecorded, even when the bus lost the delivery count in a crash
+    is_attempted: bool = False
 
 
 _RECORD: msgspec.json.Decoder[DeliveryRecord] = msgspec.json.Decoder(DeliveryRecord)

@@ -133,14 +133,18 @@ class TelegramSender:
         if record.is_complete:
             log.info("output %s was delivered before; not sent again", reply.out_id)
             return
-        if envelope.num_delivered > 1:  # DESIGN §1: the one at-least-once window, logged
+        if envelope.num_delivered > 1 or record.is_attempted:  # DESIGN §1's window, logged
             log.warning(
-                "output %s delivered again (try %d) after %d recorded part(s); a part sent "
-                "just before a crash may be sent twice",
+                "output %s of %s delivered again (try %d) after %d recorded part(s); a part "
+                "sent just before a crash may be sent twice",
                 reply.out_id,
+                reply.chat.conversation_id,
                 envelope.num_delivered,
                 len(record.message_ids),
             )
+        if not record.is_attempted:
+            record = structs.replace(record, is_attempted=True)
+            await records.store(self._kv, key, record)
         text = await self._text(reply)
         plan = render.answer_plan(text)  # past 12 parts: 11, then the whole as a document
         steps = len(plan.parts) + int(plan.document)
@@ -155,8 +159,8 @@ class TelegramSender:
                 record = await self._give_up(reply, record, exc, envelope)
                 break
             is_last = index == steps - 1
-            record = DeliveryRecord(message_ids=(*record.message_ids, message_id))
-            record = structs.replace(record, is_complete=is_last)
+            ids = (*record.message_ids, message_id)
+            record = structs.replace(record, message_ids=ids, is_complete=is_last)
             await records.store(self._kv, key, record)
             if not is_last:
                 await envelope.in_progress()

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import sys
@@ -21,6 +22,18 @@ from shared.config import SandboxConfig
 from shared.errors import ConfigError
 
 DEFAULT_CONFIG = Path("stellaclaw.toml")
+
+# Operating commands (DESIGN §8), each a module of `services.launcher` with `HELP`,
+# `configure(parser) -> {"<name> <sub>": subparser}` (its sub-commands, for the summary) and
+# `run(args) -> int` (the exit code). Heavy imports stay inside `run`.
+OPERATIONS: dict[str, str] = {
+    "restart": "restart",
+    "metrics": "metrics",
+    "doctor": "doctor",
+    "status": "status",
+    "bus": "bus_view",
+    "deploy": "deploy_users",
+}
 
 
 HELP = {
@@ -64,6 +77,10 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     check = config_commands.add_parser("check", help=HELP["config check"])
     check.add_argument("file", type=Path)
     found["config check"] = check
+    for name, module_name in OPERATIONS.items():
+        module = importlib.import_module(f"services.launcher.{module_name}")
+        found[name] = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        found |= module.configure(found[name])
     return found
 
 
@@ -71,9 +88,9 @@ def summary() -> str:
     """Each command's usage and what it does: README's CLI section is exactly this text."""
     parts = []
     for name, command in parsers().items():
-        if name:
+        if name and (command.description or name in HELP):
             usage = " ".join(command.format_usage().split()).removeprefix("usage: ")
-            parts.append(f"{usage}\n    {HELP[name]}")
+            parts.append(f"{usage}\n    {HELP.get(name, command.description)}")
     return "\n".join(parts) + "\n"
 
 
@@ -99,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 _init(args.config)
             case "config":
                 _check(args.file)
+            case name if name in OPERATIONS:
+                module = importlib.import_module(f"services.launcher.{OPERATIONS[name]}")
+                sys.exit(module.run(args))
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 -- the one line the operator reads
         sys.exit(lifecycle.EXIT_CONFIG)

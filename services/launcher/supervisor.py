@@ -17,11 +17,11 @@ from pathlib import Path
 
 import nats
 
-from services.launcher import bus_auth, children, migrations
+from services.launcher import bus_auth, children, metrics, migrations
 from services.launcher.embedded_nats import EmbeddedNats, Setup
 from shared import config as config_file
-from shared import layout, lifecycle, subjects, variables
-from shared.bus import BusAccess, Credential
+from shared import connection, layout, lifecycle, subjects, variables
+from shared.bus import BusAccess
 from shared.config import Config
 from shared.errors import ConfigError
 
@@ -43,6 +43,26 @@ def prepare_workdir(workdir: Path) -> None:
     migrations.found_version(workdir)
     for part in ("logs", "run", "workspaces", "shared", "skills"):
         (workdir / part).mkdir(parents=True, exist_ok=True)
+
+
+def request_path(workdir: Path, service: str) -> Path:
+    """Where `stellaclaw restart` asks the launcher to restart `service` at once when it exits."""
+    return workdir / "run" / f"{service}.restart"
+
+
+def pid_path(workdir: Path, service: str) -> Path:
+    return workdir / "run" / f"{service}.pid"
+
+
+def take_request(workdir: Path, service: str, pid: int) -> bool:
+    """True (and the request gone) when `stellaclaw restart` asked for the exit of `pid`."""
+    path = request_path(workdir, service)
+    try:
+        asked = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    path.unlink(missing_ok=True)
+    return asked == str(pid)
 
 
 class Plan:
@@ -75,6 +95,14 @@ class Child:
             code = await self._run_once()
             if stop.is_set():  # stopping: `terminate` ends it, in the launcher's order
                 return
+            if self._asked_to_restart():
+                log.info(
+                    "%s stopped with %s on request (stellaclaw restart); starting it",
+                    self.name,
+                    code,
+                )
+                backoff_s = 0.5
+                continue
             if code == lifecycle.EXIT_CONFIG:
                 self.exit_code = code
                 log.error("%s refused its config (exit 2); see logs/%s.log", self.name, self.name)
@@ -87,6 +115,10 @@ class Child:
                 async with asyncio.timeout(backoff_s):
                     await stop.wait()
 
+    def _asked_to_restart(self) -> bool:
+        pid = self.process.pid if self.process else 0
+        return take_request(self.plan.workdir, self.name, pid)
+
     async def _run_once(self) -> int:
         plan = self.plan
         argv = [sys.executable, "-m", f"services.{self.name}", "--config", str(plan.config_path)]
@@ -94,15 +126,14 @@ class Child:
         env = variables.child_environment(plan.raw, self.name, plan.environment)
         with (plan.workdir / "logs" / f"{self.name}.log").open("ab") as out:
             self.process = await children.spawn(argv, env=env, lock_fd=plan.lock_fd, output=out)
-        pid_file = plan.workdir / "run" / f"{self.name}.pid"
-        pid_file.write_text(f"{self.process.pid}\n", encoding="utf-8")
+        pid_path(plan.workdir, self.name).write_text(f"{self.process.pid}\n", encoding="utf-8")
         log.info("started %s (pid %d)", self.name, self.process.pid)
         return await self.process.wait()
 
     async def terminate(self, grace_s: float) -> None:
         if self.process is not None and not await children.terminate(self.process, grace_s):
             log.warning("%s did not stop within %.0f s; killed it", self.name, grace_s)
-        (self.plan.workdir / "run" / f"{self.name}.pid").unlink(missing_ok=True)
+        pid_path(self.plan.workdir, self.name).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -157,6 +188,8 @@ async def _up(plan: Plan, stop: asyncio.Event) -> int:
                 bus_up.set()
             for child in children_.values():
                 tasks.create_task(child.supervise(stop, bus_up))
+            if config.metrics.bind:  # a port in use is one warning, never the end of `up`
+                tasks.create_task(metrics.serve_in_up(config, admin, services_for(config), stop))
             await stop.wait()
             await _stop_in_order(children_, config.shutdown_grace_s + KILL_MARGIN_S)
             if embedded:
@@ -172,9 +205,7 @@ async def _start_bus(plan: Plan) -> tuple[EmbeddedNats | None, BusAccess]:
     """The configured bus (logging in as admin), or an embedded server with fresh logins."""
     bus = plan.config.bus
     if bus.url:
-        found = bus.credentials("admin")
-        login = Credential(user=found.user, password=found.password, token=found.token)
-        return None, BusAccess(url=bus.url, logins={"admin": login})
+        return None, BusAccess(url=bus.url, logins={"admin": lifecycle.credential(bus, "admin")})
     passwords = bus_auth.generate()
     conf = bus_auth.write(plan.workdir, bus, passwords)
     host, port = bus.listen.rsplit(":", 1)
@@ -201,10 +232,8 @@ async def _lay_out(admin: BusAccess, workdir: Path, config: config_file.Config) 
 
     try:
         nc = await nats.connect(
-            admin.url,
-            user=login.user,
-            password=login.password,
-            token=login.token,
+            connection.servers(admin.url),
+            **connection.login_options(login, "admin"),
             inbox_prefix=subjects.inbox_prefix("admin"),
             connect_timeout=5,
             allow_reconnect=False,

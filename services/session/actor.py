@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 IDLE_S = 30.0  # an actor with no input this long gives its session up
 RETRY_MAX_S = 5.0
 HAND_OVER_TIMEOUT_S = 2.0
+TURNS_RUNNING = "turns_running"  # a gauge in $SRV.STATS (`stellaclaw status`)
 log = logging.getLogger(__name__)
 
 
@@ -171,10 +172,11 @@ class SessionActor:
         await self.inbox.close()
         self.inbox = inbox.Inbox(self.conn, self.session_id, self.held.head.cursor)
         await self.inbox.read()
+        opened = turns.open_turn(self)
+        self.inbox.forget_taken(self.took, keep=opened[0].input_seq if opened else None)
         await self.inbox.follow(self.take_controls)
         if self.history.bad_seqs:
             await self.mark_broken()
-        opened = turns.open_turn(self)
         if opened is not None and not self.is_broken:
             await self.in_turn(turns.resume(self, *opened))
         while not self.is_stopping:
@@ -210,12 +212,14 @@ class SessionActor:
                 self.inbox.done(entry)
 
     async def in_turn(self, turn: Coroutine[Any, Any, None]) -> None:
+        self.conn.counters[TURNS_RUNNING] += 1
         try:
             await turn
         except asyncio.CancelledError:
             self.was_cut = self.running is not None
             raise
         finally:
+            self.conn.counters[TURNS_RUNNING] -= 1
             self.running = None
             self.cancel_entry = None
 

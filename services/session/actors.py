@@ -77,6 +77,12 @@ class ActorPool:
         if actor is not None:
             actor.signal(message.seq)
             return
+        await self.take(session_id)
+
+    async def take(self, session_id: SessionId) -> None:
+        """Take the session's lease and start its actor, unless a live owner holds it. A
+        restarted slot takes its own sessions so (its lease is its own at once), not through a
+        wake that another instance could get and have to leave until the lease expired."""
         held = await lease.acquire(self.stores.leases, session_id, self.owner)
         if held is None:
             return  # a live owner elsewhere reads the input from its cursor
@@ -173,7 +179,10 @@ class ActorPool:
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def wake_expired(self, entry: KeyValue.Entry) -> None:
-        session_id = SessionId(entry.key.removeprefix(subjects.session_lease_key("")))
+        prefix = subjects.session_lease_key("")
+        if not entry.key.startswith(prefix):
+            return  # a leader lease (`leader.<role>.<bot>`): its standby takes over by itself
+        session_id = SessionId(entry.key.removeprefix(prefix))
         if session_id in self.actors:
             return
         log.warning("the lease of %s expired; waking it", session_id)

@@ -10,11 +10,12 @@ calls is sent (`running_tools`, the calls `sent`, earlier ones `finished`); hist
 (an answer stored is being delivered). It is cleared when the actor lets the session go idle.
 """
 
+import asyncio
 from datetime import datetime
 from typing import Literal
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from services.session.history_store import FencedError
@@ -106,11 +107,21 @@ async def store(kv: KeyValue, session_id: str, held: Held, **changes: object) ->
     """The head with `changes`, written only if nobody wrote it since `held` was read."""
     head = msgspec.structs.replace(held.head, **changes)
     value = msgspec.json.encode(head)
-    try:
-        if held.revision:
-            revision = await kv.update(session_id, value, last=held.revision)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bus.PUBLISH_RETRY_S
+    delay_s = 0.05
+    while True:
+        try:
+            if held.revision:
+                revision = await kv.update(session_id, value, last=held.revision)
+            else:
+                revision = await kv.create(session_id, value)
+        except KeyWrongLastSequenceError:
+            raise FencedError(f"the head of session {session_id} changed under its owner") from None
+        except NoStreamResponseError:  # no leader (a NATS node died): nothing stored, try again
+            if loop.time() + delay_s > deadline:
+                raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
         else:
-            revision = await kv.create(session_id, value)
-    except KeyWrongLastSequenceError:
-        raise FencedError(f"the head of session {session_id} changed under its owner") from None
-    return Held(head=head, revision=revision)
+            return Held(head=head, revision=revision)

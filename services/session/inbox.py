@@ -26,7 +26,7 @@ from shared import bus, subjects
 from shared import logging as service_logging
 from shared.ids import SessionId
 from shared.messages.history import HistoryEvent, TurnFinished, TurnStarted, UserMessage
-from shared.messages.session import SESSION_INPUT, HandleMessage, SessionInput
+from shared.messages.session import SESSION_INPUT, ContinueTurn, HandleMessage, SessionInput
 
 
 class Entry(msgspec.Struct, kw_only=True):
@@ -139,6 +139,18 @@ class Inbox:
         entry.done = True
         while self.entries and self.entries[0].done:
             self.cursor = self.entries.pop(0).seq
+
+    def forget_taken(self, took: Callable[[int], bool], keep: int | None) -> None:
+        """After a takeover: inputs whose effect history holds are done (the last owner started
+        a turn on them or folded them in, and stored no cursor past them), so a resumed turn
+        never folds them in again; except the open turn's own input (`keep`), which resuming
+        the turn takes."""
+        for entry in self.waiting():
+            message = entry.input
+            if not isinstance(message, HandleMessage | ContinueTurn):
+                continue
+            if message.input_seq != keep and took(message.input_seq):
+                self.done(entry)
 
     def follow_ups(self) -> list[Entry]:
         """The user messages waiting at the front (a control behind them stops the run)."""

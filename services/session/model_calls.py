@@ -75,6 +75,7 @@ def delay_s(retry: RetryConfig, attempt: int, error: ProviderError) -> float:
 class Answered(msgspec.Struct, frozen=True, kw_only=True):
     reply: ModelReply
     model_name: str  # the model that answered (a fallback, maybe)
+    duration_s: float = 0.0  # from asking to the answer, retries and fallbacks included
 
 
 Tell = Callable[[str], Awaitable[None]]
@@ -120,6 +121,7 @@ class ModelChoice:
     ) -> Answered:
         """Call the current model; `media` reads the history's attachments, shaped per model
         (SPEC §8.2: a fallback may take less than the model before it)."""
+        asked_at = asyncio.get_running_loop().time()
         while True:
             name = self.current
             model = self.model(name)
@@ -146,7 +148,8 @@ class ModelChoice:
             self.cooldowns.succeeded(name)
             prices = self.config.models[name].prices
             reply = msgspec.structs.replace(reply, usage=usage.priced(reply.usage, prices))
-            return Answered(reply=reply, model_name=name)
+            took_s = asyncio.get_running_loop().time() - asked_at
+            return Answered(reply=reply, model_name=name, duration_s=round(took_s, 3))
 
     async def _fall_back(self, name: str, error: ProviderError) -> None:
         self.index += 1

@@ -22,7 +22,6 @@ import os
 import httpx
 import msgspec
 from nats.js.errors import NoKeysError
-from nats.js.kv import KeyValue
 
 from services.session import lease
 from services.session.actors import ActorPool, Stores
@@ -56,7 +55,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         actors = ActorPool(conn, runtime.config, http, stores, media)
         actors.owner = lease.Owner(owner_id=runtime.owner_id, pid=os.getpid())
         actors.workdir = runtime.workdir
-        await wake_orphans(conn, stores.leases, actors.owner)
+        await wake_orphans(actors)
         control = await conn.nc.subscribe(subjects.SESSION_CONTROL_ALL, cb=actors.on_control)
         await bus.register(conn, "session actors: turns, model calls, tool batches", VERSION)
         watcher = asyncio.create_task(actors.watch_leases())
@@ -71,20 +70,26 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         await actors.finish(grace_s=runtime.config.shutdown_grace_s)
 
 
-async def wake_orphans(conn: bus.Connection, leases: KeyValue, owner: lease.Owner) -> None:
-    """Wake the sessions this slot held before a restart, and those whose lease just expired:
-    their turns may have been cut, and no other wake may come for them."""
+async def wake_orphans(actors: ActorPool) -> None:
+    """Take the sessions this slot held before a restart (their leases are this slot's at once),
+    and wake those whose lease just expired: their turns may have been cut, and no other wake may
+    come for them."""
+    prefix = subjects.session_lease_key("")
     try:
-        keys = await leases.keys()
+        keys = await actors.stores.leases.keys()
     except NoKeysError:
         return
     for key in keys:
-        entry = await leases.get(key)
-        if entry.value:
-            holder = _OWNER.decode(entry.value)
-            if holder.owner_id != owner.owner_id or lease.is_running(holder.pid):
-                continue
-        session_id = key.removeprefix(subjects.session_lease_key(""))
-        log.info("waking session %s: its owner is gone", session_id)
-        rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
-        await bus.wake(conn, SessionId(session_id), rewake)
+        if not key.startswith(prefix):
+            continue  # a leader lease (`leader.<role>.<bot>`)
+        session_id = SessionId(key.removeprefix(prefix))
+        entry = await actors.stores.leases.get(key)
+        if not entry.value:
+            log.info("waking session %s: its lease expired", session_id)
+            rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
+            await bus.wake(actors.conn, session_id, rewake)
+            continue
+        holder = _OWNER.decode(entry.value)
+        if holder.owner_id == actors.owner.owner_id and not lease.is_running(holder.pid):
+            log.info("taking session %s over: this slot held it before a restart", session_id)
+            await actors.take(session_id)

@@ -245,6 +245,7 @@ def _assistant(turn: Turn, answered: Answered, calls: list[ToolCall]) -> Assista
         model=answered.model_name,
         usage=answered.reply.usage,
         reasoning=answered.reply.reasoning,
+        duration_s=answered.duration_s,
     )
 
 

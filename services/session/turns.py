@@ -9,7 +9,8 @@ answer (its out id is the turn's, so delivery sends it once) and a TurnFinished.
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -31,6 +32,7 @@ from services.session.turn_setup import Plan
 from shared import bus, subjects
 from shared.ids import TurnId
 from shared.messages.contract import Chat
+from shared.messages.events import TurnEnded
 from shared.messages.history import (
     AssistantMessage,
     Compacted,
@@ -234,7 +236,27 @@ async def drive(actor: "SessionActor", plan: Plan, tools: ToolCatalog | None) ->
         await finish(actor, plan.turn_id, plan.chat, ending)
     await usages.report(actor.conn, plan.chat, actor.session_id, plan.turn_id, actor.history.events)
     elapsed_s = asyncio.get_running_loop().time() - started_at
+    await _tell_ended(actor, plan, ending.outcome, elapsed_s)
     log.info("turn %s %s in %.2f s", plan.turn_id, ending.outcome, elapsed_s)
+
+
+async def _tell_ended(actor: "SessionActor", plan: Plan, outcome: str, elapsed_s: float) -> None:
+    """The turn's end and duration for metrics, published without waiting for the ack (like its
+    usage facts: a lost one costs a sample; a redone end is dropped by its msg id)."""
+    told: Literal["answered", "cancelled", "failed"] = (
+        "answered" if outcome == "answered" else "cancelled" if outcome == "cancelled" else "failed"
+    )
+    fact = TurnEnded(
+        conversation_id=plan.chat.conversation_id,
+        session_id=actor.session_id,
+        turn_id=plan.turn_id,
+        outcome=told,
+        duration_s=round(elapsed_s, 3),
+        at=datetime.now(UTC),
+    )
+    once = {subjects.MSG_ID_HEADER: subjects.turn_ended_msg_id(plan.turn_id)}
+    subject = subjects.turn_event(plan.chat.conversation_id)
+    await actor.conn.nc.publish(subject, bus.encode(fact), headers=once)
 
 
 async def finish(

@@ -91,6 +91,7 @@ async def report(
             model=event.model,
             usage=event.usage,
             at=at,
+            duration_s=event.duration_s,
         )
         once = {subjects.MSG_ID_HEADER: subjects.usage_msg_id(turn_id, number)}
         await conn.nc.publish(subject, bus.encode(fact), headers=once)

@@ -23,6 +23,7 @@ from services.tools.sandbox.host import SandboxHost
 from services.tools.tool_table import TOOLS
 from shared import bus, subjects
 from shared import logging as service_logging
+from shared.messages.events import ToolEnded
 from shared.messages.tools import (
     ErrorKind,
     RunTool,
@@ -120,8 +121,26 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         finished,
         msg_id=subjects.tool_result_msg_id(request.session_id, request.call_id),
     )
+    await _tell_ended(host.conn, request, finished)
     kind = result.error_kind if isinstance(result, ToolFailed) else "-"
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
+
+
+async def _tell_ended(conn: bus.Connection, request: RunTool, finished: ToolFinished) -> None:
+    """The call's end and duration for metrics, published without waiting for the ack (a lost
+    fact costs a sample; a call finished again after a restart is dropped by its msg id)."""
+    fact = ToolEnded(
+        conversation_id=request.conversation_id,
+        session_id=request.session_id,
+        call_id=request.call_id,
+        tool=request.tool,
+        outcome="failed" if isinstance(finished.result, ToolFailed) else "succeeded",
+        duration_s=finished.duration_s,
+    )
+    once = {subjects.MSG_ID_HEADER: subjects.tool_ended_msg_id(request.session_id, request.call_id)}
+    await conn.nc.publish(
+        subjects.tool_event(request.conversation_id), bus.encode(fact), headers=once
+    )
 
 
 async def outcome(

@@ -101,6 +101,7 @@ class AssistantMessage(BusMessage, frozen=True, kw_only=True, tag="assistant_mes
     model: str
     usage: Usage = Usage()
     reasoning: list[Reasoning] = msgspec.field(default_factory=list)  # before the text and calls
+    duration_s: float = 0.0  # the model call's, from asking to the answer (metrics)
 
 
 class ToolResults(BusMessage, frozen=True, kw_only=True, tag="tool_results"):

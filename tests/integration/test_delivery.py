@@ -75,8 +75,26 @@ async def test_an_answer_is_sent_with_entities_and_recorded(bus, workdir, nats_a
     assert call.params["link_preview_options"] == {"is_disabled": True}
     assert "parse_mode" not in call.params
     assert await record_of(bus, "ans_t1") == DeliveryRecord(
-        message_ids=(sent.message_id,), is_complete=True
+        message_ids=(sent.message_id,), is_complete=True, is_attempted=True
     )
+
+
+async def test_an_answer_attempted_before_is_logged_as_the_at_least_once_window(
+    bus, workdir, nats_access, caplog
+):
+    """A bus that lost its delivery count in a crash redelivers as if for the first time; the
+    record's mark, stored before the first send, still tells that a send may have reached the
+    chat unrecorded (DESIGN §1)."""
+    caplog.set_level(logging.WARNING, logger="services.delivery.telegram_sender")
+    kv = await bus.js.key_value(subjects.DELIVERY_BUCKET)
+    marked = DeliveryRecord(is_attempted=True)
+    await kv.put(subjects.delivery_key(CONV, "ans_t9"), msgspec.json.encode(marked))
+    async with telegram_api() as tg, running(runtime_for(tg, workdir, nats_access), run):
+        await bus.publish(OUT, reply("ans_t9", "maybe twice"), msg_id="ans_t9")
+        await tg.next_sent(CHAT_ID)
+    [window] = [r.getMessage() for r in caplog.records if "delivered again" in r.getMessage()]
+    assert window.startswith(f"output ans_t9 of {CONV} delivered again (try 1)")
+    assert (await record_of(bus, "ans_t9")).is_complete
 
 
 async def test_a_topic_answer_goes_to_its_thread(bus, workdir, nats_access):

@@ -6,6 +6,7 @@
 Each `POST /v1/messages` consumes the next step, answered with the events the API sends. Requests
 are checked as the API checks them (`problem`; roles must also alternate, which the API does not
 insist on); one past the script (answered 500) or refused (400) is recorded in `failures`.
+`GET /v1/models` lists `models` (outside the script; each request's headers go to `listings`).
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from aiohttp import web
 from msgspec.structs import replace
 
 from tests.kit.anthropic_wire import (
+    API_VERSION,
     MESSAGES_BODY,
     RAW_BODY,
     MessagesBody,
@@ -25,7 +27,7 @@ from tests.kit.anthropic_wire import (
     ThinkingBlock,
     problem,
 )
-from tests.kit.scripted_http import ScriptedServer, pieces, serving, write_sse
+from tests.kit.scripted_http import Handler, ScriptedServer, pieces, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -194,10 +196,36 @@ class AnthropicServer(ScriptedServer[Step]):
         super().__init__(api_key=api_key)
         self.requests: list[MessagesRequest] = []
         self.signatures: dict[str, str] = {}  # each signature the fake issued → its thinking
+        self.models: list[str] = []  # the ids `GET /v1/models` lists
+        self.listings: list[dict[str, str]] = []  # the headers of each `GET /v1/models`
         self._numbers = itertools.count(1)
 
     def error(self, status: int, message: str) -> web.StreamResponse:
         return _error(http_error(status, message))
+
+    def read_routes(self) -> list[tuple[str, Handler]]:
+        return [("/v1/models", self._list_models)]
+
+    async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        """The model list as the API answers it: one page, newest first."""
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.listings.append(headers)
+        if self.api_key and headers.get("x-api-key") != self.api_key:
+            return _error(http_error(401, "invalid x-api-key"))
+        if headers.get("anthropic-version") != API_VERSION:
+            return _error(http_error(400, f"anthropic-version: header must be {API_VERSION!r}"))
+        listed = [
+            {
+                "type": "model",
+                "id": model,
+                "display_name": model,
+                "created_at": "2025-05-14T00:00:00Z",
+            }
+            for model in self.models
+        ]
+        first, last = (self.models[0], self.models[-1]) if self.models else (None, None)
+        page = {"data": listed, "has_more": False, "first_id": first, "last_id": last}
+        return web.Response(body=_ENCODER.encode(page), content_type=_JSON)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

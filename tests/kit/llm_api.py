@@ -5,11 +5,13 @@
 
 Each `POST /v1/chat/completions` consumes the next step. A request past the script (answered 500)
 or one the fake cannot decode (answered 400, not tapped) is recorded in `failures`.
+`GET /v1/models` lists `models` (outside the script; each request's headers go to `listings`).
 """
 
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Literal
 
@@ -17,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from tests.kit.media_wire import AudioData, ChatFile, ImageUrl
-from tests.kit.scripted_http import ScriptedServer, pieces, serving, write_sse
+from tests.kit.scripted_http import Handler, ScriptedServer, pieces, serving, write_sse
 
 _ENCODER = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -281,12 +283,20 @@ class OpenAIChatServer(ScriptedServer[Step]):
         super().__init__(api_key=api_key)
         self.requests: list[ChatRequest] = []
         self.busy_s: list[float] = []  # the time each answered request took here (model time)
+        self.models: list[str] = []  # the ids `GET /v1/models` lists
+        self.listings: list[dict[str, str]] = []  # the headers of each `GET /v1/models`
         self._always: Step | None = None
+        self._responder: Callable[[ChatRequest], Step] | None = None
         self._numbers = itertools.count(1)
 
     def always(self, step: Step) -> None:
         """Answer every request past the script with `step`, without counting it a failure."""
         self._always = step
+
+    def respond_with(self, responder: Callable[[ChatRequest], Step]) -> None:
+        """Answer every request with what `responder` makes of it (a model that reads), instead
+        of a script: for runs too long and too disordered to script, such as the chaos suite."""
+        self._responder = responder
 
     def next_step(self, number: int) -> Step | None:
         if self._steps or self._always is None:
@@ -295,6 +305,21 @@ class OpenAIChatServer(ScriptedServer[Step]):
 
     def error(self, status: int, message: str) -> web.StreamResponse:
         return _error(status, message)
+
+    def read_routes(self) -> list[tuple[str, Handler]]:
+        return [("/v1/models", self._list_models)]
+
+    async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        """The model list as OpenAI answers it (a bearer key, when the fake has one)."""
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.listings.append(headers)
+        if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.")
+        listed = [
+            {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+            for model in self.models
+        ]
+        return _json({"object": "list", "data": listed})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
@@ -311,7 +336,10 @@ class OpenAIChatServer(ScriptedServer[Step]):
         self.requests.append(tapped)
         if self.api_key and tapped.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.")
-        step = self.next_step(len(self.requests))
+        if self._responder is not None:
+            step: Step | None = self._responder(tapped)
+        else:
+            step = self.next_step(len(self.requests))
         if step is None:
             return _error(500, "the fake's script has no step left")
         if step.delay_s:

@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 
 from services.launcher import bus_auth
 from services.launcher.embedded_nats import EmbeddedNats, Setup
-from shared import layout, subjects
-from shared.bus import BusAccess
+from shared import connection, layout, subjects
+from shared.bus import BusAccess, Credential
 from shared.config import BusConfig
 from shared.messages.contract import BusMessage
 
@@ -65,14 +65,12 @@ async def nats_server(
 
 async def connect_as(access: BusAccess, role: str, **options: Any) -> Client:
     """A plain nats-py client logged in as `role`, with the role's own inbox prefix."""
-    login = access.logins.get(role)
+    login = access.logins.get(role, Credential())
     return await nats.connect(
-        access.url,
-        user=login.user if login else None,
-        password=login.password if login else None,
+        connection.servers(access.url),
+        **connection.login_options(login, role),
         inbox_prefix=subjects.inbox_prefix(role),
-        max_reconnect_attempts=2,
-        **options,
+        **({"max_reconnect_attempts": 2} | options),
     )
 
 

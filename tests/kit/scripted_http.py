@@ -71,6 +71,8 @@ class ScriptedServer(Generic[S]):
         app.router.add_post(self.route, self.handle)
         for route, handler in self.more_routes():
             app.router.add_post(route, handler)
+        for route, handler in self.read_routes():
+            app.router.add_get(route, handler)
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
         self._runner, self._port = await serve(app)
 
@@ -84,6 +86,10 @@ class ScriptedServer(Generic[S]):
 
     def more_routes(self) -> list[tuple[str, Handler]]:
         """Further POST routes outside the script (a Files API), none by default."""
+        return []
+
+    def read_routes(self) -> list[tuple[str, Handler]]:
+        """GET routes outside the script (a model list), none by default."""
         return []
 
     def error(self, status: int, message: str) -> web.StreamResponse:

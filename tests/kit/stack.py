@@ -118,6 +118,7 @@ class Stack:
         self.process = process
         self.workdir = workdir
         self.nc: Client | None = None
+        self.external: BusAccess | None = None  # the logins of a bus `up` did not start
 
     @property
     def bus_url(self) -> str:
@@ -145,6 +146,8 @@ class Stack:
 
     def access(self) -> BusAccess:
         """Every role's login to the bus this `up` started (passwords in `run/auth/`)."""
+        if self.external is not None:
+            return self.external
         auth = lifecycle.auth_dir(self.workdir)
         logins = {
             path.name: Credential(user=path.name, password=path.read_text(encoding="utf-8").strip())

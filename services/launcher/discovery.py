@@ -1,0 +1,75 @@
+"""Which service instances answer `$SRV.PING` (nats.micro): for the launcher's commands."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from shared import connection, subjects
+from shared.bus import BusAccess, Credential
+from shared.errors import ConfigError
+
+GATHER_S = 0.5  # how long answers are collected
+
+
+class Pong(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of a `$SRV.PING` answer that names an instance."""
+
+    name: str
+    instance_id: str = msgspec.field(name="id")
+
+
+_PONG = msgspec.json.Decoder(Pong)
+
+
+class Discovery:
+    """A read-only login that asks who answers."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+
+    @classmethod
+    @asynccontextmanager
+    async def connected(cls, access: BusAccess, role: str) -> AsyncIterator["Discovery"]:
+        login = access.logins.get(role, Credential())
+        try:
+            nc = await nats.connect(
+                connection.servers(access.url),
+                **connection.login_options(login, role),
+                inbox_prefix=subjects.inbox_prefix(role),
+                connect_timeout=5,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise ConfigError(f"bus: cannot log in to {access.url} as {role}: {exc}") from None
+        try:
+            yield cls(nc)
+        finally:
+            await nc.close()
+
+    async def instances(self, service: str | None = None, wait_s: float = GATHER_S) -> list[str]:
+        """The instance ids answering `$SRV.PING` (of `service`, or of every service)."""
+        return [pong.instance_id for pong in await self.pongs(service, wait_s)]
+
+    async def pongs(self, service: str | None = None, wait_s: float = GATHER_S) -> list[Pong]:
+        found: list[Pong] = []
+
+        async def answered(msg: Msg) -> None:
+            with contextlib.suppress(msgspec.DecodeError):  # not an instance's answer
+                found.append(_PONG.decode(msg.data))
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=answered)
+        try:
+            subject = f"$SRV.PING.{service}" if service else "$SRV.PING"
+            await self.nc.publish(subject, b"", reply=inbox)
+            await asyncio.sleep(wait_s)  # answers come from every instance; there is no last one
+        finally:
+            await sub.unsubscribe()
+        return found
