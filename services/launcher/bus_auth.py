@@ -41,16 +41,22 @@ def write(workdir: Path, bus: BusConfig, passwords: dict[str, str]) -> Path:
 
 def render(bus: BusConfig, passwords: dict[str, str]) -> str:
     """The server's `authorization` block: one user per role with its allow lists."""
-    users = []
-    for role, allowed in permissions.roles(bus).items():
-        rules: dict[str, object] = {
-            "publish": {"allow": list(allowed.publish)},
-            "subscribe": {"allow": list(allowed.subscribe)},
-        }
-        if allowed.allow_responses:
-            rules["allow_responses"] = True
-        users.append({"user": role, "password": passwords[role], "permissions": rules})
+    users = [
+        {"user": role, "password": passwords[role], "permissions": rules(allowed)}
+        for role, allowed in permissions.roles(bus).items()
+    ]
     return msgspec.json.format(msgspec.json.encode({"authorization": {"users": users}})).decode()
+
+
+def rules(allowed: permissions.Permissions) -> dict[str, object]:
+    """A role's allow lists as the server's config writes them."""
+    found: dict[str, object] = {
+        "publish": {"allow": list(allowed.publish)},
+        "subscribe": {"allow": list(allowed.subscribe)},
+    }
+    if allowed.allow_responses:
+        found["allow_responses"] = True
+    return found
 
 
 def access(url: str, passwords: dict[str, str]) -> BusAccess:

@@ -28,6 +28,7 @@ from typing import Literal
 
 import msgspec
 
+from services.launcher import bus_auth
 from shared import config as config_file
 from shared import lifecycle, permissions
 from shared.config import BusConfig
@@ -96,12 +97,7 @@ def make(bus: BusConfig, form: Format) -> list[Login]:
     """A fresh login for every role, with its allow lists."""
     logins = []
     for role, allowed in permissions.roles(bus).items():
-        rules: dict[str, object] = {
-            "publish": {"allow": list(allowed.publish)},
-            "subscribe": {"allow": list(allowed.subscribe)},
-        }
-        if allowed.allow_responses:
-            rules["allow_responses"] = True
+        rules = bus_auth.rules(allowed)
         logins.append(_nkey(role, rules) if form == "nkeys" else _password(role, rules))
     return logins
 

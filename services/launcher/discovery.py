@@ -4,17 +4,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import msgspec
 import nats
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from shared import connection, subjects
 from shared.bus import BusAccess, Credential
 from shared.errors import ConfigError
 
 GATHER_S = 0.5  # how long answers are collected
+T = TypeVar("T")
 
 
 class Pong(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,18 +59,31 @@ class Discovery:
         return [pong.instance_id for pong in await self.pongs(service, wait_s)]
 
     async def pongs(self, service: str | None = None, wait_s: float = GATHER_S) -> list[Pong]:
-        found: list[Pong] = []
+        subject = f"$SRV.PING.{service}" if service else "$SRV.PING"
+        return await gather(self.nc, subject, _PONG, wait_s)
 
-        async def answered(msg: Msg) -> None:
-            with contextlib.suppress(msgspec.DecodeError):  # not an instance's answer
-                found.append(_PONG.decode(msg.data))
 
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=answered)
-        try:
-            subject = f"$SRV.PING.{service}" if service else "$SRV.PING"
-            await self.nc.publish(subject, b"", reply=inbox)
-            await asyncio.sleep(wait_s)  # answers come from every instance; there is no last one
-        finally:
-            await sub.unsubscribe()
-        return found
+async def gather(
+    nc: Client, subject: str, decoder: msgspec.json.Decoder[T], wait_s: float
+) -> list[T]:
+    """Every answer to one broadcast request on `subject` within `wait_s` (`nc.request` keeps
+    only the first; every instance answers and there is no last one). Answers of another shape
+    (another application's services on a shared bus) are left out."""
+    found: list[T] = []
+    inbox = nc.new_inbox()
+    answers = await nc.subscribe(inbox)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    try:
+        await nc.publish(subject, b"", reply=inbox)
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await answers.next_msg(timeout=left)
+            except TimeoutError:
+                break
+            with contextlib.suppress(msgspec.DecodeError):
+                found.append(decoder.decode(msg.data))
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await answers.unsubscribe()
+    return found

@@ -7,14 +7,13 @@ its host offers through `sc.tool.probe.<pool>`, answered there, not on the docto
 """
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from services.launcher import doctor_layout, supervisor
+from services.launcher import discovery, doctor_layout, supervisor
 from services.launcher.doctor_findings import Finding, failed, passed, warned
 from shared import bus, layout, lifecycle, sandbox, subjects
 from shared.config import Config, SandboxConfig
@@ -117,19 +116,7 @@ def _who(access: BusAccess) -> str:
 
 async def ping_all(nc: Client, wait_s: float = PING_WAIT_S) -> list[Pong]:
     """Every service instance that answers one `$SRV.PING` within `wait_s`."""
-    inbox = nc.new_inbox()
-    answers = await nc.subscribe(inbox)
-    found: list[Pong] = []
-    try:
-        await nc.publish(PING_ALL, b"", reply=inbox)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_s):
-                async for msg in answers.messages:
-                    with contextlib.suppress(msgspec.DecodeError):  # not a micro service
-                        found.append(PONG.decode(msg.data))
-    finally:
-        await answers.unsubscribe()
-    return found
+    return await discovery.gather(nc, PING_ALL, PONG, wait_s)
 
 
 def service_findings(pongs: list[Pong], names: list[str], workdir: Path) -> list[Finding]:

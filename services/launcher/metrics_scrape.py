@@ -7,7 +7,6 @@ watchers and the clients' ordered consumers, come and go with random names), and
 streams of our layout.
 """
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -16,10 +15,10 @@ from datetime import UTC, datetime
 import msgspec
 import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, StreamInfo
 
+from services.launcher import discovery
 from services.launcher.metrics_text import Exposition, Kind, Labels
 from shared import layout, subjects
 from shared.config import BusConfig
@@ -106,26 +105,11 @@ def our_streams(bus: BusConfig) -> frozenset[str]:
 async def instances(nc: Client, wait_s: float = GATHER_S) -> list[InstanceStats]:
     """Every instance answering `$SRV.STATS` within `wait_s`; answers of another shape are
     left out (another application's services on a shared bus)."""
-    found: list[InstanceStats] = []
-
-    async def answered(msg: Msg) -> None:
-        with contextlib.suppress(msgspec.DecodeError):
-            found.append(_STATS.decode(msg.data))
-
-    inbox = nc.new_inbox()
     try:
-        sub = await nc.subscribe(inbox, cb=answered)
+        found = await discovery.gather(nc, "$SRV.STATS", _STATS, wait_s)
     except nats.errors.Error as exc:  # the connection closed: nobody is reachable
         log.warning("cannot ask for $SRV.STATS: %r", exc)
         return []
-    try:
-        await nc.publish("$SRV.STATS", b"", reply=inbox)
-        await asyncio.sleep(wait_s)  # answers come from every instance; there is no last one
-    except nats.errors.Error as exc:
-        log.warning("cannot ask for $SRV.STATS: %r", exc)
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
     return [stats for stats in found if stats.counters]
 
 

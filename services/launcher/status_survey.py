@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from services.launcher import bus_reads
+from services.launcher import bus_reads, discovery
 from services.launcher import status_report as report
 from services.launcher.bus_reads import ConsumerInfo, StreamInfo
 from shared import leases, subjects
@@ -37,6 +37,9 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     started: datetime | None = None
     endpoints: list[Endpoint] | None = None
     metadata: dict[str, str] | None = None
+
+
+_STATS: msgspec.json.Decoder[Stats] = msgspec.json.Decoder(Stats)
 
 
 class Probe(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,24 +97,8 @@ async def lag(
 
 async def gather_instances(nc: Client, wait_s: float) -> list[report.Instance]:
     """Every answer to one `$SRV.STATS` broadcast within `wait_s` (`nc.request` keeps one)."""
-    inbox = nc.new_inbox()
-    answers = await nc.subscribe(inbox)
-    found: list[report.Instance] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    try:
-        await nc.publish("$SRV.STATS", b"", reply=inbox)
-        while (left := deadline - loop.time()) > 0:
-            try:
-                msg = await answers.next_msg(timeout=left)
-            except TimeoutError:
-                break
-            try:
-                found.append(instance(msgspec.json.decode(msg.data, type=Stats)))
-            except msgspec.DecodeError:
-                continue  # not a micro service's answer: nothing to show
-    finally:
-        await answers.unsubscribe()
+    answers = await discovery.gather(nc, "$SRV.STATS", _STATS, wait_s)
+    found = [instance(stats) for stats in answers]
     return sorted(found, key=lambda one: (one.service, one.host, one.pid or 0, one.instance_id))
 
 

@@ -100,6 +100,7 @@ async def test_status_tail_and_replay_show_a_turn_as_it_runs(tmp_path: Path, mon
         assert tools.counters["calls_running"] == 1
         assert report.problems == []
         code, text, _ = await cli("status", *where)
+        print(f"\n$ stellaclaw status\n{text}")  # noqa: T201 -- the screen, read with -s
         assert code == 0
         assert "Turns running 1" in text
         assert max(len(line) for line in text.splitlines()) <= WIDTH

@@ -13,7 +13,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -25,10 +24,11 @@ import nats.errors
 from nats.aio.client import Client
 
 from shared import lifecycle, subjects
+from shared.bus import BusAccess
 from tests.kit.chaos_load import ChaosModel, Ledger, Tally, Until, converse, count
 from tests.kit.llm_api import OpenAIChatServer
 from tests.kit.nats_cluster import KitCluster, nats_cluster
-from tests.kit.stack import SERVICES, Fakes, Stack, children_of, fakes, stack
+from tests.kit.stack import SERVICES, Fakes, Stack, children_of, fakes, spawn_replica, stack
 from tests.kit.telegram_api import TelegramAPIServer
 
 REPLICA_RESTART_S = 1.0
@@ -71,13 +71,8 @@ class Fleet:
             await self._start_replica(name)
 
     async def _start_replica(self, name: str) -> None:
-        workdir = self.running.workdir
-        argv = ["-m", f"services.{name}", "--config", str(self.config), "--workdir", str(workdir)]
-        argv += ["--owner-id", lifecycle.default_owner_id(workdir, name, 1)]
-        with (workdir / "logs" / f"{name}-replica.log").open("ab") as log:
-            self.replicas[name] = await asyncio.create_subprocess_exec(
-                sys.executable, *argv, stdout=log, stderr=log, start_new_session=True
-            )
+        owner_id = lifecycle.default_owner_id(self.running.workdir, name, 1)
+        self.replicas[name] = await spawn_replica(self.running, name, self.config, owner_id)
 
     async def restart_replica(self, name: str) -> None:
         """SIGTERM the second instance, let it drain, start it again and wait for it."""
@@ -141,19 +136,8 @@ async def world(
     root: Path, setenv: Callable[[str, str], None], users: Sequence[int]
 ) -> AsyncIterator[World]:
     """`stellaclaw up` against the fakes, with a second instance of each service beside it."""
-    async with (
-        fakes(root, setenv, users) as faked,
-        stack(faked.config, faked.workdir) as running,
-    ):
-        await running.wait_ready(SERVICES)
-        fleet = Fleet(running, faked.config)
-        await fleet.start()
-        try:
-            for name in SERVICES:
-                await running.wait_instances(name, 2)
-            yield World(fakes=faked, running=running, fleet=fleet)
-        finally:
-            await fleet.stop()
+    async with fakes(root, setenv, users) as faked, doubled(faked) as running:
+        yield running
 
 
 @asynccontextmanager
@@ -168,17 +152,24 @@ async def cluster_world(
     ):
         with faked.config.open("a", encoding="utf-8") as config:
             config.write(cluster_bus(cluster))
-        async with stack(faked.config, faked.workdir) as running:
-            running.external = cluster.access
-            await running.wait_ready(SERVICES)
-            fleet = Fleet(running, faked.config)
-            await fleet.start()
-            try:
-                for name in SERVICES:
-                    await running.wait_instances(name, 2)
-                yield World(fakes=faked, running=running, fleet=fleet), cluster
-            finally:
-                await fleet.stop()
+        async with doubled(faked, cluster.access) as running:
+            yield running, cluster
+
+
+@asynccontextmanager
+async def doubled(faked: Fakes, external: BusAccess | None = None) -> AsyncIterator[World]:
+    """`up` on the fakes' config, and the second instances, each service answering twice."""
+    async with stack(faked.config, faked.workdir) as running:
+        running.external = external
+        await running.wait_ready(SERVICES)
+        fleet = Fleet(running, faked.config)
+        await fleet.start()
+        try:
+            for name in SERVICES:
+                await running.wait_instances(name, 2)
+            yield World(fakes=faked, running=running, fleet=fleet)
+        finally:
+            await fleet.stop()
 
 
 def cluster_bus(cluster: KitCluster) -> str:

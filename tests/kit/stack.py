@@ -337,13 +337,7 @@ async def replica(
     a slot id of its own (`--owner-id`), logging to `logs/<service>-replica.log`; a `tools`
     replica serves only `pools` when some are named (`--pool`, as `stellaclaw run tools --pool`
     passes it on). It runs the module, as `stellaclaw run` does. Stopped on exit."""
-    argv = ["-m", f"services.{service}", "--config", str(config)]
-    argv += ["--workdir", str(running.workdir), "--owner-id", owner_id]
-    argv += [part for pool in pools for part in ("--pool", pool)]
-    with (running.workdir / "logs" / f"{service}-replica.log").open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, *argv, stdout=log, stderr=log, start_new_session=True
-        )
+    process = await spawn_replica(running, service, config, owner_id, pools)
     try:
         yield process
     finally:
@@ -354,6 +348,19 @@ async def replica(
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def spawn_replica(
+    running: Stack, service: str, config: Path, owner_id: str, pools: Sequence[str] = ()
+) -> asyncio.subprocess.Process:
+    """Start one more process of `service` (see `replica`); the caller stops it."""
+    argv = ["-m", f"services.{service}", "--config", str(config)]
+    argv += ["--workdir", str(running.workdir), "--owner-id", owner_id]
+    argv += [part for pool in pools for part in ("--pool", pool)]
+    with (running.workdir / "logs" / f"{service}-replica.log").open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *argv, stdout=log, stderr=log, start_new_session=True
+        )
 
 
 class Fakes(msgspec.Struct, frozen=True, kw_only=True):

@@ -206,10 +206,10 @@ async def test_a_body_the_fake_cannot_decode_is_a_400_and_a_failure(unchecked, h
 
 
 async def test_an_unknown_path_is_a_404_and_a_failure(unchecked, http):
-    response = await http.get(f"{unchecked.base_url}/models")
+    response = await http.get(f"{unchecked.base_url}/embeddings")
 
     assert response.status_code == 404
-    with pytest.raises(AssertionError, match="unexpected request GET /v1/models"):
+    with pytest.raises(AssertionError, match="unexpected request GET /v1/embeddings"):
         unchecked.assert_done()
 
 
