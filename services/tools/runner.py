@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
+from nats.js.errors import NotFoundError
 
 from services.tools import handles, results, workspace
 from services.tools.cancellation import CallKey, Running
@@ -98,9 +99,17 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
         await bus.publish(host.conn, subject, announced, msg_id=msg_id)
 
-    hooks = Hooks(started=started)
-    work = outcome(request, envelope.num_delivered, host.place, hooks, host.forward)
     key = (request.session_id, request.call_id)
+    if (earlier := host.running.tasks.get(key)) is not None:
+        # The bus delivered the call again while it runs here (it lost the delivery in a
+        # restart): the run in hand publishes the one result; this delivery only waits for it.
+        await with_heartbeats(asyncio.wait({earlier}), envelope)
+        return
+    delivered = envelope.num_delivered
+    if delivered == 1 and await started_before(host.conn, request):
+        delivered = 2  # a restarted bus lost the count; its stored ToolStarted tells
+    hooks = Hooks(started=started)
+    work = outcome(request, delivered, host.place, hooks, host.forward)
     host.conn.counters[CALLS_RUNNING] += 1  # a gauge in $SRV.STATS
     try:
         result = await cancellable(host.running, key, (work, hooks.cut_short), envelope)
@@ -124,6 +133,20 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     await _tell_ended(host.conn, request, finished)
     kind = result.error_kind if isinstance(result, ToolFailed) else "-"
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
+
+
+async def started_before(conn: bus.Connection, request: RunTool) -> bool:
+    """Did a runner announce (or finish) this side-effecting call before? The delivery count
+    says so, unless a restarted bus lost it; the call's stored ToolStarted says so anyway."""
+    tool = TOOLS.get(request.tool)
+    if tool is None or tool.traits.is_idempotent:
+        return False
+    subject = subjects.tool_result(request.session_id, request.call_id)
+    try:
+        await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
+    except NotFoundError:
+        return False
+    return True
 
 
 async def _tell_ended(conn: bus.Connection, request: RunTool, finished: ToolFinished) -> None:

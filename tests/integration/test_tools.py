@@ -172,6 +172,28 @@ async def test_a_redelivered_shell_call_is_not_run_again(bus, runtime, workdir):
     assert not (workdir / "workspaces" / "tg_1" / "ran").exists()
 
 
+async def test_a_side_effect_delivered_as_new_after_its_start_was_stored_is_not_run_again(
+    bus, runtime, workdir
+):
+    """A restarted bus may lose a consumer's delivery count: the call then comes as a first
+    delivery. The call's stored ToolStarted (SC_TOOLRES) tells the runner it ran before."""
+    request = run_tool("shell", {"command": "echo ran >> effects.log"}, call="twice")
+    async with running(runtime, run):
+        first = await call(bus, request)
+        again = subjects.tool_request_msg_id(request.session_id, request.call_id) + "-lost"
+        await bus.publish(subjects.tool_request("local", request.session_id), request, msg_id=again)
+        [consumer] = layout.durables(runtime.config.bus)["tools"]
+        await eventually_async(lambda: drained(bus, consumer.stream, consumer.durable))
+    assert output(first)["exit_code"] == 0
+    effects = workdir / "workspaces" / "tg_1" / "effects.log"
+    assert effects.read_text(encoding="utf-8") == "ran\n"
+
+
+async def drained(bus: TestBus, stream: str, durable: str) -> bool:
+    info = await bus.js.consumer_info(stream, durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
 async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir, nats_access):
     runtime = make_runtime(CONFIG | {"shutdown_grace_s": 0.2}, workdir, nats_access)
     pid_file = workdir / "workspaces" / "tg_1" / "child.pid"
