@@ -191,7 +191,7 @@ async def test_a_side_effect_delivered_as_new_after_its_start_was_stored_is_not_
 
 async def drained(bus: TestBus, stream: str, durable: str) -> bool:
     info = await bus.js.consumer_info(stream, durable)
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def test_a_call_cut_by_shutdown_takes_its_process_group_along(bus, workdir, nats_access):
