@@ -49,8 +49,11 @@ def bind(
         args = decode(decoder, kind, arguments)
         hard_s = limit_s if isinstance(limit_s, float) else limit_s(args)
         # The announcement goes out as the tool starts, not before: its ack is not waited for
-        # on the way in, only before the result (one connection keeps the order).
+        # on the way in, only before the result (one connection keeps the order). A side
+        # effect waits for it: the stored announcement is its claim on the call.
         announcing = asyncio.ensure_future(started(hard_s))
+        if call.claims_start:
+            await announcing
         deadline = asyncio.timeout(hard_s)
         try:
             async with deadline:

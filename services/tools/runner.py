@@ -97,7 +97,9 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         )
         subject = subjects.tool_result(request.session_id, request.call_id)
         msg_id = subjects.tool_started_msg_id(request.session_id, request.call_id)
-        await bus.publish(host.conn, subject, announced, msg_id=msg_id)
+        ack = await bus.publish(host.conn, subject, announced, msg_id=msg_id)
+        if ack.duplicate and claims(request):  # another delivery of the call started it
+            raise ToolError("interrupted_by_restart", INTERRUPTED)
 
     key = (request.session_id, request.call_id)
     if (earlier := host.running.tasks.get(key)) is not None:
@@ -135,11 +137,16 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
     log.info("tool finished", extra={"tool": request.tool, "call": request.call_id, "error": kind})
 
 
+def claims(request: RunTool) -> bool:
+    """A side effect: it runs at most once per call."""
+    tool = TOOLS.get(request.tool)
+    return tool is not None and not tool.traits.is_idempotent
+
+
 async def started_before(conn: bus.Connection, request: RunTool) -> bool:
     """Did a runner announce (or finish) this side-effecting call before? The delivery count
     says so, unless a restarted bus lost it; the call's stored ToolStarted says so anyway."""
-    tool = TOOLS.get(request.tool)
-    if tool is None or tool.traits.is_idempotent:
+    if not claims(request):
         return False
     subject = subjects.tool_result(request.session_id, request.call_id)
     try:
@@ -183,7 +190,10 @@ async def outcome(
         call = workspace.prepare(request, place.workdir, place.sandbox, place.context)
         arguments, chosen = take_remote(request, bytes(request.arguments), place.context)
         call = msgspec.structs.replace(
-            call, cut_short=hooks.cut_short, remote=chosen or call.remote
+            call,
+            cut_short=hooks.cut_short,
+            remote=chosen or call.remote,
+            claims_start=not tool.traits.is_idempotent,
         )
         result = await tool.invoke(arguments, call, hooks.started)
     except handles.HeldElsewhereError as exc:

@@ -50,6 +50,9 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
     # returns what it has, `interrupted: true`, and its work (a command, a download) goes on.
     cut_short: asyncio.Event = msgspec.field(default_factory=asyncio.Event)
     remote: RemoteTarget | None = None  # fixed mode, or a selectable call's `remote`
+    # A side effect: its ToolStarted is stored before it runs, and claims the call (a second
+    # claim, from a delivery the bus lost count of, is refused and the call not run again)
+    claims_start: bool = False
 
 
 def remote_for(call: ToolCall, path: str) -> RemoteTarget | None:
