@@ -296,10 +296,10 @@ async def _hold(envelope: Envelope, delay_s: float, lane: Lane) -> bool:
 
 
 async def reject(conn: Connection, msg: Msg, reason: str) -> None:
-    """Terminate a message that can never be handled; count it and report it."""
+    """Report a message that can never be handled, then terminate it (a crash in between
+    reports it again under the same id: the report is kept once)."""
+    await report_bad(conn, msg.subject, reason, stream_seq=msg.metadata.sequence.stream)
     await msg.term()
-    seq = msg.metadata.sequence.stream
-    await report_bad(conn, msg.subject, reason, stream_seq=seq)
 
 
 async def report_bad(conn: Connection, subject: str, reason: str, *, stream_seq: int = 0) -> None:
@@ -327,8 +327,7 @@ async def decoded(
 
 
 async def dead_letter(conn: Connection, msg: Msg, last_error: str) -> None:
-    """Terminate a message after `max_deliver` failed handlings; count it and report it."""
-    await msg.term()
+    """Report a message after `max_deliver` failed handlings, then terminate it."""
     meta = msg.metadata
     conn.counters["dead_letters"] += 1
     log.error(
@@ -351,6 +350,7 @@ async def dead_letter(conn: Connection, msg: Msg, last_error: str) -> None:
         await publish(conn, subjects.DEAD_LETTER_EVENT, fact, msg_id=msg_id)
     except TransientError:
         log.warning("could not report the dead letter on %s", subjects.DEAD_LETTER_EVENT)
+    await msg.term()
 
 
 async def wake(conn: Connection, session_id: SessionId, msg_id: str, seq: int = 0) -> None:

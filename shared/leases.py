@@ -8,6 +8,7 @@ slot takes its predecessor's leases over at once when that pid is gone from this
 claimant waits for the lease to expire (the server then leaves a marker whose value is None).
 """
 
+import functools
 import os
 
 import msgspec
@@ -15,6 +16,7 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from shared import layout
+from shared.retrying import through_elections
 
 WRONG_LAST_SEQUENCE = 10071
 TTL_S = layout.LEASE_TTL_S
@@ -59,17 +61,20 @@ async def acquire(kv: KeyValue, key: str, owner: Owner) -> Lease | None:
     value = msgspec.json.encode(owner)
     for _ in range(3):  # a marker may expire between the tries
         try:
-            return Lease(key=key, owner=owner, revision=await kv.create(key, value))
+            revision = await through_elections(lambda: kv.create(key, value))
+            return Lease(key=key, owner=owner, revision=revision)
         except KeyWrongLastSequenceError:
             pass
         try:
-            entry = await kv.get(key)
+            entry = await through_elections(lambda: kv.get(key))
         except KeyNotFoundError:
             continue  # the expiry marker itself expired: create again
         if entry.value and not _is_takeover(_OWNER.decode(entry.value), owner):
             return None
         try:
-            revision = await kv.update(key, value, last=entry.revision)
+            revision = await through_elections(
+                functools.partial(kv.update, key, value, last=entry.revision)
+            )
         except KeyWrongLastSequenceError:
             return None  # someone else was quicker
         return Lease(key=key, owner=owner, revision=revision)
@@ -79,7 +84,7 @@ async def acquire(kv: KeyValue, key: str, owner: Owner) -> Lease | None:
 async def holder(kv: KeyValue, key: str) -> Owner | None:
     """Who holds the lease `key` now (None when nobody does)."""
     try:
-        entry = await kv.get(key)
+        entry = await through_elections(lambda: kv.get(key))
     except KeyNotFoundError:
         return None
     return _OWNER.decode(entry.value) if entry.value else None
@@ -92,9 +97,10 @@ def _is_takeover(holder: Owner, claimant: Owner) -> bool:
 
 async def renew(kv: KeyValue, lease: Lease) -> bool:
     """Extend the lease by another TTL; False when another owner holds it now."""
+    value, last = msgspec.json.encode(lease.owner), lease.revision
     try:
-        lease.revision = await kv.update(
-            lease.key, msgspec.json.encode(lease.owner), last=lease.revision
+        lease.revision = await through_elections(
+            lambda: kv.update(lease.key, value, last=last), retry_s=RENEW_S
         )
     except KeyWrongLastSequenceError:
         return False
@@ -104,7 +110,7 @@ async def renew(kv: KeyValue, lease: Lease) -> bool:
 async def release(kv: KeyValue, lease: Lease) -> None:
     """Give the lease up (only if still ours): the next claimant finds it free at once."""
     try:
-        await kv.delete(lease.key, last=lease.revision)
+        await through_elections(lambda: kv.delete(lease.key, last=lease.revision))
     except BadRequestError as exc:  # nats-py raises the base class for a delete here
         if exc.err_code != WRONG_LAST_SEQUENCE:
             raise  # anything but "already someone else's"

@@ -1,5 +1,6 @@
 """Loading and saving conversation state in KV `sc_conv`: every change is a compare-and-set."""
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from nats.js.kv import KeyValue
 from services.conversation.state import STATE, ConversationState
 from shared import bus, subjects
 from shared.errors import TransientError
+from shared.retrying import through_elections
 
 MAX_ATTEMPTS = 8
 CACHE_SIZE = 2_000
@@ -29,7 +31,7 @@ async def load(
     dead-lettered, never silently replaced by a new conversation.
     """
     try:
-        entry = await kv.get(key)
+        entry = await through_elections(lambda: kv.get(key))
     except KeyNotFoundError:
         return None, 0
     if entry.value is None:  # a deleted key: the conversation starts afresh
@@ -83,9 +85,10 @@ async def change(where: Store, key: str, apply: Change) -> ConversationState:
         value = msgspec.json.encode(updated)
         try:
             if revision:
-                stored = await kv.update(key, value, last=revision)
+                change = functools.partial(kv.update, key, value, last=revision)
             else:
-                stored = await kv.create(key, value)
+                change = functools.partial(kv.create, key, value)
+            stored = await through_elections(change)
         except KeyWrongLastSequenceError:
             log.info("conversation state changed elsewhere; reading it again")
             continue

@@ -13,6 +13,7 @@ from nats.js.kv import KeyValue
 
 from shared import bus, subjects
 from shared.errors import TransientError
+from shared.retrying import through_elections
 
 KV_TIMEOUT_S = 10.0
 
@@ -39,7 +40,7 @@ async def load(conn: bus.Connection, kv: KeyValue, key: str) -> DeliveryRecord:
     """
     try:
         async with asyncio.timeout(KV_TIMEOUT_S):
-            entry = await kv.get(key)
+            entry = await through_elections(lambda: kv.get(key))
     except KeyNotFoundError:
         return DeliveryRecord()
     except (TimeoutError, NatsError) as exc:
@@ -56,6 +57,6 @@ async def load(conn: bus.Connection, kv: KeyValue, key: str) -> DeliveryRecord:
 async def store(kv: KeyValue, key: str, record: DeliveryRecord) -> None:
     try:
         async with asyncio.timeout(KV_TIMEOUT_S):
-            await kv.put(key, _ENCODER.encode(record))
+            await through_elections(lambda: kv.put(key, _ENCODER.encode(record)))
     except (TimeoutError, NatsError) as exc:
         raise TransientError(f"cannot store delivery record {key!r}: {exc!r}") from exc

@@ -10,12 +10,11 @@ calls is sent (`running_tools`, the calls `sent`, earlier ones `finished`); hist
 (an answer stored is being delivered). It is cleared when the actor lets the session go idle.
 """
 
-import asyncio
 from datetime import datetime
 from typing import Literal
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.session.history_store import FencedError
@@ -24,6 +23,7 @@ from shared import bus, subjects
 from shared.messages.contract import Chat
 from shared.messages.history import Usage
 from shared.messages.session import ConversationSettings
+from shared.retrying import through_elections
 
 Phase = Literal["calling_model", "running_tools", "delivering"]
 SessionType = Literal["foreground", "background", "subagent"]
@@ -107,21 +107,12 @@ async def store(kv: KeyValue, session_id: str, held: Held, **changes: object) ->
     """The head with `changes`, written only if nobody wrote it since `held` was read."""
     head = msgspec.structs.replace(held.head, **changes)
     value = msgspec.json.encode(head)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bus.PUBLISH_RETRY_S
-    delay_s = 0.05
-    while True:
-        try:
-            if held.revision:
-                revision = await kv.update(session_id, value, last=held.revision)
-            else:
-                revision = await kv.create(session_id, value)
-        except KeyWrongLastSequenceError:
-            raise FencedError(f"the head of session {session_id} changed under its owner") from None
-        except NoStreamResponseError:  # no leader (a NATS node died): nothing stored, try again
-            if loop.time() + delay_s > deadline:
-                raise
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 2.0)
+    try:
+        if held.revision:
+            last = held.revision
+            revision = await through_elections(lambda: kv.update(session_id, value, last=last))
         else:
-            return Held(head=head, revision=revision)
+            revision = await through_elections(lambda: kv.create(session_id, value))
+    except KeyWrongLastSequenceError:
+        raise FencedError(f"the head of session {session_id} changed under its owner") from None
+    return Held(head=head, revision=revision)

@@ -21,6 +21,7 @@ import os
 
 import httpx
 import msgspec
+import nats.errors
 from nats.js.errors import NoKeysError
 
 from services.session import lease
@@ -92,4 +93,8 @@ async def wake_orphans(actors: ActorPool) -> None:
         holder = _OWNER.decode(entry.value)
         if holder.owner_id == actors.owner.owner_id and not lease.is_running(holder.pid):
             log.info("taking session %s over: this slot held it before a restart", session_id)
-            await actors.take(session_id)
+            try:
+                await actors.take(session_id)
+            except nats.errors.Error:  # the bus is failing over: any instance takes the wake
+                rewake = subjects.rewake_msg_id(session_id, entry.revision or 0)
+                await bus.wake(actors.conn, session_id, rewake)
