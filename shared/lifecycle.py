@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -25,6 +26,8 @@ from shared.bus import BusAccess, Credential
 from shared.errors import ConfigError
 
 EXIT_CONFIG = 2
+EXIT_STUCK = 3  # a stop that hung past its grace
+STOP_MARGIN_S = 10.0  # past shutdown_grace_s, a stopping service exits anyway
 log = logging.getLogger(__name__)
 
 
@@ -170,8 +173,25 @@ def main(service: str, run: Run, argv: Sequence[str] | None = None) -> None:
 async def _serve(service: str, run: Run, ready: Runtime) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    grace_s = ready.config.shutdown_grace_s
+
+    def stopping() -> None:
+        if not stop.is_set():  # a stop that hangs past its grace ends the process anyway
+            log.info("stopping: draining for up to %.0f s", grace_s)
+            loop.call_later(grace_s + STOP_MARGIN_S, _stuck, grace_s + STOP_MARGIN_S)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping)
     log.info("starting", extra={"bus": ready.bus.url, "workdir": str(ready.workdir)})
     await run(ready, stop)
     log.info("stopped")
+
+
+def _stuck(after_s: float) -> None:
+    """The stop did not finish: say what still waits, then exit (the supervisor restarts)."""
+    waiting = [task.get_coro() for task in asyncio.all_tasks() if not task.done()]
+    shown = ", ".join(getattr(coro, "__qualname__", repr(coro)) for coro in waiting[:12])
+    log.error("did not stop within %.0f s; exiting; still waiting: %s", after_s, shown)
+    logging.shutdown()
+    os._exit(EXIT_STUCK)

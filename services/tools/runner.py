@@ -26,6 +26,7 @@ from shared import bus, subjects
 from shared import logging as service_logging
 from shared.messages.events import ToolEnded
 from shared.messages.tools import (
+    TOOL_EVENT,
     ErrorKind,
     RunTool,
     ToolFailed,
@@ -150,9 +151,13 @@ async def started_before(conn: bus.Connection, request: RunTool) -> bool:
         return False
     subject = subjects.tool_result(request.session_id, request.call_id)
     try:
-        await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
+        stored = await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
     except NotFoundError:
         return False
+    try:
+        TOOL_EVENT.decode(stored.data or b"")
+    except msgspec.DecodeError:
+        return False  # junk on the call's subject (its reader reports it), not a start
     return True
 
 

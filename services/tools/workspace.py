@@ -5,6 +5,7 @@ tool touches is walked race-free by `fs` and must stay inside the workspace or t
 """
 
 import asyncio
+import contextlib
 import posixpath
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def opened(workspace: Workspace, workdir: Path) -> tuple[Path, Path]:
     (root / HOME_DIR).mkdir(parents=True, exist_ok=True)
     link = root / SHARED_DIR
     if not link.exists() and not link.is_symlink():
-        link.symlink_to(shared.resolve(), target_is_directory=True)
+        with contextlib.suppress(FileExistsError):  # another runner of the pool made it just now
+            link.symlink_to(shared.resolve(), target_is_directory=True)
     return root.resolve(), shared.resolve()
 
 
