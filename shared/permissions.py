@@ -132,8 +132,7 @@ def roles(bus: BusConfig) -> dict[str, Permissions]:
             + allow(bind(subjects.TOOL_STREAM, "*"))  # every pool's queue: pools are per config
             + allow(subjects.TOOL_RUNNERS_ALL)  # a call forwarded to the runner holding its state
             + allow(object_put(subjects.FILES_STORE))  # loaded media, files to send, spills
-            + allow(object_get(subjects.FILES_STORE))  # attachments placed in `upload/`
-            + allow(f"{API}.STREAM.MSG.GET.{subjects.TOOL_RESULT_STREAM}"),  # started before?
+            + allow(object_get(subjects.FILES_STORE)),  # attachments placed in `upload/`
             subscribe=service("tools", subjects.tool_catalog("*"), subjects.tool_probe("*"))
             + allow(subjects.tool_place("*"))
             + allow(subjects.TOOL_CANCEL_ALL, subjects.TOOL_RUNNERS_ALL, subjects.TOOL_END_ALL),

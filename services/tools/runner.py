@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
-from nats.js.errors import NotFoundError
 
 from services.tools import handles, results, workspace
 from services.tools.cancellation import CallKey, Running
@@ -26,7 +25,6 @@ from shared import bus, subjects
 from shared import logging as service_logging
 from shared.messages.events import ToolEnded
 from shared.messages.tools import (
-    TOOL_EVENT,
     ErrorKind,
     RunTool,
     ToolFailed,
@@ -108,11 +106,8 @@ async def handle(host: Host, request: RunTool, envelope: bus.Envelope) -> None:
         # restart): the run in hand publishes the one result; this delivery only waits for it.
         await with_heartbeats(asyncio.wait({earlier}), envelope)
         return
-    delivered = envelope.num_delivered
-    if delivered == 1 and await started_before(host.conn, request):
-        delivered = 2  # a restarted bus lost the count; its stored ToolStarted tells
     hooks = Hooks(started=started)
-    work = outcome(request, delivered, host.place, hooks, host.forward)
+    work = outcome(request, envelope.num_delivered, host.place, hooks, host.forward)
     host.conn.counters[CALLS_RUNNING] += 1  # a gauge in $SRV.STATS
     try:
         result = await cancellable(host.running, key, (work, hooks.cut_short), envelope)
@@ -142,23 +137,6 @@ def claims(request: RunTool) -> bool:
     """A side effect: it runs at most once per call."""
     tool = TOOLS.get(request.tool)
     return tool is not None and not tool.traits.is_idempotent
-
-
-async def started_before(conn: bus.Connection, request: RunTool) -> bool:
-    """Did a runner announce (or finish) this side-effecting call before? The delivery count
-    says so, unless a restarted bus lost it; the call's stored ToolStarted says so anyway."""
-    if not claims(request):
-        return False
-    subject = subjects.tool_result(request.session_id, request.call_id)
-    try:
-        stored = await conn.js.get_last_msg(subjects.TOOL_RESULT_STREAM, subject)
-    except NotFoundError:
-        return False
-    try:
-        TOOL_EVENT.decode(stored.data or b"")
-    except msgspec.DecodeError:
-        return False  # junk on the call's subject (its reader reports it), not a start
-    return True
 
 
 async def _tell_ended(conn: bus.Connection, request: RunTool, finished: ToolFinished) -> None:
