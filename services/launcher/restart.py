@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TextIO
 
 from services.launcher.discovery import Discovery
-from services.launcher.supervisor import SERVICES, pid_path, request_path
+from services.launcher.supervisor import KILL_MARGIN_S, SERVICES, pid_path, request_path
 from shared import config as config_file
 from shared import lifecycle
 from shared.bus import BusAccess
 from shared.errors import ConfigError
 
 HELP = "restart services of a running `stellaclaw up` one at a time (`all`: every service)"
-KILL_MARGIN_S = 5.0  # the launcher's own margin past shutdown_grace_s
 START_S = 60.0  # how long a started service may take to answer
 
 
@@ -51,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _chosen(asked: list[str], workdir: Path) -> list[str]:
-
     running = [name for name in SERVICES if pid_path(workdir, name).exists()]
     if asked == ["all"]:
         if not running:
@@ -66,7 +64,6 @@ def _chosen(asked: list[str], workdir: Path) -> list[str]:
 
 
 async def _restart_all(names: list[str], workdir: Path, access: BusAccess, limit_s: float) -> int:
-
     async with Discovery.connected(access, "observer") as discovery:
         for name in names:
             loop = asyncio.get_running_loop()
